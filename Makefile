@@ -1,0 +1,33 @@
+# The two commands of the quick start: `make demo` and `make test`.
+# Each first creates whatever is missing (scripts/setup.sh), then does its job.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MIDIARR := $(VENV)/bin/midiarr
+OUT ?= out
+
+.PHONY: setup demo test lint bench-prepare clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@echo "== the bundled example's tracks and roles"
+	$(MIDIARR) stems examples/band.mid --describe
+	@echo "== take the bass out (the song a songwriter brings), keep the bass alone too"
+	$(MIDIARR) subtract examples/band.mid --stem bass -o $(OUT)/band_without_bass.mid --stem-output $(OUT)/band_bass.mid
+	@echo "== the same song as MusicXML for a notation program"
+	$(MIDIARR) convert $(OUT)/band_without_bass.mid -o $(OUT)/band_without_bass.musicxml
+	$(MIDIARR) stems $(OUT)/band_without_bass.musicxml
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench-prepare: setup
+	$(PY) benchmarks/bench_prepare.py ../shared/data
+
+clean:
+	rm -rf $(OUT) .pytest_cache .ruff_cache

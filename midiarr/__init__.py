@@ -1,0 +1,60 @@
+"""midiarr: write the missing stem of a song (bass, drums, guitar, piano, strings).
+
+The public API starts here::
+
+    import midiarr
+    song = midiarr.load("song.mid")        # MIDI or MusicXML
+    print(midiarr.assign_roles(song))       # {track index: role}
+    partial = midiarr.subtract(song, "bass").partial
+    midiarr.save(partial, "song_without_bass.musicxml")
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from midiarr.convert import (
+    from_any,
+    from_mido,
+    from_music21,
+    from_pretty_midi,
+    from_symusic,
+    to_mido,
+    to_music21,
+    to_pretty_midi,
+    to_symusic,
+)
+from midiarr.errors import InputError, MidiarrError, OptionError, OutputError
+from midiarr.io import load, save
+from midiarr.roles import ROLES, assign_roles
+from midiarr.song import KeySignature, Marker, Note, Song, Tempo, TimeSignature, Track
+from midiarr.subtract import subtract
+
+__all__ = [
+    "ROLES",
+    "InputError",
+    "KeySignature",
+    "Marker",
+    "MidiarrError",
+    "Note",
+    "OptionError",
+    "OutputError",
+    "Song",
+    "Tempo",
+    "TimeSignature",
+    "Track",
+    "__version__",
+    "assign_roles",
+    "from_any",
+    "from_mido",
+    "from_music21",
+    "from_pretty_midi",
+    "from_symusic",
+    "load",
+    "save",
+    "subtract",
+    "to_mido",
+    "to_music21",
+    "to_pretty_midi",
+    "to_symusic",
+]

@@ -1,0 +1,32 @@
+"""Loading the TOML configs in ``configs/`` (installed as ``midiarr.configs``)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from midiarr.errors import OptionError
+
+
+@lru_cache(maxsize=32)
+def _load_bundled(name: str) -> dict[str, Any]:
+    text = resources.files("midiarr.configs").joinpath(name).read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def load_config(name: str, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """A config by bundled file name (``"tokenizer.toml"``) or from an explicit path."""
+    if path is None:
+        return _load_bundled(name)
+    p = Path(path)
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OptionError(f"config {p}: no such file") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise OptionError(f"config {p}: cannot read ({exc})") from None

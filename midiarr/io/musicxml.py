@@ -1,0 +1,324 @@
+"""MusicXML reader and writer (.musicxml, .mxl, .xml) through music21.
+
+Writing quantizes onsets and ends to the nearer of a 16th or an eighth-note
+triplet grid (what notation can spell), puts each track in its own part with a
+clef for its role, and spells drums as unpitched notes on the usual drum-staff
+positions so that MuseScore and friends show a drum part; reading maps those
+positions back to General MIDI drum pitches.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from midiarr.errors import InputError
+from midiarr.io.files import atomic_write_bytes, read_input_bytes
+from midiarr.io.limits import MAX_FILE_BYTES, check_song_limits
+from midiarr.song import (
+    NOTE_DTYPE,
+    KeySignature,
+    Song,
+    Tempo,
+    TimeSignature,
+    Track,
+    sort_notes,
+)
+
+if TYPE_CHECKING:
+    import music21
+
+MUSICXML_SUFFIXES = (".musicxml", ".mxl", ".xml")
+XML_TICKS_PER_BEAT = 480
+DEFAULT_VELOCITY = 80
+
+# GM drum pitch -> (display step, octave, notehead) on a five-line percussion staff.
+# Positions follow common drum-set notation; noteheads keep every pitch distinct.
+DRUM_NOTATION: dict[int, tuple[str, int, str]] = {
+    35: ("E", 4, "normal"),
+    36: ("F", 4, "normal"),
+    37: ("C", 5, "x"),
+    38: ("C", 5, "normal"),
+    39: ("D", 5, "x"),
+    40: ("C", 5, "diamond"),
+    41: ("A", 4, "normal"),
+    42: ("G", 5, "x"),
+    43: ("G", 4, "normal"),
+    44: ("D", 4, "x"),
+    45: ("B", 4, "normal"),
+    46: ("G", 5, "circle-x"),
+    47: ("D", 5, "normal"),
+    48: ("E", 5, "normal"),
+    49: ("A", 5, "x"),
+    50: ("F", 5, "normal"),
+    51: ("F", 5, "x"),
+    52: ("C", 6, "x"),
+    53: ("F", 5, "diamond"),
+    55: ("B", 5, "x"),
+    56: ("E", 5, "x"),
+    57: ("B", 5, "circle-x"),
+    59: ("F", 5, "circle-x"),
+}
+# Pitches outside the table are written at their own staff position: a natural with a
+# triangle notehead, a sharp on the natural below with a square one.
+_OTHER_DRUM_NOTEHEAD = "triangle"
+_OTHER_DRUM_SHARP_NOTEHEAD = "square"
+_DRUM_FROM_NOTATION = {v: k for k, v in DRUM_NOTATION.items()}
+_STEP_SEMITONES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+
+
+def _drum_pitch(step: str | None, octave: int | None, notehead: str) -> int:
+    """GM pitch of an unpitched note from its staff position and notehead."""
+    if step is None or octave is None:
+        return 38
+    key = (step, int(octave), notehead)
+    if key in _DRUM_FROM_NOTATION:
+        return _DRUM_FROM_NOTATION[key]
+    midi = 12 * (int(octave) + 1) + _STEP_SEMITONES.get(step, 0)
+    if notehead in (_OTHER_DRUM_NOTEHEAD, _OTHER_DRUM_SHARP_NOTEHEAD):
+        return int(np.clip(midi + (notehead == _OTHER_DRUM_SHARP_NOTEHEAD), 0, 127))
+    # Unknown position from another program: the nearest table entry on the staff.
+    nearest = min(DRUM_NOTATION.items(), key=lambda kv: abs(12 * (kv[1][1] + 1) + _STEP_SEMITONES[kv[1][0]] - midi))
+    return nearest[0]
+
+
+# ----------------------------------------------------------------- reading
+def read_musicxml(path: str | os.PathLike[str]) -> Song:
+    """Read a MusicXML file (.musicxml, .xml or compressed .mxl) into a `Song`."""
+    data = read_input_bytes(path, MAX_FILE_BYTES)
+    name = str(path)
+    if not data.strip():
+        raise InputError(f"{name}: empty file")
+    suffix = Path(path).suffix.lower()
+    if suffix == ".mxl" and not data.startswith(b"PK"):
+        raise InputError(f"{name}: not a compressed MusicXML (.mxl) file")
+    if suffix != ".mxl" and b"score-partwise" not in data[:4096] and b"score-timewise" not in data[:4096]:
+        raise InputError(f"{name}: not a MusicXML score (no score-partwise element)")
+    import music21
+
+    try:
+        parsed = music21.converter.parse(str(path), format="musicxml", forceSource=True)
+    except (zipfile.BadZipFile, music21.exceptions21.Music21Exception) as exc:
+        raise InputError(f"{name}: broken MusicXML ({_first_line(exc)})") from None
+    except Exception as exc:  # music21's XML layer raises many unrelated types on bad input
+        raise InputError(f"{name}: broken MusicXML ({type(exc).__name__}: {_first_line(exc)})") from None
+    if not isinstance(parsed, music21.stream.Score):
+        parsed = music21.stream.Score([parsed])
+    song = from_music21(parsed)
+    check_song_limits(song, name)
+    song.metadata.setdefault("title", _title(parsed) or Path(path).stem)
+    song.metadata["source"] = name
+    return song
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _title(score: music21.stream.Score) -> str | None:
+    md = score.metadata
+    return (md.title or md.movementName) if md is not None else None
+
+
+def from_music21(score: music21.stream.Score) -> Song:
+    """A `Song` from a music21 Score: one track per part, ties merged, pickups padded to a full bar."""
+    from music21 import dynamics, instrument, key, meter, note, stream
+
+    tpb = XML_TICKS_PER_BEAT
+    parts = list(score.parts) or [score]
+    first_measure = parts[0].getElementsByClass(stream.Measure).first() if parts else None
+    pickup = Fraction(first_measure.paddingLeft) if first_measure is not None else Fraction(0)
+
+    def to_tick(offset: float | Fraction) -> int:
+        return round((Fraction(offset) + pickup) * tpb)
+
+    tracks: list[Track] = []
+    for part in parts:
+        flat = part.stripTies().flatten()
+        inst = part.getInstrument(returnDefault=True)
+        unpitched = any(isinstance(n, note.Unpitched) for n in flat.notes[:64])
+        is_drum = unpitched or isinstance(inst, instrument.UnpitchedPercussion) or inst.midiChannel == 9
+        dyn_marks = [(Fraction(d.offset), d.volumeScalar) for d in flat.getElementsByClass(dynamics.Dynamic)]
+
+        rows: list[tuple[int, int, int, int]] = []
+        for el in flat.notes:
+            ql = Fraction(el.duration.quarterLength)
+            if ql <= 0:  # grace notes take no time in the score
+                continue
+            offset = Fraction(el.offset)
+            start, dur = to_tick(offset), max(1, round(ql * tpb))
+            members = list(el.notes) if hasattr(el, "notes") and el.notes else [el]
+            chord_velocity = _velocity_of(el, offset, dyn_marks)
+            for m in members:
+                if isinstance(m, note.Unpitched):
+                    pitch = _drum_pitch(m.displayStep, m.displayOctave, m.notehead or "normal")
+                else:
+                    pitch = int(m.pitch.midi)
+                vel = int(np.clip(m.volume.velocity, 1, 127)) if m.volume.velocity is not None else chord_velocity
+                rows.append((start, dur, int(np.clip(pitch, 0, 127)), vel))
+        notes = sort_notes(np.array(rows, dtype=NOTE_DTYPE)) if rows else np.zeros(0, dtype=NOTE_DTYPE)
+        program = inst.midiProgram if inst.midiProgram is not None else 0
+        name = part.partName or inst.partName or inst.instrumentName or ""
+        tracks.append(Track(name=str(name), program=int(program) % 128, is_drum=bool(is_drum), notes=notes))
+
+    ref = parts[0].flatten() if parts else score.flatten()
+    time_sigs = [
+        TimeSignature(to_tick(ts.offset), int(ts.numerator), int(ts.denominator))
+        for ts in ref.getElementsByClass(meter.TimeSignature)
+    ]
+    if pickup and time_sigs:
+        time_sigs[0] = TimeSignature(0, time_sigs[0].numerator, time_sigs[0].denominator)
+    keys = []
+    for ks in ref.getElementsByClass(key.KeySignature):
+        minor = isinstance(ks, key.Key) and ks.mode == "minor"
+        keys.append(KeySignature(to_tick(ks.offset), int(ks.sharps), minor))
+    tempos = []
+    for start, _end, mark in score.metronomeMarkBoundaries():
+        qpm = mark.getQuarterBPM()
+        if qpm and (not tempos or tempos[-1].qpm != qpm):
+            tempos.append(Tempo(0 if start == 0 else to_tick(start), float(qpm)))
+    return Song(
+        ticks_per_beat=tpb,
+        tracks=tracks,
+        tempos=_dedupe_by_tick(tempos),
+        time_signatures=_dedupe_by_tick(time_sigs),
+        key_signatures=_dedupe_by_tick(keys),
+    )
+
+
+def _velocity_of(el: music21.base.Music21Object, offset: Fraction, dyn_marks: list[tuple[Fraction, float]]) -> int:
+    """A note's velocity: its own, else the last dynamic mark before it, else a default."""
+    if el.volume.velocity is not None:
+        return int(np.clip(el.volume.velocity, 1, 127))
+    scalar = None
+    for off, vs in dyn_marks:
+        if off > offset:
+            break
+        scalar = vs
+    return int(np.clip(round(scalar * 127), 1, 127)) if scalar is not None else DEFAULT_VELOCITY
+
+
+def _dedupe_by_tick(items: list) -> list:
+    """Keep the last event at each tick (parts repeat the same signature)."""
+    by_tick = {item.tick: item for item in items}
+    return [by_tick[t] for t in sorted(by_tick)]
+
+
+# ----------------------------------------------------------------- writing
+def _snap_to_notation_grid(ticks: np.ndarray, tpb: int) -> np.ndarray:
+    """Snap ticks to the nearer of the 16th and eighth-triplet grids."""
+    sixteenth = tpb / 4
+    triplet = tpb / 3
+    a = np.round(ticks / sixteenth) * sixteenth
+    b = np.round(ticks / triplet) * triplet
+    return np.where(np.abs(a - ticks) <= np.abs(b - ticks), a, b)
+
+
+def to_music21(song: Song, roles: dict[int, str] | None = None) -> music21.stream.Score:
+    """A music21 Score: a part per track with a clef for its role, quantized for notation."""
+    from music21 import chord, clef, instrument, key, metadata, meter, note, stream, tempo
+    from music21.percussion import PercussionChord
+
+    from midiarr.roles import assign_roles
+
+    tpb = song.ticks_per_beat
+    roles = roles if roles is not None else assign_roles(song)
+    score = stream.Score()
+    score.metadata = metadata.Metadata()
+    score.metadata.title = song.metadata.get("title", "")
+
+    def ql(ticks: float) -> Fraction:
+        return Fraction(round(ticks * 12 / tpb), 12)  # exact on 16th and triplet grids
+
+    for index, track in enumerate(song.tracks):
+        part = stream.Part()
+        part.partName = track.name or (roles.get(index) or "part").title()
+        role = roles.get(index)
+        if track.is_drum:
+            inst = instrument.Percussion()
+            inst.midiChannel = 9
+            part.insert(0, inst)
+            part.insert(0, clef.PercussionClef())
+        else:
+            try:
+                inst = instrument.instrumentFromMidiProgram(int(track.program))
+            except Exception:  # music21 has no class for a few programs
+                inst = instrument.Instrument()
+                inst.midiProgram = int(track.program)
+            inst.midiProgram = int(track.program)
+            part.insert(0, inst)
+            part.insert(0, _clef_for(track, role, clef))
+        if index == 0:
+            for t in song.tempos:
+                part.insert(ql(t.tick), tempo.MetronomeMark(number=round(t.qpm, 2)))
+        for ts in song.time_signatures or [TimeSignature(0, 4, 4)]:
+            part.insert(ql(ts.tick), meter.TimeSignature(f"{ts.numerator}/{ts.denominator}"))
+        for ks in song.key_signatures:
+            part.insert(ql(ks.tick), key.KeySignature(ks.key))
+
+        n = track.notes
+        if len(n):
+            starts = _snap_to_notation_grid(n["start"].astype(float), tpb)
+            ends = _snap_to_notation_grid((n["start"] + n["duration"]).astype(float), tpb)
+            ends = np.maximum(ends, starts + tpb / 4)
+            # Chords group notes that share onset, end and velocity; MusicXML keeps one
+            # dynamics value per chord, so differently accented notes go in their own voice.
+            groups: dict[tuple[float, float, int], list[tuple[int, int]]] = {}
+            for s, e, p, v in zip(starts.tolist(), ends.tolist(), n["pitch"].tolist(), n["velocity"].tolist()):
+                groups.setdefault((s, e, v), []).append((p, v))
+            for (s, e, _v), members in groups.items():
+                length = ql(e - s)
+                if track.is_drum:
+                    objs = [_unpitched(p, v, note) for p, v in sorted(set(members))]
+                    el = objs[0] if len(objs) == 1 else PercussionChord(objs)
+                else:
+                    pitches = sorted({p for p, _ in members})
+                    el = note.Note(pitches[0]) if len(pitches) == 1 else chord.Chord(pitches)
+                el.duration.quarterLength = length
+                el.volume.velocity = int(max(v for _, v in members))
+                part.insert(ql(s), el)
+        score.insert(0, part)
+    return score
+
+
+def _unpitched(pitch: int, velocity: int, note_mod: object) -> object:
+    step, octave, head = DRUM_NOTATION.get(pitch, (None, None, _OTHER_DRUM_NOTEHEAD))
+    if step is None:
+        names = ["C", "C", "D", "D", "E", "F", "F", "G", "G", "A", "A", "B"]
+        step, octave = names[pitch % 12], pitch // 12 - 1
+        head = _OTHER_DRUM_SHARP_NOTEHEAD if pitch % 12 in (1, 3, 6, 8, 10) else _OTHER_DRUM_NOTEHEAD
+    u = note_mod.Unpitched(displayName=f"{step}{octave}")
+    u.notehead = head
+    u.volume.velocity = int(velocity)
+    return u
+
+
+def _clef_for(track: Track, role: str | None, clef_mod: object) -> object:
+    """Bass clef for bass, treble-8vb for guitar, else by the part's median pitch."""
+    if role == "bass":
+        return clef_mod.BassClef()
+    if role == "guitar":
+        return clef_mod.Treble8vbClef()
+    median = float(np.median(track.notes["pitch"])) if len(track.notes) else 60.0
+    return clef_mod.BassClef() if median < 55 else clef_mod.TrebleClef()
+
+
+def write_musicxml(song: Song, path: str | os.PathLike[str]) -> Path:
+    """Write MusicXML (.musicxml/.xml plain, .mxl compressed), atomically."""
+    import tempfile
+
+    target = Path(path)
+    score = to_music21(song)
+    suffix = target.suffix.lower() if target.suffix.lower() in MUSICXML_SUFFIXES else ".musicxml"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp) / f"out{suffix}"
+        fmt = "mxl" if suffix == ".mxl" else "musicxml"
+        written = Path(score.write(fmt, fp=str(tmp_path)))
+        data = written.read_bytes()
+    return atomic_write_bytes(target, data)
