@@ -145,6 +145,66 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    from midiarr.io import load
+    from midiarr.render import render_to_dir
+    from midiarr.roles import assign_roles, parse_role_overrides
+
+    song = load(args.file)
+    if song.note_count == 0:
+        raise OptionError(f"{args.file}: the song has no notes to render")
+    roles = assign_roles(song, parse_role_overrides(args.role))
+    written = render_to_dir(
+        song,
+        args.output,
+        soundfont=args.soundfont,
+        sr=args.sr,
+        stems=args.stems,
+        fmt=args.format,
+        loudness_dbfs=args.loudness,
+        mono=args.mono,
+        roles=roles,
+    )
+    _say(args, f"wrote {', '.join(str(p) for p in written.values())}")
+    return 0
+
+
+def cmd_render_dataset(args: argparse.Namespace) -> int:
+    from midiarr.render.dataset import render_dataset
+
+    totals = render_dataset(
+        args.src,
+        args.output,
+        sr=args.sr,
+        clip_seconds=args.clip,
+        soundfont=args.soundfont,
+        fmt=args.format,
+        stereo=args.stereo,
+        workers=args.workers,
+        split=args.split,
+        limit=args.limit,
+        progress=not args.quiet,
+    )
+    _say(
+        args,
+        f"songs: {totals['songs']}  items written: {totals['items_written']}  "
+        f"already done: {totals['songs_skipped_done']}  silent clips dropped: "
+        f"{totals['silent_clips_dropped']}  errors: {totals['errors']}",
+    )
+    _say(args, "active stems: " + ", ".join(f"{k} {v}" for k, v in sorted(totals["stems"].items())))
+    return 0
+
+
+def _sample_rate(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"sample rate must be a whole number of Hz, got {text!r}") from None
+    if not 8000 <= value <= 96000:
+        raise argparse.ArgumentTypeError(f"sample rate {value} is outside 8000..96000 Hz")
+    return value
+
+
 # -------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
@@ -188,6 +248,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--limit", type=int, default=None, help="take only the first N files (sorted by path)")
     p.set_defaults(func=cmd_prepare)
+
+    sf_help = "default (FluidR3_GM when installed, else the embedded TimGM6mb), fluidr3, timgm, or an .sf2/.sf3 path"
+    p = add("render", "Render a song to audio through a SoundFont: mix.wav, and with --stems one file per stem role.")
+    p.add_argument("file", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True, help="folder to write the audio files into")
+    p.add_argument("--stems", action="store_true", help="also write one file per stem (bass.wav, drums.wav, ...)")
+    p.add_argument("--soundfont", default=None, help=sf_help)
+    p.add_argument("--sr", type=_sample_rate, default=44100, help="sample rate in Hz (default 44100)")
+    p.add_argument("--format", choices=["wav", "flac"], default="wav")
+    p.add_argument(
+        "--loudness",
+        type=float,
+        metavar="DBFS",
+        help="bring the mix to this RMS level (e.g. -20); one gain for all files keeps stems summing to it",
+    )
+    p.add_argument("--mono", action="store_true", help="write mono files")
+    p.add_argument("--role", action="append", metavar="TRACK=ROLE", help=role_help)
+    p.set_defaults(func=cmd_render)
+
+    p = add("render-dataset", "Render a MIDI folder or a prepare cache into aligned stems + mix per song or clip.")
+    p.add_argument("src", type=Path, help="a folder of MIDI/MusicXML files, or a `midiarr prepare` cache")
+    p.add_argument("-o", "--output", type=Path, required=True, help="audio dataset folder (resumable)")
+    p.add_argument("--sr", type=_sample_rate, default=16000, help="sample rate in Hz (default 16000)")
+    p.add_argument("--clip", type=float, metavar="SECONDS", help="cut each song into clips of this length")
+    p.add_argument("--soundfont", default=None, help=sf_help)
+    p.add_argument("--format", choices=["wav", "flac"], default="wav")
+    p.add_argument("--stereo", action="store_true", help="keep two channels (default: mono, as the audio models use)")
+    p.add_argument("--split", choices=["train", "valid", "test"], help="render only this split")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--limit", type=int, default=None, help="take only the first N songs")
+    p.set_defaults(func=cmd_render_dataset)
 
     p = add("tokenize", "Show a song's REMI tokens bar by bar.")
     p.add_argument("file", type=Path)

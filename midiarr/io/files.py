@@ -9,6 +9,22 @@ from pathlib import Path
 from midiarr.errors import InputError, OutputError
 
 
+def _default_file_mode() -> int:
+    """Permissions a plain ``open()`` would give a new file (mkstemp makes them private)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _default_file_mode()
+
+
+def publish(tmp: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Give a finished temporary file normal permissions and rename it onto ``target``."""
+    os.chmod(tmp, FILE_MODE)
+    os.replace(tmp, target)
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
     target = Path(path)
@@ -21,7 +37,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        os.replace(tmp, target)
+        publish(tmp, target)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None

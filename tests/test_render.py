@@ -1,0 +1,146 @@
+import builtins
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from midiarr.render import SoundFontError, render, render_to_dir, resolve_soundfont
+from midiarr.render.dataset import render_dataset
+from midiarr.render.synth import RenderError, load_fluidsynth
+from midiarr.song import Note, Song, Tempo, TimeSignature, Track, notes_array
+from tests.conftest import run_cli
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def band_audio():
+    from midiarr.fixtures import band_song
+
+    return render(band_song(bars=4), soundfont="timgm", sr=SR)
+
+
+def test_stems_sum_to_the_mix_and_align(band_audio):
+    stems = {k: v for k, v in band_audio.items() if k != "mix"}
+    assert set(stems) == {"bass", "drums", "guitar", "piano"}
+    lengths = {len(v) for v in band_audio.values()}
+    assert len(lengths) == 1
+    total = sum(stems.values())
+    assert np.abs(total - band_audio["mix"]).max() < 1e-6
+    assert band_audio["mix"].shape[1] == 2 and band_audio["mix"].dtype == np.float32
+
+
+def test_drums_are_audible_on_the_beat(band_audio):
+    drums = band_audio["drums"].mean(axis=1)
+    assert np.sqrt(np.mean(drums**2)) > 1e-3
+    beat = SR // 2  # 120 qpm
+    near = np.abs(drums[beat : beat + 400]).max()
+    before = np.abs(drums[beat - 2400 : beat - 1600]).max()  # the 8th-note hat sits between beats
+    assert near > 0.05 and near > 2 * before
+
+
+def test_a_stem_with_no_notes_is_silent():
+    song = Song(tracks=[Track(name="Bass", program=33, notes=notes_array([Note(0, 480, 40, 100)])),
+                        Track(name="Strings", program=48)])
+    audio = render(song, soundfont="timgm", sr=SR)
+    assert "strings" in audio
+    assert not np.any(audio["strings"])
+    assert np.any(audio["bass"])
+
+
+def test_note_after_a_tempo_change_starts_on_time():
+    song = Song(ticks_per_beat=480, tempos=[Tempo(0, 120.0), Tempo(1920, 60.0)],
+                time_signatures=[TimeSignature(0, 4, 4)])
+    tick = 1920 + 3 * 480 + 240  # in the second bar, at 60 qpm: 2 s + 3.5 s
+    song.tracks.append(Track(name="Piano", program=0, notes=notes_array([Note(tick, 480, 72, 110)])))
+    audio = render(song, soundfont="timgm", sr=44100)["piano"].mean(axis=1)
+    onset = int(np.argmax(np.abs(audio) > 1e-3))
+    expected = song.tick_to_seconds(tick) * 44100
+    assert expected == pytest.approx(5.5 * 44100)
+    assert abs(onset - expected) / 44100 < 0.005
+
+
+def test_pitch_bend_and_volume_are_played():
+    from midiarr.song import CONTROL_DTYPE
+
+    loud = Track(name="Lead", program=80, notes=notes_array([Note(0, 1920, 69, 100)]))
+    soft = loud.copy()
+    soft.controls = np.array([(0, 7, 30)], dtype=CONTROL_DTYPE)
+    a = render(Song(tracks=[loud]), soundfont="timgm", sr=SR)["lead"]
+    b = render(Song(tracks=[soft]), soundfont="timgm", sr=SR)["lead"]
+    assert np.abs(b).max() < 0.5 * np.abs(a).max()
+
+
+def test_rendering_is_deterministic(band_audio):
+    from midiarr.fixtures import band_song
+
+    again = render(band_song(bars=4), soundfont="timgm", sr=SR)
+    assert all(np.array_equal(again[k], band_audio[k]) for k in band_audio)
+
+
+def test_render_to_dir_keeps_the_sum_with_one_gain(tmp_path, band):
+    written = render_to_dir(band, tmp_path, soundfont="timgm", sr=SR, loudness_dbfs=-16.0)
+    assert set(written) == {"mix", "bass", "drums", "guitar", "piano"}
+    data = {k: sf.read(p)[0] for k, p in written.items()}
+    assert len({len(v) for v in data.values()}) == 1
+    total = sum(v for k, v in data.items() if k != "mix")
+    assert np.abs(total - data["mix"]).max() < 1e-4
+    rms = 20 * np.log10(np.sqrt(np.mean(data["mix"] ** 2)))
+    assert rms <= -16.0 + 0.1  # the level asked for, or lower where the -1 dBFS peak ceiling holds it back
+    assert np.abs(data["mix"]).max() <= 10 ** (-1 / 20) + 1e-4
+
+
+def test_bad_soundfonts_are_clear(tmp_path):
+    with pytest.raises(SoundFontError, match="no such file"):
+        resolve_soundfont(tmp_path / "missing.sf2")
+    fake = tmp_path / "fake.sf2"
+    fake.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ")
+    with pytest.raises(SoundFontError, match="not a SoundFont"):
+        resolve_soundfont(fake)
+
+
+def test_missing_library_says_how_to_install(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_fluidsynth(name, *args, **kwargs):
+        if name == "fluidsynth":
+            raise ImportError("Couldn't find the FluidSynth library.")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_fluidsynth)
+    with pytest.raises(RenderError, match="apt-get install fluidsynth"):
+        load_fluidsynth()
+
+
+def test_render_dataset_clips_meta_and_resume(tmp_path):
+    from midiarr.fixtures import band_song
+    from midiarr.io import write_midi
+
+    for i in range(2):
+        write_midi(band_song(bars=8 + 2 * i), tmp_path / "src" / f"s{i}.mid")
+    out = tmp_path / "audio"
+    totals = render_dataset(tmp_path / "src", out, sr=SR, clip_seconds=4.0, soundfont="timgm", workers=1,
+                            progress=False)
+    assert totals["errors"] == 0 and totals["items_written"] > 4
+    metas = sorted(out.rglob("meta.json"))
+    assert len(metas) == totals["items_written"]
+    meta = json.loads(metas[0].read_text())
+    assert meta["clip"]["index"] == 0 and meta["sr"] == SR
+    assert set(meta["stems"]) == {"bass", "drums", "guitar", "piano"}
+    assert meta["bar_times"][0] == 0.0
+    folder = metas[0].parent
+    mix, sr = sf.read(folder / "mix.wav")
+    assert sr == SR and len(mix) == 4 * SR and mix.ndim == 1
+    again = render_dataset(tmp_path / "src", out, sr=SR, clip_seconds=4.0, soundfont="timgm", workers=1,
+                           progress=False)
+    assert again["songs_skipped_done"] == 2 and again["items_written"] == 0
+
+
+def test_render_cli(tmp_path, band_file, capsys):
+    assert run_cli("render", band_file, "-o", tmp_path / "out", "--stems", "--soundfont", "timgm",
+                   "--sr", "16000", "--format", "flac") == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "bass.flac", "drums.flac", "guitar.flac", "mix.flac", "piano.flac"]
+    assert run_cli("render", band_file, "-o", tmp_path / "x", "--soundfont", str(band_file)) == 1
+    assert "not a SoundFont" in capsys.readouterr().err
