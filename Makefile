@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 MIDIARR := $(VENV)/bin/midiarr
 OUT ?= out
 
-.PHONY: setup demo test lint bench-prepare clean
+.PHONY: setup demo test lint bench-prepare bench-render clean
 
 setup:
 	@bash scripts/setup.sh
@@ -28,6 +28,10 @@ lint: setup
 
 bench-prepare: setup
 	$(PY) benchmarks/bench_prepare.py ../shared/data
+
+CACHE ?= cache
+bench-render: setup
+	$(PY) benchmarks/bench_render.py --cache $(CACHE) --n 20 --baseline
 
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache

@@ -93,8 +93,10 @@ def main() -> int:
                 base_walls.append(baseline_seconds(song, synth.soundfont, args.sr))
             if args.verbose:
                 print(f"  {sf}: {Path(path).name}: {out.seconds:.0f} s, {len(out.stems)} stems, {factors[-1]:.0f}x")
-        line = (f"{sf:8s} (load {load_s:.2f} s): stems+mix {audio_seconds / sum(walls):.0f}x real time overall, "
-                f"median {statistics.median(factors):.0f}x, min {min(factors):.0f}x, max {max(factors):.0f}x")
+        line = (
+            f"{sf:8s} (load {load_s:.2f} s): stems+mix {audio_seconds / sum(walls):.0f}x real time overall, "
+            f"median {statistics.median(factors):.0f}x, min {min(factors):.0f}x, max {max(factors):.0f}x"
+        )
         if base_walls:
             line += f" | plain mix-only baseline {audio_seconds / sum(base_walls):.0f}x overall"
         print(line)

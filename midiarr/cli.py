@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from midiarr import __version__
-from midiarr.errors import MidiarrError, OptionError
+from midiarr.errors import EmptySongError, MidiarrError, OptionError
 
 EXIT_USAGE = 2
 EXIT_INPUT = 1
@@ -152,7 +152,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     song = load(args.file)
     if song.note_count == 0:
-        raise OptionError(f"{args.file}: the song has no notes to render")
+        raise EmptySongError(f"{args.file}: the song has no notes to render")
     roles = assign_roles(song, parse_role_overrides(args.role))
     written = render_to_dir(
         song,

@@ -44,12 +44,16 @@ def shared_gain(mix: np.ndarray, stems: dict[str, np.ndarray], loudness_dbfs: fl
     return gain
 
 
-def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sr: int, fmt: str | None = None) -> Path:
-    """Write float audio (samples, channels) as 24-bit WAV or FLAC through a temporary file."""
+def write_audio(
+    path: str | os.PathLike[str], audio: np.ndarray, sr: int, fmt: str | None = None, bits: int = 24
+) -> Path:
+    """Write float audio (samples, channels) as 16- or 24-bit WAV or FLAC through a temporary file."""
     import soundfile as sf
 
     target = Path(path)
     fmt = (fmt or target.suffix.lstrip(".") or "wav").lower()
+    if bits not in (16, 24):
+        raise OptionError(f"audio bit depth {bits} is not supported (16 or 24)")
     if fmt not in FORMATS:
         raise OptionError(f"audio format {fmt!r} is not supported (choose from {', '.join(FORMATS)})")
     tmp: str | None = None
@@ -57,7 +61,7 @@ def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sr: int, fmt: s
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".{fmt}", dir=target.parent)
         os.close(fd)
-        sf.write(tmp, np.clip(audio, -1.0, 1.0), sr, subtype="PCM_24", format=fmt.upper())
+        sf.write(tmp, np.clip(audio, -1.0, 1.0), sr, subtype=f"PCM_{bits}", format=fmt.upper())
         publish(tmp, target)
     except OSError as exc:
         if tmp is not None:

@@ -25,6 +25,8 @@ from midiarr.song import Song
 GROUPS = 8  # one audio group per role (7 roles), a power of two for the channel arithmetic
 MIDI_CHANNELS = 256
 BLOCK = 8192  # samples synthesized per call
+# Longest song rendered: every stem is held in memory (30 min at 44.1 kHz stereo is ~635 MB a stem).
+MAX_RENDER_SECONDS = 30 * 60
 FLUID_BLOCK = 64  # FluidSynth applies events at its 64-sample block boundaries
 CHANNEL_TYPE_MELODIC, CHANNEL_TYPE_DRUM = 0, 1
 _ROLE_GROUP = {role: i for i, role in enumerate(ROLES)}
@@ -158,6 +160,11 @@ class Synthesizer:
     def render(self, song: Song, roles: dict[int, str] | None = None) -> Rendered:
         """Every stem role of the song and the mix, all the same length, in one pass."""
         roles = roles if roles is not None else assign_roles(song)
+        minutes = (song.duration_seconds + self.tail_seconds) / 60
+        if minutes * 60 > MAX_RENDER_SECONDS:
+            raise RenderError(
+                f"the song is {minutes:.0f} minutes long; rendering is limited to {MAX_RENDER_SECONDS // 60} minutes"
+            )
         with self._lock:
             self._synth, _ = self._new_synth()
             try:

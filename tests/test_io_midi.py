@@ -120,3 +120,19 @@ def test_truncated_file_raises_input_error(tmp_path, band):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match="broken MIDI"):
         read_midi(path)
+
+
+def test_program_change_mid_track_splits_into_tracks():
+    mid = mido.MidiFile(type=1, ticks_per_beat=480)
+    track = mido.MidiTrack()
+    mid.tracks.append(track)
+    track.append(mido.Message("program_change", channel=0, program=0, time=0))
+    track.append(mido.Message("note_on", channel=0, note=60, velocity=90, time=0))
+    track.append(mido.Message("note_off", channel=0, note=60, velocity=0, time=480))
+    track.append(mido.Message("program_change", channel=0, program=48, time=0))
+    track.append(mido.Message("note_on", channel=0, note=67, velocity=90, time=0))
+    track.append(mido.Message("note_off", channel=0, note=67, velocity=0, time=480))
+    buffer = io.BytesIO()
+    mid.save(file=buffer)
+    song = parse_midi_bytes(buffer.getvalue())
+    assert [(t.program, t.notes["start"].tolist()) for t in song.tracks] == [(0, [0]), (48, [480])]

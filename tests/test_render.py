@@ -41,8 +41,12 @@ def test_drums_are_audible_on_the_beat(band_audio):
 
 
 def test_a_stem_with_no_notes_is_silent():
-    song = Song(tracks=[Track(name="Bass", program=33, notes=notes_array([Note(0, 480, 40, 100)])),
-                        Track(name="Strings", program=48)])
+    song = Song(
+        tracks=[
+            Track(name="Bass", program=33, notes=notes_array([Note(0, 480, 40, 100)])),
+            Track(name="Strings", program=48),
+        ]
+    )
     audio = render(song, soundfont="timgm", sr=SR)
     assert "strings" in audio
     assert not np.any(audio["strings"])
@@ -50,8 +54,9 @@ def test_a_stem_with_no_notes_is_silent():
 
 
 def test_note_after_a_tempo_change_starts_on_time():
-    song = Song(ticks_per_beat=480, tempos=[Tempo(0, 120.0), Tempo(1920, 60.0)],
-                time_signatures=[TimeSignature(0, 4, 4)])
+    song = Song(
+        ticks_per_beat=480, tempos=[Tempo(0, 120.0), Tempo(1920, 60.0)], time_signatures=[TimeSignature(0, 4, 4)]
+    )
     tick = 1920 + 3 * 480 + 240  # in the second bar, at 60 qpm: 2 s + 3.5 s
     song.tracks.append(Track(name="Piano", program=0, notes=notes_array([Note(tick, 480, 72, 110)])))
     audio = render(song, soundfont="timgm", sr=44100)["piano"].mean(axis=1)
@@ -120,8 +125,9 @@ def test_render_dataset_clips_meta_and_resume(tmp_path):
     for i in range(2):
         write_midi(band_song(bars=8 + 2 * i), tmp_path / "src" / f"s{i}.mid")
     out = tmp_path / "audio"
-    totals = render_dataset(tmp_path / "src", out, sr=SR, clip_seconds=4.0, soundfont="timgm", workers=1,
-                            progress=False)
+    totals = render_dataset(
+        tmp_path / "src", out, sr=SR, clip_seconds=4.0, soundfont="timgm", workers=1, progress=False
+    )
     assert totals["errors"] == 0 and totals["items_written"] > 4
     metas = sorted(out.rglob("meta.json"))
     assert len(metas) == totals["items_written"]
@@ -132,15 +138,67 @@ def test_render_dataset_clips_meta_and_resume(tmp_path):
     folder = metas[0].parent
     mix, sr = sf.read(folder / "mix.wav")
     assert sr == SR and len(mix) == 4 * SR and mix.ndim == 1
-    again = render_dataset(tmp_path / "src", out, sr=SR, clip_seconds=4.0, soundfont="timgm", workers=1,
-                           progress=False)
+    again = render_dataset(tmp_path / "src", out, sr=SR, clip_seconds=4.0, soundfont="timgm", workers=1, progress=False)
     assert again["songs_skipped_done"] == 2 and again["items_written"] == 0
 
 
 def test_render_cli(tmp_path, band_file, capsys):
-    assert run_cli("render", band_file, "-o", tmp_path / "out", "--stems", "--soundfont", "timgm",
-                   "--sr", "16000", "--format", "flac") == 0
+    assert (
+        run_cli(
+            "render",
+            band_file,
+            "-o",
+            tmp_path / "out",
+            "--stems",
+            "--soundfont",
+            "timgm",
+            "--sr",
+            "16000",
+            "--format",
+            "flac",
+        )
+        == 0
+    )
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "bass.flac", "drums.flac", "guitar.flac", "mix.flac", "piano.flac"]
+        "bass.flac",
+        "drums.flac",
+        "guitar.flac",
+        "mix.flac",
+        "piano.flac",
+    ]
     assert run_cli("render", band_file, "-o", tmp_path / "x", "--soundfont", str(band_file)) == 1
     assert "not a SoundFont" in capsys.readouterr().err
+
+
+def test_overlong_song_is_refused(monkeypatch):
+    import midiarr.render.synth as synth_mod
+
+    monkeypatch.setattr(synth_mod, "MAX_RENDER_SECONDS", 1)
+    song = Song(tracks=[Track(name="Bass", program=33, notes=notes_array([Note(0, 4800, 40, 100)]))])
+    with pytest.raises(RenderError, match="limited to"):
+        render(song, soundfont="timgm", sr=SR)
+
+
+def test_render_dataset_cli(tmp_path, band, capsys):
+    from midiarr.io import write_midi
+
+    write_midi(band, tmp_path / "src" / "a.mid")
+    assert (
+        run_cli(
+            "render-dataset",
+            tmp_path / "src",
+            "-o",
+            tmp_path / "ds",
+            "--sr",
+            "16000",
+            "--soundfont",
+            "timgm",
+            "--workers",
+            "1",
+        )
+        == 0
+    )
+    assert "items written: 1" in capsys.readouterr().out
+    meta = json.loads(next((tmp_path / "ds").rglob("meta.json")).read_text())
+    assert meta["clip"] is None and len(meta["bar_times"]) == 8
+    assert run_cli("render-dataset", tmp_path / "src", "-o", tmp_path / "ds", "--clip", "-3") == 2
