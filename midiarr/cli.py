@@ -116,6 +116,39 @@ def cmd_subtract(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_insert(args: argparse.Namespace) -> int:
+    from midiarr.engines import Controls, get_engine, parse_bar_ranges
+    from midiarr.io import check_output_path, load, save
+    from midiarr.roles import assign_roles, check_stem, parse_role_overrides
+
+    stem = check_stem(args.stem)
+    check_output_path(args.file, args.output, args.force)
+    engine = get_engine(args.engine, **({"donors": args.donor} if args.engine == "borrow" else {}))
+    song = load(args.file)
+    if song.note_count == 0:
+        raise EmptySongError(f"{args.file}: the song has no notes")
+    controls = Controls.build(
+        args.instruction,
+        density=args.density,
+        dynamics=args.dynamics,
+        rhythm=args.rhythm,
+        register=args.register,
+        polyphony=args.polyphony,
+    )
+    active = parse_bar_ranges(args.active) if args.active else None
+    roles = assign_roles(song, parse_role_overrides(args.role))
+    result = engine.insert(song, stem, controls, active=active, seed=args.seed, roles=roles)
+    save(result.song, args.output)
+    new = result.song.tracks[result.new_tracks[0]]
+    bars = int(result.song.bar_activity(new.notes).sum())
+    _say(args, f"wrote {args.output}: {stem} by {engine.name}, {len(new.notes)} notes in {bars} bars")
+    if result.replaced_tracks:
+        _say(args, f"replaced the song's own {stem}: {', '.join(result.replaced_tracks)}")
+    if controls.unknown_words:
+        _say(args, f"instruction words not used: {', '.join(controls.unknown_words)}")
+    return 0
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from midiarr.prepare import prepare
 
@@ -241,6 +274,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", action="append", metavar="TRACK=ROLE", help=role_help)
     p.add_argument("--force", action="store_true", help="allow an output to be the input file")
     p.set_defaults(func=cmd_subtract)
+
+    p = add("insert", "Write a missing stem into a song with an engine; the other tracks are kept exactly.")
+    p.add_argument("file", type=Path)
+    p.add_argument("--stem", required=True, help="bass, drums, guitar, piano or strings")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the song with the new part (.mid or MusicXML)")
+    p.add_argument("--engine", default="rules", help="which engine writes the part (default: rules)")
+    p.add_argument("--instruction", help='free text, e.g. "busy syncopated bass, soft"')
+    p.add_argument("--density", choices=["sparse", "medium", "busy"])
+    p.add_argument("--dynamics", choices=["soft", "medium", "loud"])
+    p.add_argument("--rhythm", choices=["straight", "syncopated"])
+    p.add_argument("--register", choices=["low", "mid", "high"])
+    p.add_argument("--polyphony", choices=["single", "chords"], help="single notes (arpeggios) or chords")
+    p.add_argument(
+        "--active",
+        metavar="BARS",
+        help="bars to play, 1-based ranges, e.g. 1-16,33-48 (default: wherever the song plays)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="same seed, same part")
+    p.add_argument("--donor", action="append", type=Path, help="donor song for --engine borrow (repeatable)")
+    p.add_argument("--role", action="append", metavar="TRACK=ROLE", help=role_help)
+    p.add_argument("--force", action="store_true", help="allow the output to be the input file")
+    p.set_defaults(func=cmd_insert)
 
     p = add("prepare", "Build Subtractive Training triplets (full, without stem, instruction) from a folder.")
     p.add_argument("data_dir", type=Path, help="folder searched recursively for MIDI and MusicXML")

@@ -1,0 +1,27 @@
+"""Engines that write a missing stem, all behind one interface (`Engine.insert`).
+
+Importing this package registers every built-in engine; `get_engine(name)` finds one.
+"""
+
+from midiarr.engines import borrow, rules  # noqa: F401  (registration happens on import)
+from midiarr.engines.base import (
+    Controls,
+    Engine,
+    InsertResult,
+    available_engines,
+    default_activity,
+    get_engine,
+    parse_bar_ranges,
+    register_engine,
+)
+
+__all__ = [
+    "Controls",
+    "Engine",
+    "InsertResult",
+    "available_engines",
+    "default_activity",
+    "get_engine",
+    "parse_bar_ranges",
+    "register_engine",
+]

@@ -1,0 +1,159 @@
+"""The one interface every engine implements, and the registry that finds engines by name.
+
+An engine writes one stem into a song: it gets the song without that stem (the
+context), the controls asked for, a per-bar activity mask and a seed, and
+returns the song with the new part added. Other tracks are never touched.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from midiarr.attributes import parse_instruction
+from midiarr.errors import OptionError
+from midiarr.roles import REMOVABLE_STEMS, assign_roles, check_stem, tracks_with_role
+from midiarr.song import Song, Track
+
+
+@dataclass
+class Controls:
+    """What the user asked for: attribute bins (density, dynamics, rhythm, register, polyphony,
+    note_value, genre), from an instruction and/or explicit flags (flags win)."""
+
+    bins: dict[str, str] = field(default_factory=dict)
+    instruction: str | None = None
+    unknown_words: list[str] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, instruction: str | None = None, **flags: str | None) -> Controls:
+        """Controls from free text plus explicit flags such as ``density="busy"``."""
+        bins: dict[str, str] = {}
+        unknown: list[str] = []
+        if instruction:
+            parsed = parse_instruction(instruction)
+            bins.update(parsed.bins)
+            unknown = parsed.unknown_words
+        bins.update({k: v for k, v in flags.items() if v})
+        return cls(bins=bins, instruction=instruction, unknown_words=unknown)
+
+
+@dataclass
+class InsertResult:
+    """The song with the new part, which tracks are new, and what was replaced."""
+
+    song: Song
+    stem: str
+    new_tracks: list[int]
+    replaced_tracks: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine(ABC):
+    """Writes a missing stem for a song."""
+
+    name: str = "engine"
+    stems: tuple[str, ...] = REMOVABLE_STEMS
+
+    @abstractmethod
+    def write_part(
+        self, context: Song, stem: str, controls: Controls, active: np.ndarray, rng: np.random.Generator
+    ) -> list[Track]:
+        """The new stem's track(s) for ``context`` (the song without that stem).
+
+        ``active`` holds one flag per bar of the context: write notes only where it is set.
+        """
+
+    def insert(
+        self,
+        song: Song,
+        stem: str,
+        controls: Controls | None = None,
+        active: np.ndarray | None = None,
+        seed: int = 0,
+        roles: dict[int, str] | None = None,
+    ) -> InsertResult:
+        """The song with ``stem`` written by this engine; an existing part of that role is replaced."""
+        stem = check_stem(stem, self.stems)
+        roles = roles if roles is not None else assign_roles(song)
+        existing = tracks_with_role(roles, stem)
+        context = song.with_tracks([t for i, t in enumerate(song.tracks) if i not in set(existing)])
+        if not any(len(t.notes) for t in context.tracks):
+            raise OptionError(f"the song has no parts besides the {stem}; nothing to write a {stem} part for")
+        num_bars = context.num_bars
+        mask = default_activity(context) if active is None else np.asarray(active, dtype=bool)[:num_bars]
+        if len(mask) < num_bars:
+            mask = np.concatenate([mask, np.zeros(num_bars - len(mask), dtype=bool)])
+        tracks = self.write_part(context, stem, controls or Controls(), mask, np.random.default_rng(seed))
+        for t in tracks:
+            t.role = stem
+        out = context.with_tracks(context.tracks + tracks)
+        first_new = len(context.tracks)
+        return InsertResult(
+            song=out,
+            stem=stem,
+            new_tracks=list(range(first_new, first_new + len(tracks))),
+            replaced_tracks=[song.tracks[i].name or f"track {i}" for i in existing],
+        )
+
+
+def default_activity(context: Song) -> np.ndarray:
+    """Bars where any other part plays: the new part plays where the song plays."""
+    num_bars = context.num_bars
+    active = np.zeros(num_bars, dtype=bool)
+    for t in context.tracks:
+        active |= context.bar_activity(t.notes, num_bars)
+    return active
+
+
+def parse_bar_ranges(text: str, num_bars: int | None = None) -> np.ndarray:
+    """A mask from 1-based bar ranges such as ``"1-16,33-48"`` (``num_bars`` long when given)."""
+    spans = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        if not lo.strip().isdigit() or (sep and not hi.strip().isdigit()):
+            raise OptionError(f"--active {text!r}: expected bar ranges like 1-16,33-48")
+        a, b = int(lo), int(hi) if sep else int(lo)
+        if a < 1 or b < a:
+            raise OptionError(f"--active {text!r}: bars count from 1 and ranges go upward")
+        spans.append((a, b))
+    if not spans:
+        raise OptionError(f"--active {text!r}: no bars given")
+    size = num_bars if num_bars is not None else max(b for _, b in spans)
+    mask = np.zeros(size, dtype=bool)
+    for a, b in spans:
+        mask[a - 1 : b] = True
+    return mask
+
+
+_REGISTRY: dict[str, Callable[..., Engine]] = {}
+
+
+def register_engine(name: str) -> Callable[[type[Engine]], type[Engine]]:
+    """Class decorator: make an engine available by name to the CLI and `eval`."""
+
+    def wrap(cls: type[Engine]) -> type[Engine]:
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def available_engines() -> list[str]:
+    """Names of the registered engines."""
+    return sorted(_REGISTRY)
+
+
+def get_engine(name: str, **kwargs: Any) -> Engine:
+    """An engine by name (`OptionError` for an unknown one)."""
+    if name not in _REGISTRY:
+        raise OptionError(f"unknown engine {name!r} (available: {', '.join(available_engines())})")
+    return _REGISTRY[name](**kwargs)
