@@ -149,6 +149,25 @@ def cmd_insert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    import shlex
+
+    from midiarr.evaluation.harness import check_engines, evaluate
+    from midiarr.evaluation.report import markdown_table, write_report
+    from midiarr.roles import check_stem
+
+    engines = check_engines(args.engine)
+    stems = [check_stem(s) for s in args.stems.split(",") if s.strip()]
+    result = evaluate(
+        engines, stems, args.data, split=args.split, limit=args.limit, seed=args.seed, progress=not args.quiet
+    )
+    command = "midiarr " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["eval"] else ""
+    paths = write_report(result, args.output, command=command)
+    _say(args, markdown_table(result["aggregate"]))
+    _say(args, f"wrote {len(paths)} files to {args.output} ({len(result['failures'])} failures)")
+    return 0
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from midiarr.prepare import prepare
 
@@ -296,6 +315,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", action="append", metavar="TRACK=ROLE", help=role_help)
     p.add_argument("--force", action="store_true", help="allow the output to be the input file")
     p.set_defaults(func=cmd_insert)
+
+    p = add(
+        "eval", "Remove each stem from held-out songs, let engines write it back, and measure against the real part."
+    )
+    p.add_argument("--engine", action="append", required=True, help="engine to evaluate (repeatable)")
+    p.add_argument("--stems", default="bass,drums,guitar", help="comma-separated stems (default bass,drums,guitar)")
+    p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
+    p.add_argument("--split", choices=["train", "valid", "test"], default="test")
+    p.add_argument("-o", "--output", type=Path, required=True, help="report folder (JSON, Markdown, PNG)")
+    p.add_argument("--limit", type=int, help="at most N parts per stem")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_eval)
 
     p = add("prepare", "Build Subtractive Training triplets (full, without stem, instruction) from a folder.")
     p.add_argument("data_dir", type=Path, help="folder searched recursively for MIDI and MusicXML")

@@ -31,15 +31,15 @@ class BorrowEngine(Engine):
     def write_part(
         self, context: Song, stem: str, controls: Controls, active: np.ndarray, rng: np.random.Generator
     ) -> list[Track]:
-        candidates = []
-        for donor in self.donors:
-            song = donor if isinstance(donor, Song) else load(Path(donor))
-            idx = [i for i in tracks_with_role(assign_roles(song), stem) if len(song.tracks[i].notes)]
+        # donors in a seeded order; the first one that has the stem is used (loaded lazily)
+        for k in rng.permutation(len(self.donors)).tolist():
+            donor = self.donors[k]
+            donor = donor if isinstance(donor, Song) else load(Path(donor))
+            idx = [i for i in tracks_with_role(assign_roles(donor), stem) if len(donor.tracks[i].notes)]
             if idx:
-                candidates.append((song, idx))
-        if not candidates:
+                break
+        else:
             raise OptionError(f"the borrow engine needs a donor song with a {stem} part (--donor FILE)")
-        donor, idx = candidates[int(rng.integers(len(candidates)))]
         notes = np.concatenate([donor.tracks[i].notes for i in idx])
         moved = move_onto_grid(notes, donor, context, active)
         if stem != "drums":

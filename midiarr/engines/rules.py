@@ -129,48 +129,96 @@ def _place(pc: int, low: int, high: int, near: int | None = None) -> int:
     return min(candidates, key=lambda p: abs(p - near))
 
 
+# Onset positions in quarter notes over a 4/4 bar, per stem, density and rhythm. Syncopated
+# patterns leave some beats empty after an off-beat onset and end on a push (the "and" of the
+# last beat) that ties over the next downbeat; densities sit inside the bins of attributes.toml.
+RHYTHMS: dict[str, dict[str, dict[str, list[float]]]] = {
+    "bass": {
+        "sparse": {"straight": [0, 2], "syncopated": [0, 1.5, 3.5]},
+        "medium": {"straight": [0, 1, 2, 3], "syncopated": [0, 1, 1.5, 2.5, 3.5]},
+        "busy": {"straight": [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5], "syncopated": [0, 0.5, 0.75, 1.5, 2, 2.5, 2.75, 3.5]},
+    },
+    "guitar": {
+        "sparse": {"straight": [0, 2], "syncopated": [0, 1.5, 3.5]},
+        "medium": {"straight": [0, 1, 1.5, 2, 2.5, 3, 3.5], "syncopated": [0, 0.5, 1, 1.5, 2.5, 3, 3.5]},
+        "busy": {
+            "straight": [0, 0.5, 0.75, 1, 1.5, 1.75, 2, 2.5, 2.75, 3, 3.5, 3.75],
+            "syncopated": [0, 0.5, 0.75, 1.25, 1.5, 1.75, 2.25, 2.5, 2.75, 3.25, 3.5],
+        },
+    },
+    "piano": {
+        "sparse": {"straight": [0, 2], "syncopated": [0, 1.5, 3.5]},
+        "medium": {"straight": [0, 0.5, 1, 1.5, 2, 3, 3.5], "syncopated": [0, 0.5, 1, 1.5, 2.5, 3, 3.5]},
+        "busy": {
+            "straight": [0, 0.5, 0.75, 1, 1.5, 1.75, 2, 2.5, 2.75, 3, 3.5],
+            "syncopated": [0, 0.5, 0.75, 1.25, 1.5, 1.75, 2.25, 2.5, 2.75, 3.25, 3.5],
+        },
+    },
+}
+
+
+def bar_onsets(plan: Plan, stem: str, bar: Bar, pushed_into: bool) -> list[int]:
+    """Onset ticks of one bar from the rhythm table (compound meters: from their pulses).
+
+    ``pushed_into``: the previous bar ended on a push that ties over this downbeat, so it is left out.
+    """
+    tpb = plan.song.ticks_per_beat
+    length = (bar.end - bar.start) / tpb
+    if bar.compound:
+        eighth = bar.beat
+        base = {"sparse": bar.pulses[:1], "medium": list(bar.pulses), "busy": list(range(bar.start, bar.end, eighth))}
+        onsets = list(base[plan.density])
+        if plan.rhythm == "syncopated":
+            onsets = [t for t in onsets if t < bar.end - eighth] + [bar.end - eighth]
+    else:
+        pattern = RHYTHMS[stem][plan.density][plan.rhythm]
+        positions = [chunk + p for chunk in range(0, int(np.ceil(length / 4)) * 4, 4) for p in pattern]
+        if plan.rhythm == "syncopated":
+            positions = [p for p in positions if p < length - 0.5] + [length - 0.5]
+        onsets = sorted({bar.start + round(p * tpb) for p in positions if 0 <= p < length})
+    if pushed_into:
+        onsets = [t for t in onsets if t != bar.start]
+    return onsets
+
+
+def _pushes(plan: Plan, bar: Bar, onsets: list[int]) -> bool:
+    """Whether the bar ends on a push into a next bar."""
+    eighth = bar.beat if bar.compound else plan.song.ticks_per_beat // 2
+    return plan.rhythm == "syncopated" and bool(onsets) and onsets[-1] == bar.end - eighth
+
+
 # ------------------------------------------------------------------ bass
 def write_bass(plan: Plan, rng: np.random.Generator) -> np.ndarray:
-    """Roots on chord changes and downbeats, fifths and octaves between, approach notes in busy parts."""
+    """Roots on chord changes and downbeats, fifths and octaves between, passing notes in busy parts."""
     out = _Notes()
-    tpb = plan.song.ticks_per_beat
     low, high = {"low": (28, 40), "high": (40, 52), "mid": (31, 45)}.get(plan.register or "mid", (31, 45))
     last_pitch: int | None = None
+    pushed = False
     for bar in plan.bars:
-        eighth = tpb // 2
-        if plan.density == "sparse":
-            onsets = bar.pulses[::2] if len(bar.pulses) >= 4 else bar.pulses[:1]
-        elif plan.density == "busy":
-            onsets = list(range(bar.start, bar.end, eighth))
-        else:
-            onsets = list(bar.pulses)
-        if plan.rhythm == "syncopated" and plan.density != "sparse":
-            # push the next downbeat: play the "and" before it instead of the last pulse
-            push = bar.end - eighth
-            onsets = [t for t in onsets if t < push - eighth // 2 or plan.density == "busy"] + [push]
-            onsets = sorted(set(onsets))
-        chord_roots_seen: set[int] = set()
+        onsets = bar_onsets(plan, "bass", bar, pushed)
+        pushes = _pushes(plan, bar, onsets) and bar.end < plan.song.end_tick
+        played_chords: set[int] = set()
         for k, t in enumerate(onsets):
+            is_push = pushes and k == len(onsets) - 1
             nxt = onsets[k + 1] if k + 1 < len(onsets) else bar.end
-            anticipates = plan.rhythm == "syncopated" and t == bar.end - eighth and bar.end < plan.song.end_tick
-            chord = plan.chord_at(bar.end if anticipates else t)
-            new_chord = chord.start >= t - 1 or chord.start not in chord_roots_seen
-            if new_chord or k == 0 or anticipates:
+            chord = plan.chord_at(bar.end if is_push else t)
+            if is_push or chord.start not in played_chords or t == bar.start:
                 pc = chord.root
-            elif plan.density == "busy" and k % 4 == 3 and nxt < bar.end and plan.chord_at(nxt) != chord:
-                # a passing note toward the next root, a scale step away
-                target = plan.chord_at(nxt).root
-                pc = (target + (2 if rng.random() < 0.5 else -2)) % 12
+            elif plan.density == "busy" and nxt < bar.end and plan.chord_at(nxt) != chord and rng.random() < 0.5:
+                # a passing note a whole step from the next root
+                pc = (plan.chord_at(nxt).root + int(rng.choice([-2, 2]))) % 12
             else:
-                pc = rng.choice([chord.root, chord.root, chord.fifth])
-            chord_roots_seen.add(chord.start)
+                pc = int(rng.choice([chord.root, chord.root, chord.fifth]))
+            played_chords.add(chord.start)
             pitch = _place(pc, low, high, last_pitch)
             if pc == chord.root and k % 2 == 1 and plan.density == "busy" and rng.random() < 0.3 and pitch + 12 <= 55:
                 pitch += 12  # octave jump, the busy-bass staple
-            length = max(1, int((nxt - t) * (0.92 if plan.density != "sparse" else 0.97)))
-            accent = 8 if t == bar.start else 0
-            out.add(t, length, pitch, plan.velocity("bass", accent, rng))
+            # a push rings over the bar line into the downbeat it anticipates
+            until = bar.end + (plan.song.ticks_per_beat if is_push else 0) if k == len(onsets) - 1 else nxt
+            length = max(1, int((until - t) * (0.92 if plan.density != "sparse" else 0.97)))
+            out.add(t, length, pitch, plan.velocity("bass", 8 if t == bar.start else 0, rng))
             last_pitch = pitch
+        pushed = pushes
     return out.array()
 
 
@@ -195,9 +243,9 @@ def write_drums(plan: Plan, rng: np.random.Generator) -> np.ndarray:
         if plan.density == "sparse":
             sub = tpb if qpm >= 90 else tpb // 2
         elif plan.density == "busy":
-            sub = tpb // 4 if qpm < 140 else tpb // 2
+            sub = tpb // 4 if qpm < 170 else tpb // 2
         else:
-            sub = tpb // 2 if qpm < 170 else tpb
+            sub = tpb // 2
         if bar.compound:
             sub = bar.beat if plan.density != "sparse" else 3 * bar.beat
         ticks = list(range(bar.start, bar.end, max(1, sub)))
@@ -217,11 +265,15 @@ def write_drums(plan: Plan, rng: np.random.Generator) -> np.ndarray:
             if g == 3 and i + 2 < len(pulses) and len(pulses) == 3:  # waltz: a second, lighter backbeat
                 out.add(pulses[i + 2], tpb // 4, SNARE, plan.velocity("drums", -10, rng))
             i += g
-        if plan.density == "busy" or plan.rhythm == "syncopated":
-            # an extra kick on an off-beat eighth: the "and" of a backbeat
-            offs = [p + bar.beat // 2 if not bar.compound else p + 2 * bar.beat for p in pulses[1::2]]
-            if offs:
-                out.add(int(rng.choice(offs)), tpb // 4, KICK, plan.velocity("drums", 0, rng))
+        if plan.density == "medium" and not bar.compound:
+            # ghost notes a 16th before each backbeat: the groove's "a"
+            for p in pulses[1::2]:
+                out.add(p - tpb // 4, tpb // 8, SNARE, plan.velocity("drums", -30, rng))
+        if plan.rhythm == "syncopated" and len(pulses) >= 3:
+            # the kick pushes ahead of the middle pulse, which is left empty
+            middle = pulses[len(pulses) // 2]
+            out.rows = [r for r in out.rows if r[0] != middle]
+            out.add(middle - (bar.beat if bar.compound else tpb // 2), tpb // 4, KICK, plan.velocity("drums", 4, rng))
         # crash on section starts, fill before them
         if bar.index % phrase == 0 or bar.start in section_starts:
             out.add(bar.start, tpb, CRASH, plan.velocity("drums", 12, rng))
@@ -257,49 +309,29 @@ def _guitar_voicing(chord: Chord, register: str | None) -> list[int]:
     return sorted(p for p in voicing if p <= RANGES["guitar"][1])
 
 
-_STRUMS = {  # onsets per pattern as fractions of a quarter note, over two beats
-    "sparse": [0.0],
-    "medium": [0.0, 1.0, 1.5],
-    "busy": [0.0, 0.5, 0.75, 1.0, 1.5, 1.75],
-}
-
-
 def write_guitar(plan: Plan, rng: np.random.Generator) -> np.ndarray:
     """Strummed chords (or arpeggios when single notes are asked for) following the chords."""
     out = _Notes()
     tpb = plan.song.ticks_per_beat
     arpeggio = plan.polyphony == "single"
+    pushed = False
     for bar in plan.bars:
-        span = 2 * tpb if not bar.compound else 3 * bar.beat
-        pattern = (
-            _STRUMS[plan.density]
-            if not bar.compound
-            else {"sparse": [0.0], "medium": [0.0, 1.0], "busy": [0.0, 0.5, 1.0]}[plan.density]
-        )
-        onsets = []
-        for base in range(bar.start, bar.end, span):
-            onsets += [base + round(f * tpb) for f in pattern if base + round(f * tpb) < bar.end]
-        if plan.rhythm == "syncopated":
-            onsets = sorted(
-                {t for t in onsets if (t - bar.start) % tpb == 0}
-                | {t + tpb // 2 for t in onsets if (t - bar.start) % (2 * tpb) == tpb and t + tpb // 2 < bar.end}
-            )
-        if arpeggio:
-            onsets = list(range(bar.start, bar.end, tpb // 2 if plan.density != "busy" else tpb // 4))
+        onsets = bar_onsets(plan, "guitar", bar, pushed)
+        pushes = _pushes(plan, bar, onsets) and bar.end < plan.song.end_tick
         for k, t in enumerate(onsets):
-            nxt = onsets[k + 1] if k + 1 < len(onsets) else bar.end
-            chord = plan.chord_at(t)
-            voicing = _guitar_voicing(chord, plan.register)
+            is_push = pushes and k == len(onsets) - 1
+            nxt = onsets[k + 1] if k + 1 < len(onsets) else bar.end + (tpb if is_push else 0)
+            voicing = _guitar_voicing(plan.chord_at(bar.end if is_push else t), plan.register)
             length = max(1, int((nxt - t) * 0.9))
             if arpeggio:
                 pitch = voicing[[0, 2, 3, 4, 1, 3][k % 6] % len(voicing)]
                 out.add(t, length, pitch, plan.velocity("guitar", 0, rng))
             else:
-                accent = 6 if (t - bar.start) % tpb == 0 else -6
-                vel = plan.velocity("guitar", accent, rng)
                 down = (t - bar.start) % tpb == 0
+                vel = plan.velocity("guitar", 6 if down else -6, rng)
                 for p in voicing if down else voicing[2:]:  # upstrokes catch the top strings
                     out.add(t, length, p, vel)
+        pushed = pushes
     return out.array()
 
 
@@ -316,21 +348,22 @@ def write_piano(plan: Plan, rng: np.random.Generator) -> np.ndarray:
     out = _Notes()
     tpb = plan.song.ticks_per_beat
     previous: list[int] | None = None
-    step = {"sparse": 2 * tpb, "medium": tpb, "busy": tpb // 2}[plan.density]
+    pushed = False
     for bar in plan.bars:
-        onsets = list(range(bar.start, bar.end, step))
-        if plan.rhythm == "syncopated" and plan.density != "sparse":
-            onsets = [t + tpb // 2 if (t - bar.start) % (2 * tpb) == tpb else t for t in onsets]
+        onsets = bar_onsets(plan, "piano", bar, pushed)
+        pushes = _pushes(plan, bar, onsets) and bar.end < plan.song.end_tick
         for k, t in enumerate(onsets):
-            nxt = onsets[k + 1] if k + 1 < len(onsets) else bar.end
-            chord = plan.chord_at(t)
+            is_push = pushes and k == len(onsets) - 1
+            nxt = onsets[k + 1] if k + 1 < len(onsets) else bar.end + (tpb if is_push else 0)
+            chord = plan.chord_at(bar.end if is_push else t)
             voicing = _upper_voicing(chord, 55, 76, previous)
             previous = voicing
             vel = plan.velocity("piano", 5 if t == bar.start else 0, rng)
             for p in voicing:
                 out.add(t, max(1, int((nxt - t) * 0.9)), p, vel)
-            if t == bar.start or chord.start >= t - 1:
+            if t == bar.start or is_push or chord.start >= t - 1:
                 out.add(t, max(1, int((nxt - t) * 0.95)), _place(chord.root, 36, 47), vel)
+        pushed = pushes
     return out.array()
 
 

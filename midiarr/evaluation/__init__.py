@@ -1,0 +1,1 @@
+"""Evaluation: metrics (plain functions), the `eval` harness, and reports."""

@@ -1,0 +1,183 @@
+"""Metrics for a written part against the song and the real part. Plain functions on note arrays.
+
+Times are ticks of ``song`` (the song the part was written for); "beat" is a quarter note.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from midiarr.harmony import sounding_pitch_classes
+from midiarr.song import Song
+
+# Playable ranges (MIDI pitch) per stem; drums: the General MIDI percussion map.
+VALID_RANGES = {"bass": (23, 67), "guitar": (40, 88), "piano": (21, 108), "strings": (28, 103), "drums": (27, 87)}
+
+
+def _tol(tpb: int) -> float:
+    """Timing tolerance: a 64th note (human-played files drift off the grid)."""
+    return tpb / 16
+
+
+def harmonic_fit(song: Song, part: np.ndarray, context: np.ndarray) -> float:
+    """Duration-weighted share of the part's notes whose pitch class sounds in ``context`` during the
+    same beat (1.0 = every note is a chord tone of what else plays). NaN if nothing can be judged."""
+    if len(part) == 0:
+        return float("nan")
+    end = max(song.end_tick, int((part["start"] + part["duration"]).max()) + 1)
+    beats = song.beat_starts(end)
+    bounds = np.append(beats, end + 1)
+    sounding = sounding_pitch_classes(context, bounds)
+    idx = np.clip(np.searchsorted(bounds, part["start"], side="right") - 1, 0, len(beats) - 1)
+    judged = sounding[idx].any(axis=1)  # beats where the context is silent say nothing about harmony
+    if not judged.any():
+        return float("nan")
+    fits = sounding[idx, part["pitch"] % 12]
+    w = part["duration"].astype(float)
+    return float((w * fits)[judged].sum() / w[judged].sum())
+
+
+def grid_share(part: np.ndarray, tpb: int) -> float:
+    """Share of onsets within a 64th note of the 16th-note grid."""
+    if len(part) == 0:
+        return float("nan")
+    step = tpb / 4
+    off = np.abs(part["start"] / step - np.round(part["start"] / step)) * step
+    return float(np.mean(off <= _tol(tpb)))
+
+
+def onset_sync(part: np.ndarray, context: np.ndarray, tpb: int) -> float:
+    """Share of the part's onsets that coincide (within a 64th note) with an onset of another part."""
+    if len(part) == 0 or len(context) == 0:
+        return float("nan")
+    ctx = np.unique(context["start"])
+    onsets = np.unique(part["start"])
+    i = np.clip(np.searchsorted(ctx, onsets), 1, len(ctx) - 1) if len(ctx) > 1 else np.zeros(len(onsets), int)
+    nearest = np.minimum(np.abs(ctx[i] - onsets), np.abs(ctx[np.maximum(i - 1, 0)] - onsets))
+    return float(np.mean(nearest <= _tol(tpb)))
+
+
+def onset_histogram(song: Song, part: np.ndarray) -> np.ndarray:
+    """Onsets per 16th-note position in the bar (16 positions; other meters fold onto them)."""
+    hist = np.zeros(16)
+    if len(part) == 0:
+        return hist
+    bars = song.bar_starts(int(part["start"].max()) + 1)
+    idx = np.clip(np.searchsorted(bars, part["start"], side="right") - 1, 0, len(bars) - 1)
+    pos = np.round((part["start"] - bars[idx]) / (song.ticks_per_beat / 4)).astype(int) % 16
+    np.add.at(hist, pos, 1)
+    return hist
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity (NaN when either vector is zero)."""
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    return float(a @ b / (na * nb)) if na > 0 and nb > 0 else float("nan")
+
+
+def groove_similarity(song: Song, part: np.ndarray, real: np.ndarray) -> float:
+    """Cosine of the 16-position onset histograms of the part and the real part."""
+    return cosine(onset_histogram(song, part), onset_histogram(song, real))
+
+
+def density_ratio(part: np.ndarray, real: np.ndarray) -> float:
+    """Distinct onsets of the part over those of the real part."""
+    n_real = len(np.unique(real["start"])) if len(real) else 0
+    return float(len(np.unique(part["start"])) / n_real) if n_real else float("nan")
+
+
+def pitch_profile(part: np.ndarray, drums: bool = False) -> np.ndarray:
+    """Duration-weighted pitch-class profile (drums: weighted histogram over the 128 drum sounds)."""
+    size = 128 if drums else 12
+    if len(part) == 0:
+        return np.zeros(size)
+    keys = part["pitch"] if drums else part["pitch"] % 12
+    return np.bincount(keys, weights=np.maximum(part["duration"], 1).astype(float), minlength=size)
+
+
+def profile_similarity(part: np.ndarray, real: np.ndarray, drums: bool = False) -> float:
+    """Cosine of the pitch-class (or drum-sound) profiles of the part and the real part."""
+    return cosine(pitch_profile(part, drums), pitch_profile(real, drums))
+
+
+def range_validity(part: np.ndarray, stem: str) -> float:
+    """Share of notes inside the stem's playable range."""
+    if len(part) == 0:
+        return float("nan")
+    lo, hi = VALID_RANGES.get(stem, (0, 127))
+    return float(np.mean((part["pitch"] >= lo) & (part["pitch"] <= hi)))
+
+
+def bar_presence(part_active: np.ndarray, real_active: np.ndarray) -> tuple[float, float]:
+    """(recall, precision) of the bars the part plays against the bars the real part plays."""
+    n = max(len(part_active), len(real_active))
+    a = np.zeros(n, bool)
+    b = np.zeros(n, bool)
+    a[: len(part_active)] = part_active
+    b[: len(real_active)] = real_active
+    both = float((a & b).sum())
+    recall = both / b.sum() if b.sum() else float("nan")
+    precision = both / a.sum() if a.sum() else float("nan")
+    return recall, precision
+
+
+# ----------------------------------------------------- set-level distances
+FEATURES = ("pitch", "duration", "ioi", "velocity", "density")
+# Shared histogram bins per feature, for the overlapping area.
+_BINS = {
+    "pitch": np.arange(0, 129, 1),
+    "duration": np.geomspace(1 / 32, 16, 41),
+    "ioi": np.geomspace(1 / 32, 16, 41),
+    "velocity": np.arange(0, 132, 4),
+    "density": np.arange(0, 66, 2),
+}
+
+
+def note_features(song: Song, part: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-note pitch, duration and inter-onset interval (quarter notes), velocity; notes per active bar."""
+    tpb = song.ticks_per_beat
+    if len(part) == 0:
+        return {k: np.zeros(0) for k in FEATURES}
+    onsets = np.unique(part["start"])
+    active = song.bar_activity(part)
+    per_bar = np.bincount(np.clip(song.bar_index(part["start"]), 0, None), minlength=len(active))[: len(active)]
+    return {
+        "pitch": part["pitch"].astype(float),
+        "duration": part["duration"] / tpb,
+        "ioi": np.diff(onsets) / tpb,
+        "velocity": part["velocity"].astype(float),
+        "density": per_bar[active].astype(float),
+    }
+
+
+def overlapping_area(a: np.ndarray, b: np.ndarray, feature: str) -> float:
+    """Overlap (0..1) of the normalized histograms of two samples of one feature, on shared bins."""
+    if len(a) == 0 or len(b) == 0:
+        return float("nan")
+    bins = _BINS[feature]
+    ha, _ = np.histogram(np.clip(a, bins[0], bins[-1]), bins=bins)
+    hb, _ = np.histogram(np.clip(b, bins[0], bins[-1]), bins=bins)
+    return float(np.minimum(ha / ha.sum(), hb / hb.sum()).sum()) if ha.sum() and hb.sum() else float("nan")
+
+
+def part_vector(features: dict[str, np.ndarray]) -> np.ndarray:
+    """One vector per part: mean and spread of each feature (log scale for times)."""
+    out = []
+    for k in FEATURES:
+        v = features[k]
+        if k in ("duration", "ioi"):
+            v = np.log2(np.maximum(v, 1 / 64))
+        out += [float(np.mean(v)) if len(v) else 0.0, float(np.std(v)) if len(v) else 0.0]
+    return np.array(out)
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two sets of vectors (rows)."""
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
+    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    # trace of the matrix square root of cov_a @ cov_b, through the eigenvalues (real, >= 0 up to noise)
+    eig = np.linalg.eigvals(cov_a @ cov_b)
+    tr_sqrt = float(np.sum(np.sqrt(np.clip(eig.real, 0, None))))
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * tr_sqrt)
