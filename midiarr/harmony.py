@@ -82,19 +82,26 @@ def chroma(notes: np.ndarray, bounds: np.ndarray, bass_weight: float = 1.0) -> n
     out = np.zeros((len(bounds) - 1, 12))
     if len(notes) == 0 or len(bounds) < 2:
         return out
+    win, note_idx, overlap = note_windows(notes, bounds)
+    weight = np.where(notes["pitch"] < 55, 1.0 + bass_weight, 1.0)
+    pcs = notes["pitch"].astype(np.int64) % 12
+    np.add.at(out, (win, pcs[note_idx]), overlap * weight[note_idx])
+    return out
+
+
+def note_windows(notes: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (window, note) pair where a note sounds in window [bounds[i], bounds[i+1]), with the
+    overlap in ticks: arrays of window index, note index and overlap."""
     starts = notes["start"].astype(np.int64)
     ends = starts + np.maximum(notes["duration"].astype(np.int64), 1)
     first = np.clip(np.searchsorted(bounds, starts, side="right") - 1, 0, len(bounds) - 2)
     last = np.clip(np.searchsorted(bounds, ends - 1, side="right") - 1, 0, len(bounds) - 2)
-    weight = np.where(notes["pitch"] < 55, 1.0 + bass_weight, 1.0)
-    pcs = notes["pitch"].astype(np.int64) % 12
     span = last - first + 1
     note_idx = np.repeat(np.arange(len(notes)), span)
-    # window index of each (note, window) pair: the note's first window plus its offset within the span
+    # window of each pair: the note's first window plus the pair's offset within the note's span
     win = np.repeat(first, span) + np.arange(len(note_idx)) - np.repeat(np.cumsum(span) - span, span)
     overlap = np.minimum(ends[note_idx], bounds[win + 1]) - np.maximum(starts[note_idx], bounds[win])
-    np.add.at(out, (win, pcs[note_idx]), np.maximum(overlap, 0) * weight[note_idx])
-    return out
+    return win, note_idx, np.maximum(overlap, 0)
 
 
 def best_chord(vec: np.ndarray) -> tuple[int, str, float]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from midiarr.harmony import sounding_pitch_classes
+from midiarr.harmony import note_windows, sounding_pitch_classes
 from midiarr.song import Song
 
 # Playable ranges (MIDI pitch) per stem; drums: the General MIDI percussion map.
@@ -20,20 +20,22 @@ def _tol(tpb: int) -> float:
 
 
 def harmonic_fit(song: Song, part: np.ndarray, context: np.ndarray) -> float:
-    """Duration-weighted share of the part's notes whose pitch class sounds in ``context`` during the
-    same beat (1.0 = every note is a chord tone of what else plays). NaN if nothing can be judged."""
+    """Duration-weighted share of the part's sounding time whose pitch class also sounds in ``context``
+    within the same beat (1.0 = every note is a tone of what else plays). A note held over several
+    beats is judged in each beat for the time it sounds there; beats where the context is silent are
+    left out. NaN if nothing can be judged."""
     if len(part) == 0:
         return float("nan")
     end = max(song.end_tick, int((part["start"] + part["duration"]).max()) + 1)
     beats = song.beat_starts(end)
     bounds = np.append(beats, end + 1)
     sounding = sounding_pitch_classes(context, bounds)
-    idx = np.clip(np.searchsorted(bounds, part["start"], side="right") - 1, 0, len(beats) - 1)
-    judged = sounding[idx].any(axis=1)  # beats where the context is silent say nothing about harmony
+    win, note, overlap = note_windows(part, bounds)
+    judged = sounding[win].any(axis=1)
     if not judged.any():
         return float("nan")
-    fits = sounding[idx, part["pitch"] % 12]
-    w = part["duration"].astype(float)
+    fits = sounding[win, part["pitch"][note] % 12]
+    w = overlap.astype(float)
     return float((w * fits)[judged].sum() / w[judged].sum())
 
 
