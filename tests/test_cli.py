@@ -95,3 +95,50 @@ def test_bad_input_as_a_real_process(tmp_path, band_file, case):
     assert proc.returncode in (1, 2)
     assert len(proc.stderr.strip().splitlines()) == 1
     assert proc.stderr.startswith("midiarr")
+
+
+def test_insert_command(band_file, tmp_path, capsys):
+    partial = tmp_path / "no_bass.mid"
+    assert run_cli("-q", "subtract", band_file, "--stem", "bass", "-o", partial) == 0
+    out = tmp_path / "with_bass.mid"
+    assert run_cli("insert", partial, "--stem", "bass", "-o", out, "--instruction", "busy bass, soft and wobbly",
+                   "--seed", "3", "--active", "1-4") == 0
+    text = capsys.readouterr().out
+    assert "bass by rules" in text and "not used: wobbly" in text
+    song = read_midi(out)
+    assert [t.name for t in song.tracks] == ["Piano", "Guitar", "Drums", "Bass"]
+    assert song.bar_activity(song.tracks[3].notes).tolist() == [True] * 4 + [False] * 4
+    again = tmp_path / "again.mid"
+    assert run_cli("-q", "insert", partial, "--stem", "bass", "-o", again, "--instruction", "busy bass, soft and wobbly",
+                   "--seed", "3", "--active", "1-4") == 0
+    assert again.read_bytes() == out.read_bytes()
+    assert run_cli("insert", partial, "--stem", "bass", "-o", tmp_path / "x.mid", "--engine", "nope") == 2
+    assert run_cli("insert", partial, "--stem", "bass", "-o", tmp_path / "x.mid", "--active", "9-x") == 2
+
+
+def test_insert_to_musicxml(band_file, tmp_path):
+    out = tmp_path / "song.musicxml"
+    assert run_cli("-q", "insert", band_file, "--stem", "guitar", "-o", out) == 0
+    assert [t.name for t in read_musicxml(out).tracks][-1] == "Guitar"
+
+
+def test_eval_command(tmp_path, capsys):
+    from midiarr.fixtures import band_song
+
+    for i in range(12):
+        write_midi(band_song(bars=4 + i), tmp_path / "data" / f"s{i}.mid")
+    assert run_cli("-q", "prepare", tmp_path / "data", "-o", tmp_path / "cache", "--workers", "1") == 0
+    split = json.loads((tmp_path / "cache" / "splits.json").read_text())
+    use = "train" if split["train"] else "valid"
+    assert run_cli("eval", "--engine", "rules", "--engine", "borrow", "--stems", "bass,drums", "--data",
+                   tmp_path / "cache", "--split", use, "-o", tmp_path / "rep", "--limit", "3") == 0
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    rules = report["aggregate"]["bass"]["rules"]
+    assert rules["context_preserved"] == 1.0 and rules["harmonic_fit"] > 0.9 and rules["bar_recall"] > 0.9
+    assert report["aggregate"]["bass"]["real"]["groove_similarity"] == 1.0
+    names = {p.name for p in (tmp_path / "rep").iterdir()}
+    assert {"report.json", "report.md", "metrics.png"} <= names
+    assert any(n.startswith("example_") for n in names)
+    assert "| rules |" in (tmp_path / "rep" / "report.md").read_text()
+    capsys.readouterr()
+    assert run_cli("eval", "--engine", "nope", "--data", tmp_path / "cache", "-o", tmp_path / "r2") == 2
