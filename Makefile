@@ -13,11 +13,15 @@ setup:
 demo: setup
 	@echo "== the bundled example's tracks and roles"
 	$(MIDIARR) stems examples/band.mid --describe
-	@echo "== take the bass out (the song a songwriter brings), keep the bass alone too"
-	$(MIDIARR) subtract examples/band.mid --stem bass -o $(OUT)/band_without_bass.mid --stem-output $(OUT)/band_bass.mid
-	@echo "== the same song as MusicXML for a notation program"
-	$(MIDIARR) convert $(OUT)/band_without_bass.mid -o $(OUT)/band_without_bass.musicxml
-	$(MIDIARR) stems $(OUT)/band_without_bass.musicxml
+	@echo "== take the bass out: the song a songwriter brings"
+	$(MIDIARR) subtract examples/band.mid --stem bass -o $(OUT)/band_without_bass.mid
+	@echo "== midiarr writes the missing bass, steered by an instruction"
+	$(MIDIARR) insert $(OUT)/band_without_bass.mid --stem bass --instruction "busy syncopated bass, soft" --seed 1 -o $(OUT)/band_new_bass.mid
+	$(MIDIARR) stems $(OUT)/band_new_bass.mid
+	@echo "== render it: the mix and one file per stem"
+	$(MIDIARR) render $(OUT)/band_new_bass.mid --stems -o $(OUT)/audio
+	@echo "== and as MusicXML for a notation program"
+	$(MIDIARR) convert $(OUT)/band_new_bass.mid -o $(OUT)/band_new_bass.musicxml
 
 test: setup
 	$(PY) -m pytest -q

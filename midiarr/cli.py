@@ -161,7 +161,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate(
         engines, stems, args.data, split=args.split, limit=args.limit, seed=args.seed, progress=not args.quiet
     )
-    command = "midiarr " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["eval"] else ""
+    command = "midiarr " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "eval" in sys.argv[1:] else ""
     paths = write_report(result, args.output, command=command)
     _say(args, markdown_table(result["aggregate"]))
     _say(args, f"wrote {len(paths)} files to {args.output} ({len(result['failures'])} failures)")

@@ -101,16 +101,47 @@ def test_insert_command(band_file, tmp_path, capsys):
     partial = tmp_path / "no_bass.mid"
     assert run_cli("-q", "subtract", band_file, "--stem", "bass", "-o", partial) == 0
     out = tmp_path / "with_bass.mid"
-    assert run_cli("insert", partial, "--stem", "bass", "-o", out, "--instruction", "busy bass, soft and wobbly",
-                   "--seed", "3", "--active", "1-4") == 0
+    assert (
+        run_cli(
+            "insert",
+            partial,
+            "--stem",
+            "bass",
+            "-o",
+            out,
+            "--instruction",
+            "busy bass, soft and wobbly",
+            "--seed",
+            "3",
+            "--active",
+            "1-4",
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "bass by rules" in text and "not used: wobbly" in text
     song = read_midi(out)
     assert [t.name for t in song.tracks] == ["Piano", "Guitar", "Drums", "Bass"]
     assert song.bar_activity(song.tracks[3].notes).tolist() == [True] * 4 + [False] * 4
     again = tmp_path / "again.mid"
-    assert run_cli("-q", "insert", partial, "--stem", "bass", "-o", again, "--instruction", "busy bass, soft and wobbly",
-                   "--seed", "3", "--active", "1-4") == 0
+    assert (
+        run_cli(
+            "-q",
+            "insert",
+            partial,
+            "--stem",
+            "bass",
+            "-o",
+            again,
+            "--instruction",
+            "busy bass, soft and wobbly",
+            "--seed",
+            "3",
+            "--active",
+            "1-4",
+        )
+        == 0
+    )
     assert again.read_bytes() == out.read_bytes()
     assert run_cli("insert", partial, "--stem", "bass", "-o", tmp_path / "x.mid", "--engine", "nope") == 2
     assert run_cli("insert", partial, "--stem", "bass", "-o", tmp_path / "x.mid", "--active", "9-x") == 2
@@ -130,8 +161,26 @@ def test_eval_command(tmp_path, capsys):
     assert run_cli("-q", "prepare", tmp_path / "data", "-o", tmp_path / "cache", "--workers", "1") == 0
     split = json.loads((tmp_path / "cache" / "splits.json").read_text())
     use = "train" if split["train"] else "valid"
-    assert run_cli("eval", "--engine", "rules", "--engine", "borrow", "--stems", "bass,drums", "--data",
-                   tmp_path / "cache", "--split", use, "-o", tmp_path / "rep", "--limit", "3") == 0
+    assert (
+        run_cli(
+            "eval",
+            "--engine",
+            "rules",
+            "--engine",
+            "borrow",
+            "--stems",
+            "bass,drums",
+            "--data",
+            tmp_path / "cache",
+            "--split",
+            use,
+            "-o",
+            tmp_path / "rep",
+            "--limit",
+            "3",
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     rules = report["aggregate"]["bass"]["rules"]
     assert rules["context_preserved"] == 1.0 and rules["harmonic_fit"] > 0.9 and rules["bar_recall"] > 0.9

@@ -61,11 +61,17 @@ def test_rules_follows_odd_meters(numerator, denominator):
     assert set(bars[: partial.num_bars - 1].tolist()) <= set(kicks.tolist())  # a kick on every downbeat
 
 
-@pytest.mark.parametrize("words, attr, value", [
-    ("sparse soft bass", "density", "sparse"), ("busy bass", "density", "busy"),
-    ("loud bass", "dynamics", "loud"), ("soft bass", "dynamics", "soft"),
-    ("syncopated bass", "rhythm", "syncopated"), ("straight bass", "rhythm", "straight"),
-])
+@pytest.mark.parametrize(
+    "words, attr, value",
+    [
+        ("sparse soft bass", "density", "sparse"),
+        ("busy bass", "density", "busy"),
+        ("loud bass", "dynamics", "loud"),
+        ("soft bass", "dynamics", "soft"),
+        ("syncopated bass", "rhythm", "syncopated"),
+        ("straight bass", "rhythm", "straight"),
+    ],
+)
 def test_rules_obeys_controls(words, attr, value):
     song = band_song(bars=8)
     partial = subtract(song, "bass").partial

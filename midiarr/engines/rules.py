@@ -210,7 +210,8 @@ def write_bass(plan: Plan, rng: np.random.Generator) -> np.ndarray:
             else:
                 pc = int(rng.choice([chord.root, chord.root, chord.fifth]))
             played_chords.add(chord.start)
-            pitch = _place(pc, low, high, last_pitch)
+            # roots sit near the middle of the register; other notes move as little as they can
+            pitch = _place(pc, low, high, (low + high) // 2 - 2 if pc == chord.root else last_pitch)
             if pc == chord.root and k % 2 == 1 and plan.density == "busy" and rng.random() < 0.3 and pitch + 12 <= 55:
                 pitch += 12  # octave jump, the busy-bass staple
             # a push rings over the bar line into the downbeat it anticipates
