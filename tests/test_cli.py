@@ -100,49 +100,16 @@ def test_bad_input_as_a_real_process(tmp_path, band_file, case):
 def test_insert_command(band_file, tmp_path, capsys):
     partial = tmp_path / "no_bass.mid"
     assert run_cli("-q", "subtract", band_file, "--stem", "bass", "-o", partial) == 0
-    out = tmp_path / "with_bass.mid"
-    assert (
-        run_cli(
-            "insert",
-            partial,
-            "--stem",
-            "bass",
-            "-o",
-            out,
-            "--instruction",
-            "busy bass, soft and wobbly",
-            "--seed",
-            "3",
-            "--active",
-            "1-4",
-        )
-        == 0
-    )
+    out, again = tmp_path / "with_bass.mid", tmp_path / "again.mid"
+    options = ["--stem", "bass", "--instruction", "busy bass, soft and wobbly", "--seed", "3", "--active", "1-4"]
+    assert run_cli("insert", partial, "-o", out, *options) == 0
     text = capsys.readouterr().out
     assert "bass by rules" in text and "not used: wobbly" in text
     song = read_midi(out)
     assert [t.name for t in song.tracks] == ["Piano", "Guitar", "Drums", "Bass"]
     assert song.bar_activity(song.tracks[3].notes).tolist() == [True] * 4 + [False] * 4
-    again = tmp_path / "again.mid"
-    assert (
-        run_cli(
-            "-q",
-            "insert",
-            partial,
-            "--stem",
-            "bass",
-            "-o",
-            again,
-            "--instruction",
-            "busy bass, soft and wobbly",
-            "--seed",
-            "3",
-            "--active",
-            "1-4",
-        )
-        == 0
-    )
-    assert again.read_bytes() == out.read_bytes()
+    assert run_cli("-q", "insert", partial, "-o", again, *options) == 0
+    assert again.read_bytes() == out.read_bytes()  # same seed, same part
     assert run_cli("insert", partial, "--stem", "bass", "-o", tmp_path / "x.mid", "--engine", "nope") == 2
     assert run_cli("insert", partial, "--stem", "bass", "-o", tmp_path / "x.mid", "--active", "9-x") == 2
 
