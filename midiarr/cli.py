@@ -138,7 +138,14 @@ def cmd_insert(args: argparse.Namespace) -> int:
     active = parse_bar_ranges(args.active) if args.active else None
     roles = assign_roles(song, parse_role_overrides(args.role))
     result = engine.insert(song, stem, controls, active=active, seed=args.seed, roles=roles)
-    save(result.song, args.output)
+    notation = {".musicxml", ".mxl", ".xml"}
+    if args.file.suffix.lower() in notation and args.output.suffix.lower() in notation and not result.replaced_tracks:
+        # notation in, notation out: keep the original score as it is and add the new part to it
+        from midiarr.io.musicxml import add_parts, parse_musicxml_score, write_score
+
+        write_score(add_parts(parse_musicxml_score(args.file), result.song, result.new_tracks), args.output)
+    else:
+        save(result.song, args.output)
     new = result.song.tracks[result.new_tracks[0]]
     bars = int(result.song.bar_activity(new.notes).sum())
     _say(args, f"wrote {args.output}: {stem} by {engine.name}, {len(new.notes)} notes in {bars} bars")

@@ -90,6 +90,16 @@ def _drum_pitch(step: str | None, octave: int | None, notehead: str) -> int:
 # ----------------------------------------------------------------- reading
 def read_musicxml(path: str | os.PathLike[str]) -> Song:
     """Read a MusicXML file (.musicxml, .xml or compressed .mxl) into a `Song`."""
+    parsed = parse_musicxml_score(path)
+    song = from_music21(parsed)
+    check_song_limits(song, str(path))
+    song.metadata.setdefault("title", _title(parsed) or Path(path).stem)
+    song.metadata["source"] = str(path)
+    return song
+
+
+def parse_musicxml_score(path: str | os.PathLike[str]) -> music21.stream.Score:
+    """The music21 Score of a MusicXML file, with one clear `InputError` for anything broken."""
     data = read_input_bytes(path, MAX_FILE_BYTES)
     name = str(path)
     if not data.strip():
@@ -109,11 +119,7 @@ def read_musicxml(path: str | os.PathLike[str]) -> Song:
         raise InputError(f"{name}: broken MusicXML ({type(exc).__name__}: {_first_line(exc)})") from None
     if not isinstance(parsed, music21.stream.Score):
         parsed = music21.stream.Score([parsed])
-    song = from_music21(parsed)
-    check_song_limits(song, name)
-    song.metadata.setdefault("title", _title(parsed) or Path(path).stem)
-    song.metadata["source"] = name
-    return song
+    return parsed
 
 
 def _first_line(exc: BaseException) -> str:
@@ -178,6 +184,8 @@ def from_music21(score: music21.stream.Score) -> Song:
     for ks in ref.getElementsByClass(key.KeySignature):
         minor = isinstance(ks, key.Key) and ks.mode == "minor"
         keys.append(KeySignature(to_tick(ks.offset), int(ks.sharps), minor))
+    if pickup and keys and keys[0].tick == to_tick(0):  # the opening key holds from the (padded) start
+        keys[0] = KeySignature(0, keys[0].key, keys[0].minor)
     tempos = []
     for start, _end, mark in score.metronomeMarkBoundaries():
         qpm = mark.getQuarterBPM()
@@ -220,8 +228,10 @@ def _snap_to_notation_grid(ticks: np.ndarray, tpb: int) -> np.ndarray:
     return np.where(np.abs(a - ticks) <= np.abs(b - ticks), a, b)
 
 
-def to_music21(song: Song, roles: dict[int, str] | None = None) -> music21.stream.Score:
-    """A music21 Score: a part per track with a clef for its role, quantized for notation."""
+def to_music21(song: Song, roles: dict[int, str] | None = None, tempo_marks: bool = True) -> music21.stream.Score:
+    """A music21 Score: a part per track with a clef for its role, quantized for notation.
+
+    ``tempo_marks=False`` leaves out metronome marks (for parts added to a score that has its own)."""
     from music21 import chord, clef, instrument, key, metadata, meter, note, stream, tempo
     from music21.percussion import PercussionChord
 
@@ -254,7 +264,7 @@ def to_music21(song: Song, roles: dict[int, str] | None = None) -> music21.strea
             inst.midiProgram = int(track.program)
             part.insert(0, inst)
             part.insert(0, _clef_for(track, role, clef))
-        if index == 0:
+        if index == 0 and tempo_marks:
             for t in song.tempos:
                 part.insert(ql(t.tick), tempo.MetronomeMark(number=round(t.qpm, 2)))
         for ts in song.time_signatures or [TimeSignature(0, 4, 4)]:
@@ -309,16 +319,70 @@ def _clef_for(track: Track, role: str | None, clef_mod: object) -> object:
     return clef_mod.BassClef() if median < 55 else clef_mod.TrebleClef()
 
 
-def write_musicxml(song: Song, path: str | os.PathLike[str]) -> Path:
-    """Write MusicXML (.musicxml/.xml plain, .mxl compressed), atomically."""
+def pickup_ticks(score: music21.stream.Score, ticks_per_beat: int = XML_TICKS_PER_BEAT) -> int:
+    """Length of the score's pickup (anacrusis) in ticks, 0 when the first bar is full."""
+    from music21 import stream
+
+    parts = list(score.parts) or [score]
+    first = parts[0].getElementsByClass(stream.Measure).first()
+    return round(Fraction(first.paddingLeft) * ticks_per_beat) if first is not None else 0
+
+
+def add_parts(score: music21.stream.Score, song: Song, indices: list[int]) -> music21.stream.Score:
+    """Append tracks of ``song`` (read from ``score``) to the original score as new parts.
+
+    The original parts stay exactly as they were (articulations, lyrics, layout and all); the new parts get
+    measures on the same bar lines, a clef for their role, and a pickup bar when the score has one.
+    """
+    from music21 import note, stream
+
+    pickup = pickup_ticks(score, song.ticks_per_beat)
+    reference = (list(score.parts) or [score])[0].getElementsByClass(stream.Measure)
+    first_number = reference.first().number if reference.first() is not None else 1
+    tracks = []
+    for i in indices:
+        t = song.tracks[i].copy()
+        t.notes = t.notes[t.notes["start"] >= pickup]  # nothing may sound before the pickup begins
+        tracks.append(t)
+    roles = {k: t.role for k, t in enumerate(tracks) if t.role}
+    new = to_music21(song.with_tracks(tracks), roles=roles, tempo_marks=False)
+    for part in new.parts:
+        part.makeNotation(inPlace=True)
+        if pickup:
+            shift = Fraction(pickup, song.ticks_per_beat)
+            measures = list(part.getElementsByClass(stream.Measure))
+            first = measures[0]
+            for container in [first, *first.voices]:  # overlapping notes live in voices
+                for el in list(container.notesAndRests):
+                    if el.offset < shift and isinstance(el, note.Rest):
+                        container.remove(el)
+                for el in list(container):  # clef and meter stay at the start, everything later moves up
+                    if el.offset >= shift and not isinstance(el, stream.Voice):
+                        container.coreSetElementOffset(el, el.offset - shift)
+                container.coreElementsChanged()
+            first.paddingLeft = float(shift)
+            for m in measures[1:]:
+                part.coreSetElementOffset(m, m.offset - shift)
+            part.coreElementsChanged()
+        for number, m in enumerate(part.getElementsByClass(stream.Measure), start=first_number):
+            m.number = number  # the same bar numbers as the original parts
+        score.insert(0, part)
+    return score
+
+
+def write_score(score: music21.stream.Score, path: str | os.PathLike[str]) -> Path:
+    """Write a music21 Score as MusicXML (.mxl compressed), atomically."""
     import tempfile
 
     target = Path(path)
-    score = to_music21(song)
     suffix = target.suffix.lower() if target.suffix.lower() in MUSICXML_SUFFIXES else ".musicxml"
     with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = Path(tmp) / f"out{suffix}"
         fmt = "mxl" if suffix == ".mxl" else "musicxml"
-        written = Path(score.write(fmt, fp=str(tmp_path)))
+        written = Path(score.write(fmt, fp=str(Path(tmp) / f"out{suffix}")))
         data = written.read_bytes()
     return atomic_write_bytes(target, data)
+
+
+def write_musicxml(song: Song, path: str | os.PathLike[str]) -> Path:
+    """Write MusicXML (.musicxml/.xml plain, .mxl compressed), atomically."""
+    return write_score(to_music21(song), path)
