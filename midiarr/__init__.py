@@ -6,13 +6,18 @@ The public API starts here::
     song = midiarr.load("song.mid")        # MIDI or MusicXML
     print(midiarr.assign_roles(song))       # {track index: role}
     partial = midiarr.subtract(song, "bass").partial
-    midiarr.save(partial, "song_without_bass.musicxml")
+    full = midiarr.Arranger().insert(partial, "bass", "busy syncopated bass, soft", seed=1)
+    midiarr.save(full, "song_new_bass.musicxml")
+
+    from midiarr.render import render
+    audio = render(full)                     # {"mix": ..., "bass": ..., ...} float32 (samples, 2)
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from midiarr.arranger import Arranger
 from midiarr.convert import (
     from_any,
     from_mido,
@@ -32,6 +37,7 @@ from midiarr.subtract import subtract
 
 __all__ = [
     "ROLES",
+    "Arranger",
     "InputError",
     "KeySignature",
     "Marker",

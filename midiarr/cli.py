@@ -153,6 +153,11 @@ def cmd_insert(args: argparse.Namespace) -> int:
         _say(args, f"replaced the song's own {stem}: {', '.join(result.replaced_tracks)}")
     if controls.unknown_words:
         _say(args, f"instruction words not used: {', '.join(controls.unknown_words)}")
+    if args.report:
+        from midiarr.insert_report import write_insert_report
+
+        page = write_insert_report(result, args.report, engine.name, args.instruction, args.seed, args.soundfont)
+        _say(args, f"report: {page}")
     return 0
 
 
@@ -319,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="same seed, same part")
     p.add_argument("--donor", action="append", type=Path, help="donor song for --engine borrow (repeatable)")
+    p.add_argument("--report", type=Path, metavar="DIR", help="also write an HTML page with a piano roll and audio")
+    p.add_argument("--soundfont", default=None, help="SoundFont for the report's audio (default as in `render`)")
     p.add_argument("--role", action="append", metavar="TRACK=ROLE", help=role_help)
     p.add_argument("--force", action="store_true", help="allow the output to be the input file")
     p.set_defaults(func=cmd_insert)

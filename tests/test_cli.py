@@ -158,3 +158,31 @@ def test_eval_command(tmp_path, capsys):
     assert "| rules |" in (tmp_path / "rep" / "report.md").read_text()
     capsys.readouterr()
     assert run_cli("eval", "--engine", "nope", "--data", tmp_path / "cache", "-o", tmp_path / "r2") == 2
+
+
+def test_insert_report_page(band_file, tmp_path):
+    report = tmp_path / "report"
+    assert (
+        run_cli(
+            "-q",
+            "insert",
+            band_file,
+            "--stem",
+            "drums",
+            "-o",
+            tmp_path / "o.mid",
+            "--report",
+            report,
+            "--soundfont",
+            "timgm",
+            "--instruction",
+            "busy drums",
+        )
+        == 0
+    )
+    page = (report / "index.html").read_text()
+    assert '<img src="pianoroll.png"' in page and 'src="audio/mix.wav"' in page and 'src="audio/drums.wav"' in page
+    assert "busy drums" in page and "Drums" in page  # the instruction and what was replaced
+    assert (report / "pianoroll.png").read_bytes().startswith(b"\x89PNG")
+    for name in ("mix", "drums", "bass"):
+        assert (report / "audio" / f"{name}.wav").stat().st_size > 1000

@@ -120,28 +120,10 @@ def plot_metrics(aggregate: dict[str, dict[str, dict[str, float]]], path: Path) 
 
 def plot_example(example: dict[str, Any], path: Path, max_bars: int = 16) -> Path:
     """Piano rolls: the other parts in grey, then the real part and each engine's part, first bars only."""
-    import matplotlib
+    from midiarr.plots import CONTEXT_COLOR, NEW_COLOR, REAL_COLOR, piano_roll_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    song = example["song"]
-    bars = song.bar_starts()
-    end = int(bars[min(max_bars, len(bars) - 1)]) if len(bars) > 1 else song.end_tick
-    parts = example["parts"]
-    fig, axes = plt.subplots(len(parts), 1, figsize=(12, 1.9 * len(parts)), sharex=True, squeeze=False)
-    for ax, (name, notes) in zip(axes[:, 0], parts.items()):
-        for layer, color in ((example["context"], "#cccccc"), (notes, "#d62728" if name != "real" else "#1f77b4")):
-            sel = layer[layer["start"] < end]
-            for s, d, p in zip(sel["start"].tolist(), sel["duration"].tolist(), sel["pitch"].tolist()):
-                ax.add_patch(plt.Rectangle((s, p - 0.4), d, 0.8, color=color, lw=0))
-        ax.set_ylabel(name, fontsize=8)
-        ax.set_ylim(20, 100)
-        for b in bars[bars < end]:
-            ax.axvline(b, color="#eeeeee", lw=0.5, zorder=0)
-    axes[0, 0].set_xlim(0, end)
-    axes[0, 0].set_title(f"{example['stem']} — {example['triplet']}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=70)
-    plt.close(fig)
-    return path
+    rows = [
+        (name, [(example["context"], CONTEXT_COLOR), (notes, REAL_COLOR if name == "real" else NEW_COLOR)])
+        for name, notes in example["parts"].items()
+    ]
+    return piano_roll_png(path, example["song"], rows, f"{example['stem']} — {example['triplet']}", max_bars)

@@ -1,0 +1,72 @@
+"""`Arranger`: the Python entry point for writing parts into songs.
+
+import midiarr
+song = midiarr.load("song.mid")
+full = midiarr.Arranger().arrange(song, ["bass", "drums"], instruction="laid-back, soft", seed=1)
+midiarr.save(full, "song_arranged.mid")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from midiarr.convert import from_any
+from midiarr.engines import Controls, Engine, InsertResult, get_engine, parse_bar_ranges
+from midiarr.song import Song
+
+
+class Arranger:
+    """Writes stems into songs with one engine (by name or instance)."""
+
+    def __init__(self, engine: str | Engine = "rules", **engine_options: Any) -> None:
+        self.engine = get_engine(engine, **engine_options) if isinstance(engine, str) else engine
+
+    def insert_result(
+        self,
+        song: Any,
+        stem: str,
+        instruction: str | None = None,
+        *,
+        seed: int = 0,
+        active: str | np.ndarray | None = None,
+        **controls: str | None,
+    ) -> InsertResult:
+        """Like `insert`, with what was replaced and which tracks are new."""
+        song = from_any(song)
+        mask = parse_bar_ranges(active, song.num_bars) if isinstance(active, str) else active
+        return self.engine.insert(song, stem, Controls.build(instruction, **controls), active=mask, seed=seed)
+
+    def insert(
+        self,
+        song: Any,
+        stem: str,
+        instruction: str | None = None,
+        *,
+        seed: int = 0,
+        active: str | np.ndarray | None = None,
+        **controls: str | None,
+    ) -> Song:
+        """The song (a Song, or a pretty_midi / mido / music21 / symusic object) with ``stem`` written in.
+
+        ``instruction`` is free text ("busy syncopated bass, soft"); keyword controls (density, dynamics,
+        rhythm, register, polyphony) override it; ``active`` names bars ("1-16,33-48") or is a per-bar mask.
+        """
+        return self.insert_result(song, stem, instruction, seed=seed, active=active, **controls).song
+
+    def arrange(
+        self,
+        song: Any,
+        stems: Sequence[str] = ("bass", "drums", "guitar"),
+        instruction: str | None = None,
+        *,
+        seed: int = 0,
+        **controls: str | None,
+    ) -> Song:
+        """Write several stems in turn, each one hearing the parts written before it."""
+        out = from_any(song)
+        for k, stem in enumerate(stems):
+            out = self.insert(out, stem, instruction, seed=seed + k, **controls)
+        return out
