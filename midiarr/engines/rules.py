@@ -181,6 +181,38 @@ def bar_onsets(plan: Plan, stem: str, bar: Bar, pushed_into: bool) -> list[int]:
     return onsets
 
 
+@dataclass
+class Onset:
+    """One onset of a pattern part: where it is, when the next one comes, whether it pushes."""
+
+    bar: Bar
+    index: int  # position among the bar's onsets
+    tick: int
+    next_tick: int  # the next onset, or the bar end (a beat past it for a push that ties over)
+    is_push: bool
+
+    @property
+    def harmony_tick(self) -> int:
+        """Where to read the chord: a push anticipates the next bar's chord."""
+        return self.bar.end if self.is_push else self.tick
+
+
+def pattern_onsets(plan: Plan, stem: str) -> list[Onset]:
+    """Every onset of a pattern part over the song, with pushes carried into the next bar."""
+    tpb = plan.song.ticks_per_beat
+    out: list[Onset] = []
+    pushed = False
+    for bar in plan.bars:
+        onsets = bar_onsets(plan, stem, bar, pushed)
+        pushes = _pushes(plan, bar, onsets) and bar.end < plan.song.end_tick
+        for k, t in enumerate(onsets):
+            is_push = pushes and k == len(onsets) - 1
+            nxt = onsets[k + 1] if k + 1 < len(onsets) else bar.end + (tpb if is_push else 0)
+            out.append(Onset(bar, k, t, nxt, is_push))
+        pushed = pushes
+    return out
+
+
 def _pushes(plan: Plan, bar: Bar, onsets: list[int]) -> bool:
     """Whether the bar ends on a push into a next bar."""
     eighth = bar.beat if bar.compound else plan.song.ticks_per_beat // 2
@@ -315,24 +347,17 @@ def write_guitar(plan: Plan, rng: np.random.Generator) -> np.ndarray:
     out = _Notes()
     tpb = plan.song.ticks_per_beat
     arpeggio = plan.polyphony == "single"
-    pushed = False
-    for bar in plan.bars:
-        onsets = bar_onsets(plan, "guitar", bar, pushed)
-        pushes = _pushes(plan, bar, onsets) and bar.end < plan.song.end_tick
-        for k, t in enumerate(onsets):
-            is_push = pushes and k == len(onsets) - 1
-            nxt = onsets[k + 1] if k + 1 < len(onsets) else bar.end + (tpb if is_push else 0)
-            voicing = _guitar_voicing(plan.chord_at(bar.end if is_push else t), plan.register)
-            length = max(1, int((nxt - t) * 0.9))
-            if arpeggio:
-                pitch = voicing[[0, 2, 3, 4, 1, 3][k % 6] % len(voicing)]
-                out.add(t, length, pitch, plan.velocity("guitar", 0, rng))
-            else:
-                down = (t - bar.start) % tpb == 0
-                vel = plan.velocity("guitar", 6 if down else -6, rng)
-                for p in voicing if down else voicing[2:]:  # upstrokes catch the top strings
-                    out.add(t, length, p, vel)
-        pushed = pushes
+    for o in pattern_onsets(plan, "guitar"):
+        voicing = _guitar_voicing(plan.chord_at(o.harmony_tick), plan.register)
+        length = max(1, int((o.next_tick - o.tick) * 0.9))
+        if arpeggio:
+            pitch = voicing[[0, 2, 3, 4, 1, 3][o.index % 6] % len(voicing)]
+            out.add(o.tick, length, pitch, plan.velocity("guitar", 0, rng))
+        else:
+            down = (o.tick - o.bar.start) % tpb == 0
+            vel = plan.velocity("guitar", 6 if down else -6, rng)
+            for p in voicing if down else voicing[2:]:  # upstrokes catch the top strings
+                out.add(o.tick, length, p, vel)
     return out.array()
 
 
@@ -347,24 +372,16 @@ def _upper_voicing(chord: Chord, low: int, high: int, previous: list[int] | None
 def write_piano(plan: Plan, rng: np.random.Generator) -> np.ndarray:
     """Left hand on roots at chord changes, right hand comping voice-led chords."""
     out = _Notes()
-    tpb = plan.song.ticks_per_beat
     previous: list[int] | None = None
-    pushed = False
-    for bar in plan.bars:
-        onsets = bar_onsets(plan, "piano", bar, pushed)
-        pushes = _pushes(plan, bar, onsets) and bar.end < plan.song.end_tick
-        for k, t in enumerate(onsets):
-            is_push = pushes and k == len(onsets) - 1
-            nxt = onsets[k + 1] if k + 1 < len(onsets) else bar.end + (tpb if is_push else 0)
-            chord = plan.chord_at(bar.end if is_push else t)
-            voicing = _upper_voicing(chord, 55, 76, previous)
-            previous = voicing
-            vel = plan.velocity("piano", 5 if t == bar.start else 0, rng)
-            for p in voicing:
-                out.add(t, max(1, int((nxt - t) * 0.9)), p, vel)
-            if t == bar.start or is_push or chord.start >= t - 1:
-                out.add(t, max(1, int((nxt - t) * 0.95)), _place(chord.root, 36, 47), vel)
-        pushed = pushes
+    for o in pattern_onsets(plan, "piano"):
+        chord = plan.chord_at(o.harmony_tick)
+        voicing = _upper_voicing(chord, 55, 76, previous)
+        previous = voicing
+        vel = plan.velocity("piano", 5 if o.tick == o.bar.start else 0, rng)
+        for p in voicing:
+            out.add(o.tick, max(1, int((o.next_tick - o.tick) * 0.9)), p, vel)
+        if o.tick == o.bar.start or o.is_push or chord.start >= o.tick - 1:
+            out.add(o.tick, max(1, int((o.next_tick - o.tick) * 0.95)), _place(chord.root, 36, 47), vel)
     return out.array()
 
 
