@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from midiarr.convert import from_any
-from midiarr.engines import Controls, Engine, InsertResult, get_engine, parse_bar_ranges
+from midiarr.engines import Controls, Engine, get_engine, parse_bar_ranges
 from midiarr.song import Song
 
 
@@ -23,21 +23,6 @@ class Arranger:
 
     def __init__(self, engine: str | Engine = "rules", **engine_options: Any) -> None:
         self.engine = get_engine(engine, **engine_options) if isinstance(engine, str) else engine
-
-    def insert_result(
-        self,
-        song: Any,
-        stem: str,
-        instruction: str | None = None,
-        *,
-        seed: int = 0,
-        active: str | np.ndarray | None = None,
-        **controls: str | None,
-    ) -> InsertResult:
-        """Like `insert`, with what was replaced and which tracks are new."""
-        song = from_any(song)
-        mask = parse_bar_ranges(active, song.num_bars) if isinstance(active, str) else active
-        return self.engine.insert(song, stem, Controls.build(instruction, **controls), active=mask, seed=seed)
 
     def insert(
         self,
@@ -53,8 +38,11 @@ class Arranger:
 
         ``instruction`` is free text ("busy syncopated bass, soft"); keyword controls (density, dynamics,
         rhythm, register, polyphony) override it; ``active`` names bars ("1-16,33-48") or is a per-bar mask.
+        Use ``arranger.engine.insert`` for what was replaced and which tracks are new.
         """
-        return self.insert_result(song, stem, instruction, seed=seed, active=active, **controls).song
+        song = from_any(song)
+        mask = parse_bar_ranges(active, song.num_bars) if isinstance(active, str) else active
+        return self.engine.insert(song, stem, Controls.build(instruction, **controls), active=mask, seed=seed).song
 
     def arrange(
         self,

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from midiarr import __version__
+from midiarr.song import Song
 from midiarr.errors import EmptySongError, MidiarrError, OptionError
 
 EXIT_USAGE = 2
@@ -36,6 +37,16 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 
 # ------------------------------------------------------------------ commands
+def _load_song_with_notes(path: Path) -> Song:
+    """Load a song for a command that needs notes to work on."""
+    from midiarr.io import load
+
+    song = load(path)
+    if song.note_count == 0:
+        raise EmptySongError(f"{path}: the song has no notes")
+    return song
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from midiarr.io import check_output_path, load, save
 
@@ -118,15 +129,13 @@ def cmd_subtract(args: argparse.Namespace) -> int:
 
 def cmd_insert(args: argparse.Namespace) -> int:
     from midiarr.engines import Controls, get_engine, parse_bar_ranges
-    from midiarr.io import check_output_path, load, save
+    from midiarr.io import check_output_path, save
     from midiarr.roles import assign_roles, check_stem, parse_role_overrides
 
     stem = check_stem(args.stem)
     check_output_path(args.file, args.output, args.force)
     engine = get_engine(args.engine, **({"donors": args.donor} if args.engine == "borrow" else {}))
-    song = load(args.file)
-    if song.note_count == 0:
-        raise EmptySongError(f"{args.file}: the song has no notes")
+    song = _load_song_with_notes(args.file)
     controls = Controls.build(
         args.instruction,
         density=args.density,
@@ -210,13 +219,10 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from midiarr.io import load
     from midiarr.render import render_to_dir
     from midiarr.roles import assign_roles, parse_role_overrides
 
-    song = load(args.file)
-    if song.note_count == 0:
-        raise EmptySongError(f"{args.file}: the song has no notes to render")
+    song = _load_song_with_notes(args.file)
     roles = assign_roles(song, parse_role_overrides(args.role))
     written = render_to_dir(
         song,
