@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from midiarr import __version__
-from midiarr.song import Song
 from midiarr.errors import EmptySongError, MidiarrError, OptionError
+from midiarr.song import Song
 
 EXIT_USAGE = 2
 EXIT_INPUT = 1
