@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from midiarr import __version__
 from midiarr.errors import EmptySongError, MidiarrError, OptionError
@@ -127,16 +128,28 @@ def cmd_subtract(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_insert(args: argparse.Namespace) -> int:
-    from midiarr.engines import Controls, get_engine, parse_bar_ranges
-    from midiarr.io import check_output_path, save
-    from midiarr.roles import assign_roles, check_stem, parse_role_overrides
+def _engine_from_args(args: argparse.Namespace) -> Any:
+    """The engine named by --engine with its options (donors, checkpoint, sampling)."""
+    from midiarr.engines import get_engine
 
-    stem = check_stem(args.stem)
-    check_output_path(args.file, args.output, args.force)
-    engine = get_engine(args.engine, **({"donors": args.donor} if args.engine == "borrow" else {}))
-    song = _load_song_with_notes(args.file)
-    controls = Controls.build(
+    options: dict[str, Any] = {}
+    if args.engine == "borrow":
+        options["donors"] = args.donor
+    if args.engine == "transformer":
+        options.update(
+            checkpoint=args.checkpoint, temperature=args.temperature, top_p=args.top_p, candidates=args.candidates
+        )
+    elif any(v is not None for v in (args.checkpoint, args.temperature, args.top_p, args.candidates)):
+        raise OptionError(
+            f"--checkpoint/--temperature/--top-p/--candidates apply to the transformer, not {args.engine}"
+        )
+    return get_engine(args.engine, **options)
+
+
+def _controls_from_args(args: argparse.Namespace) -> Any:
+    from midiarr.engines import Controls
+
+    return Controls.build(
         args.instruction,
         density=args.density,
         dynamics=args.dynamics,
@@ -144,29 +157,99 @@ def cmd_insert(args: argparse.Namespace) -> int:
         register=args.register,
         polyphony=args.polyphony,
     )
+
+
+def cmd_insert(args: argparse.Namespace) -> int:
+    from midiarr.engines import parse_bar_ranges
+    from midiarr.io import check_output_path, save
+    from midiarr.roles import assign_roles, check_stem, parse_role_overrides
+
+    stems = [check_stem(s.strip()) for s in args.stem.split(",") if s.strip()]
+    if not stems:
+        raise OptionError("--stem: name at least one stem")
+    if len(set(stems)) != len(stems):
+        raise OptionError(f"--stem {args.stem}: a stem is named twice")
+    check_output_path(args.file, args.output, args.force)
+    engine = _engine_from_args(args)
+    song = _load_song_with_notes(args.file)
+    controls = _controls_from_args(args)
     active = parse_bar_ranges(args.active) if args.active else None
     roles = assign_roles(song, parse_role_overrides(args.role))
-    result = engine.insert(song, stem, controls, active=active, seed=args.seed, roles=roles)
+    written = 0
+    replaced: list[str] = []
+    result = None
+    for k, stem in enumerate(stems):
+        # each stem hears the parts written before it; engines append new tracks at the end
+        result = engine.insert(song, stem, controls, active=active, seed=args.seed + k, roles=roles)
+        song = result.song
+        roles = assign_roles(song)
+        written += len(result.new_tracks)
+        replaced += result.replaced_tracks
+    assert result is not None
+    new_tracks = list(range(len(song.tracks) - written, len(song.tracks)))
+    result.new_tracks, result.replaced_tracks = new_tracks, replaced
     notation = {".musicxml", ".mxl", ".xml"}
-    if args.file.suffix.lower() in notation and args.output.suffix.lower() in notation and not result.replaced_tracks:
-        # notation in, notation out: keep the original score as it is and add the new part to it
+    if args.file.suffix.lower() in notation and args.output.suffix.lower() in notation and not replaced:
+        # notation in, notation out: keep the original score as it is and add the new parts to it
         from midiarr.io.musicxml import add_parts, parse_musicxml_score, write_score
 
-        write_score(add_parts(parse_musicxml_score(args.file), result.song, result.new_tracks), args.output)
+        write_score(add_parts(parse_musicxml_score(args.file), song, new_tracks), args.output)
     else:
-        save(result.song, args.output)
-    new = result.song.tracks[result.new_tracks[0]]
-    bars = int(result.song.bar_activity(new.notes).sum())
-    _say(args, f"wrote {args.output}: {stem} by {engine.name}, {len(new.notes)} notes in {bars} bars")
-    if result.replaced_tracks:
-        _say(args, f"replaced the song's own {stem}: {', '.join(result.replaced_tracks)}")
+        save(song, args.output)
+    for i in new_tracks:
+        new = song.tracks[i]
+        bars = int(song.bar_activity(new.notes).sum())
+        _say(args, f"wrote {args.output}: {new.role} by {engine.name}, {len(new.notes)} notes in {bars} bars")
+    if replaced:
+        _say(args, f"replaced the song's own part: {', '.join(replaced)}")
     if controls.unknown_words:
         _say(args, f"instruction words not used: {', '.join(controls.unknown_words)}")
     if args.report:
         from midiarr.insert_report import write_insert_report
 
+        result.stem = ",".join(stems)
         page = write_insert_report(result, args.report, engine.name, args.instruction, args.seed, args.soundfont)
         _say(args, f"report: {page}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from midiarr.io import save
+    from midiarr.roles import check_stem
+
+    stems = [check_stem(s.strip()) for s in args.stems.split(",") if s.strip()]
+    if not stems:
+        raise OptionError("--stems: name at least one stem")
+    meter = _meter(args.meter)
+    engine = _engine_from_args(args)
+    song = engine.generate(stems, args.bars, _controls_from_args(args), seed=args.seed, qpm=args.tempo, meter=meter)
+    save(song, args.output)
+    parts = ", ".join(f"{t.role} {len(t.notes)} notes" for t in song.tracks)
+    _say(args, f"wrote {args.output}: {args.bars} bars at {args.tempo:g} bpm in {meter[0]}/{meter[1]}; {parts}")
+    return 0
+
+
+def _meter(text: str) -> tuple[int, int]:
+    num, sep, den = text.partition("/")
+    if not sep or not num.isdigit() or not den.isdigit() or int(den) not in (2, 4, 8) or not 1 <= int(num) <= 12:
+        raise OptionError(f"--meter {text!r}: expected e.g. 4/4, 3/4, 6/8 (denominator 2, 4 or 8)")
+    return int(num), int(den)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from midiarr.server import Limits, create_app
+
+    if not 0 < args.port < 65536:
+        raise OptionError(f"--port {args.port}: choose 1-65535")
+    if args.jobs < 1:
+        raise OptionError("--jobs must be at least 1")
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_running_jobs=args.jobs)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        sys.stderr.write(f"midiarr: warning: serving on {args.host}, reachable from other machines\n")
+    _say(args, f"midiarr serve: http://{args.host}:{args.port}/ (API schema at /openapi.json; Ctrl+C stops)")
+    uvicorn.run(create_app(limits=limits), host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -198,6 +281,30 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     for line in summary.lines():
         _say(args, line)
     _say(args, f"wrote {args.output} (triplets.jsonl, index.jsonl, splits.json, errors.log)")
+    return 0
+
+
+def cmd_train_transformer(args: argparse.Namespace) -> int:
+    from midiarr.transformer.train import train
+
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        raise OptionError("--max-minutes must be positive")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise OptionError("--max-steps must be at least 1")
+    result = train(
+        args.data,
+        args.output,
+        config_path=args.config,
+        max_minutes=args.max_minutes,
+        max_steps=args.max_steps,
+        limit=args.limit,
+        log=lambda line: _say(args, line),
+    )
+    _say(
+        args,
+        f"wrote {args.output}: {result['parameters'] / 1e6:.2f}M parameters, {result['steps']} steps, "
+        f"valid loss {result['valid_loss']:.4f} (perplexity {result['valid_perplexity']:.2f})",
+    )
     return 0
 
 
@@ -276,6 +383,26 @@ def _sample_rate(text: str) -> int:
 
 
 # -------------------------------------------------------------------- parser
+def _default_engine() -> str:
+    """The transformer when its weights are installed, else the rules engine."""
+    from midiarr.engines.transformer import bundled_checkpoint
+
+    return "transformer" if (bundled_checkpoint() / "model.safetensors").is_file() else "rules"
+
+
+def _add_control_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--instruction", help='free text, e.g. "busy syncopated bass, soft"')
+    p.add_argument("--density", choices=["sparse", "medium", "busy"])
+    p.add_argument("--dynamics", choices=["soft", "medium", "loud"])
+    p.add_argument("--rhythm", choices=["straight", "syncopated"])
+    p.add_argument("--register", choices=["low", "mid", "high"])
+    p.add_argument("--polyphony", choices=["single", "chords"], help="single notes (arpeggios) or chords")
+    p.add_argument("--temperature", type=float, help="transformer sampling temperature (default from its config)")
+    p.add_argument("--top-p", type=float, help="transformer nucleus sampling mass (default from its config)")
+    p.add_argument("--candidates", type=int, help="transformer: sample N candidates per window, keep the likeliest")
+    p.add_argument("--checkpoint", type=Path, help="transformer checkpoint folder (default: the bundled weights)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = _Parser(prog="midiarr", description="MIDI arrangement engine: write the missing stem of a song.")
@@ -314,15 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("insert", "Write a missing stem into a song with an engine; the other tracks are kept exactly.")
     p.add_argument("file", type=Path)
-    p.add_argument("--stem", required=True, help="bass, drums, guitar, piano or strings")
+    p.add_argument("--stem", required=True, help="bass, drums, guitar, piano or strings; several as bass,drums")
     p.add_argument("-o", "--output", type=Path, required=True, help="the song with the new part (.mid or MusicXML)")
-    p.add_argument("--engine", default="rules", help="which engine writes the part (default: rules)")
-    p.add_argument("--instruction", help='free text, e.g. "busy syncopated bass, soft"')
-    p.add_argument("--density", choices=["sparse", "medium", "busy"])
-    p.add_argument("--dynamics", choices=["soft", "medium", "loud"])
-    p.add_argument("--rhythm", choices=["straight", "syncopated"])
-    p.add_argument("--register", choices=["low", "mid", "high"])
-    p.add_argument("--polyphony", choices=["single", "chords"], help="single notes (arpeggios) or chords")
+    p.add_argument("--engine", default=_default_engine(), help="which engine writes the part (default: %(default)s)")
+    _add_control_options(p)
     p.add_argument(
         "--active",
         metavar="BARS",
@@ -335,6 +457,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", action="append", metavar="TRACK=ROLE", help=role_help)
     p.add_argument("--force", action="store_true", help="allow the output to be the input file")
     p.set_defaults(func=cmd_insert)
+
+    p = add("generate", "Write a new song from nothing: the stems named, each hearing the ones before it.")
+    p.add_argument("--stems", default="piano,bass,drums", help="comma-separated stems (default piano,bass,drums)")
+    p.add_argument("--bars", type=int, default=16, help="length in bars (default 16)")
+    p.add_argument("--tempo", type=float, default=120.0, help="quarter notes per minute (default 120)")
+    p.add_argument("--meter", default="4/4", help="time signature (default 4/4)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the new song (.mid or MusicXML)")
+    p.add_argument(
+        "--engine", default="transformer", help="engine (default transformer; rules cannot start from nothing)"
+    )
+    _add_control_options(p)
+    p.add_argument("--seed", type=int, default=0, help="same seed, same song")
+    p.add_argument("--donor", action="append", type=Path, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_generate)
+
+    p = add("serve", "Serve the HTTP API and the web page on this machine (loopback by default).")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    p.add_argument("--jobs", type=int, default=1, help="jobs that run at once (default 1)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MB (default 20)")
+    p.set_defaults(func=cmd_serve)
 
     p = add(
         "eval", "Remove each stem from held-out songs, let engines write it back, and measure against the real part."
@@ -385,6 +528,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--limit", type=int, default=None, help="take only the first N songs")
     p.set_defaults(func=cmd_render_dataset)
+
+    p = add("train-transformer", "Train the stem transformer on a prepare cache (train split; valid for validation).")
+    p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
+    p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint folder (safetensors, config, log)")
+    p.add_argument("--config", type=Path, help="model/training TOML (default: the bundled configs/transformer.toml)")
+    p.add_argument("--max-minutes", type=float, help="wall-clock budget (overrides the config)")
+    p.add_argument("--max-steps", type=int, help="optimizer steps (overrides the config)")
+    p.add_argument("--limit", type=int, help="use only the first N stems of each split (smoke runs)")
+    p.set_defaults(func=cmd_train_transformer)
 
     p = add("tokenize", "Show a song's REMI tokens bar by bar.")
     p.add_argument("file", type=Path)

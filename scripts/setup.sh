@@ -8,10 +8,15 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
-# 1. System packages: FluidSynth and the FluidR3 General MIDI SoundFont for the render stage.
+# 1. System packages: FluidSynth and the FluidR3 General MIDI SoundFont for the render stage;
+#    Chromium and its WebDriver for the web page's browser tests (MIDIARR_NO_BROWSER=1 skips them).
 need_apt=()
 command -v fluidsynth >/dev/null 2>&1 || need_apt+=(fluidsynth)
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need_apt+=(fluid-soundfont-gm)
+if [ -z "${MIDIARR_NO_BROWSER:-}" ]; then
+  [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+  [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${need_apt[*]} with apt-get"

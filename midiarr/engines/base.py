@@ -17,7 +17,10 @@ import numpy as np
 from midiarr.attributes import parse_instruction
 from midiarr.errors import OptionError
 from midiarr.roles import REMOVABLE_STEMS, assign_roles, check_stem, tracks_with_role
-from midiarr.song import Song, Track
+from midiarr.song import Song, Tempo, TimeSignature, Track
+
+# Order in which `generate` writes stems from nothing: harmony first, then bass, then drums.
+GENERATE_ORDER: tuple[str, ...] = ("piano", "guitar", "strings", "bass", "drums")
 
 
 @dataclass
@@ -58,6 +61,7 @@ class Engine(ABC):
 
     name: str = "engine"
     stems: tuple[str, ...] = REMOVABLE_STEMS
+    can_generate: bool = False  # can write a first part with nothing to listen to
 
     @abstractmethod
     def write_part(
@@ -99,6 +103,39 @@ class Engine(ABC):
             new_tracks=list(range(first_new, first_new + len(tracks))),
             replaced_tracks=[song.tracks[i].name or f"track {i}" for i in existing],
         )
+
+
+    def generate(
+        self,
+        stems: list[str],
+        bars: int,
+        controls: Controls | None = None,
+        seed: int = 0,
+        qpm: float = 120.0,
+        meter: tuple[int, int] = (4, 4),
+        ticks_per_beat: int = 480,
+    ) -> Song:
+        """A new song of ``bars`` bars with ``stems``: the first written from nothing, each next one
+        hearing the parts before it (harmony first, then bass, then drums)."""
+        if not self.can_generate:
+            raise OptionError(f"the {self.name} engine cannot write a song from nothing; use --engine transformer")
+        if not 1 <= bars <= 1000:
+            raise OptionError(f"--bars {bars}: choose between 1 and 1000")
+        if not 20 <= qpm <= 300:
+            raise OptionError(f"--tempo {qpm}: choose between 20 and 300 quarter notes per minute")
+        order = sorted({check_stem(s, self.stems) for s in stems}, key=GENERATE_ORDER.index)
+        song = Song(
+            ticks_per_beat=ticks_per_beat,
+            tempos=[Tempo(0, float(qpm))],
+            time_signatures=[TimeSignature(0, int(meter[0]), int(meter[1]))],
+        )
+        mask = np.ones(bars, dtype=bool)
+        for k, stem in enumerate(order):
+            tracks = self.write_part(song, stem, controls or Controls(), mask, np.random.default_rng(seed + k))
+            for t in tracks:
+                t.role = stem
+            song = song.with_tracks(song.tracks + tracks)
+        return song
 
 
 def default_activity(context: Song) -> np.ndarray:

@@ -1,0 +1,74 @@
+"""The transformer engine: the stem transformer (Subtractive Training on tokenized MIDI) behind
+the common `Engine` interface, with the bundled checkpoint by default."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from midiarr.engines.base import Controls, Engine, register_engine
+from midiarr.engines.rules import NAMES, PROGRAMS
+from midiarr.errors import InputError
+from midiarr.song import Song, Track
+
+BUNDLED = "transformer"
+
+
+def bundled_checkpoint() -> Path:
+    """Folder of the checkpoint shipped inside the package."""
+    return Path(str(resources.files("midiarr.weights").joinpath(BUNDLED)))
+
+
+@register_engine("transformer")
+class TransformerEngine(Engine):
+    """Writes a stem bar by bar with the stem transformer."""
+
+    can_generate = True
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str] | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        candidates: int | None = None,
+    ) -> None:
+        from midiarr.transformer.model import LeanDecoder
+        from midiarr.transformer.sample import SampleSettings
+
+        path = Path(checkpoint) if checkpoint is not None else bundled_checkpoint()
+        if not path.exists():
+            raise InputError(f"transformer checkpoint {path} not found")
+        self.decoder, self.config = LeanDecoder.load(path)
+        defaults: dict[str, Any] = dict(self.config.get("config", {}).get("sample", {}))
+        settings = SampleSettings(**{k: v for k, v in defaults.items() if k in SampleSettings.__dataclass_fields__})
+        if temperature is not None:
+            if temperature <= 0:
+                raise InputError("temperature must be positive")
+            settings.temperature = temperature
+        if top_p is not None:
+            if not 0 < top_p <= 1:
+                raise InputError("top-p must be in (0, 1]")
+            settings.top_p = top_p
+        if candidates is not None:
+            if candidates < 1:
+                raise InputError("candidates must be at least 1")
+            settings.candidates = candidates
+        self.settings = settings
+        self.checkpoint = path
+
+    def write_part(
+        self, context: Song, stem: str, controls: Controls, active: np.ndarray, rng: np.random.Generator
+    ) -> list[Track]:
+        from midiarr.transformer.encode import BarGrid, decode_target, encode_context
+        from midiarr.transformer.sample import StemWriter
+
+        grid = BarGrid.with_bars(context, len(active))
+        bars = encode_context(context, grid)
+        mask = np.asarray(active, dtype=bool)
+        blocks = StemWriter(self.decoder, self.settings).write(bars, stem, controls.bins, mask, rng)
+        notes = decode_target(blocks, grid, stem == "drums")
+        return [Track(name=NAMES[stem], program=PROGRAMS[stem], is_drum=stem == "drums", notes=notes)]

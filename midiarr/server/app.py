@@ -1,0 +1,389 @@
+"""The local HTTP API (FastAPI) and the songwriter's web page it serves.
+
+Songs are uploaded into their own temporary folder; jobs (insert, generate) run in
+background processes with progress to poll and can be cancelled; results are MIDI,
+MusicXML and rendered WAV stems. Every file name in a request is checked against
+what the server itself wrote, so no request path reaches the file system unchecked.
+The OpenAPI schema at /openapi.json is the contract.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from midiarr import __version__
+from midiarr.errors import MidiarrError
+from midiarr.server.jobs import JobManager, safe_child
+
+ALLOWED_SUFFIXES = (".mid", ".midi", ".kar", ".rmi", ".musicxml", ".mxl", ".xml")
+STEMS = ("bass", "drums", "guitar", "piano", "strings")
+
+
+@dataclass
+class Limits:
+    """What the server accepts: upload size, song length, jobs at once and in the queue, songs kept."""
+
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_bars: int = 1000
+    max_seconds: float = 1800.0
+    max_running_jobs: int = 1
+    max_queued_jobs: int = 20
+    max_songs: int = 100
+    song_ttl_seconds: float = 6 * 3600
+
+
+class Track(BaseModel):
+    index: int
+    name: str
+    role: str
+    program: int
+    is_drum: bool
+    notes: int
+
+
+class SongInfo(BaseModel):
+    id: str
+    filename: str
+    bars: int
+    seconds: float
+    tempo: float
+    time_signature: str
+    tracks: list[Track]
+
+
+class RollNote(BaseModel):
+    track: int
+    start: float = Field(description="seconds")
+    end: float = Field(description="seconds")
+    pitch: int
+    velocity: int
+
+
+class Roll(BaseModel):
+    seconds: float
+    bar_times: list[float]
+    tracks: list[Track]
+    notes: list[RollNote]
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    action: Literal["insert", "generate"] = "insert"
+    song_id: str | None = Field(None, description="uploaded song (insert)")
+    stems: list[Literal["bass", "drums", "guitar", "piano", "strings"]] = Field(default_factory=lambda: ["bass"])
+    engine: str = "rules"
+    instruction: str | None = Field(None, max_length=300)
+    density: Literal["sparse", "medium", "busy"] | None = None
+    dynamics: Literal["soft", "medium", "loud"] | None = None
+    rhythm: Literal["straight", "syncopated"] | None = None
+    register_: Literal["low", "mid", "high"] | None = Field(None, alias="register")
+    active: str | None = Field(None, description="bars to play, e.g. 1-16,33-48", max_length=200)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    bars: int = Field(16, ge=1, le=256, description="length of a generated song")
+    tempo: float = Field(120.0, ge=20, le=300)
+    render: bool = True
+
+
+class JobStatus(BaseModel):
+    id: str
+    action: str
+    stems: list[str]
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    progress: float
+    message: str
+    files: list[str] = Field(default_factory=list)
+    result: dict[str, Any] | None = None
+
+
+@dataclass
+class _Store:
+    root: Path
+    limits: Limits
+    jobs: JobManager
+    songs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _error(status: int, message: str) -> HTTPException:
+    return HTTPException(status_code=status, detail=message)
+
+
+def _song_tracks(song: Any) -> list[Track]:
+    from midiarr.roles import assign_roles
+
+    roles = assign_roles(song)
+    return [
+        Track(
+            index=i,
+            name=t.name or f"track {i}",
+            role=roles[i],
+            program=t.program,
+            is_drum=t.is_drum,
+            notes=len(t.notes),
+        )
+        for i, t in enumerate(song.tracks)
+    ]
+
+
+def create_app(root: str | Path | None = None, limits: Limits | None = None) -> FastAPI:
+    """The API app; uploads and job folders live under ``root`` (a fresh temporary folder by default)."""
+    own_root = root is None
+    base = Path(tempfile.mkdtemp(prefix="midiarr-serve-")) if root is None else Path(root)
+    base.mkdir(parents=True, exist_ok=True)
+    limits = limits or Limits()
+    store = _Store(base, limits, JobManager(base, limits.max_running_jobs, limits.max_queued_jobs))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        store.jobs.shutdown()
+        if own_root:
+            shutil.rmtree(base, ignore_errors=True)
+
+    app = FastAPI(
+        title="midiarr",
+        version=__version__,
+        description="Write the missing stem of a song: upload, insert or generate parts, render, download.",
+        lifespan=lifespan,
+    )
+    app.state.store = store
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    def expire() -> None:
+        now = time.time()
+        for sid, entry in list(store.songs.items()):
+            if now - entry["created"] > limits.song_ttl_seconds:
+                shutil.rmtree(entry["folder"], ignore_errors=True)
+                del store.songs[sid]
+
+    def song_entry(song_id: str) -> dict[str, Any]:
+        entry = store.songs.get(song_id)
+        if entry is None:
+            raise _error(404, f"no song {song_id!r} (upload one with POST /api/songs)")
+        return entry
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse(resources.files("midiarr.server").joinpath("static/index.html").read_text("utf-8"))
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        files = {"app.js": "text/javascript", "style.css": "text/css"}
+        if name not in files:
+            raise _error(404, "no such file")
+        text = resources.files("midiarr.server").joinpath(f"static/{name}").read_text("utf-8")
+        return Response(text, media_type=files[name])
+
+    @app.get("/api/health")
+    def health() -> dict[str, Any]:
+        """Server version and the engines it can use."""
+        from midiarr.engines import available_engines
+
+        return {"status": "ok", "version": __version__, "engines": available_engines(), "stems": list(STEMS)}
+
+    @app.post("/api/songs", response_model=SongInfo, status_code=201)
+    async def upload(file: UploadFile = File(...)) -> SongInfo:  # noqa: B008  (FastAPI's way to declare a form file)
+        """Upload a MIDI or MusicXML song; returns its tracks and roles."""
+        from midiarr.io import load
+
+        expire()
+        if len(store.songs) >= limits.max_songs:
+            raise _error(429, "too many songs on the server; delete some with DELETE /api/songs/{id}")
+        filename = Path(file.filename or "song.mid").name
+        suffix = Path(filename).suffix.lower()
+        if suffix not in ALLOWED_SUFFIXES:
+            raise _error(415, f"{filename}: not a MIDI or MusicXML file (use {', '.join(ALLOWED_SUFFIXES)})")
+        data = await file.read(limits.max_upload_bytes + 1)
+        if len(data) > limits.max_upload_bytes:
+            raise _error(413, f"{filename}: larger than {limits.max_upload_bytes // (1024 * 1024)} MB")
+        if not data:
+            raise _error(400, f"{filename}: the file is empty")
+        song_id = uuid.uuid4().hex[:16]
+        folder = base / "songs" / song_id
+        folder.mkdir(parents=True)
+        path = folder / f"upload{suffix}"  # the client's name is kept as data only, never as a path
+        path.write_bytes(data)
+        try:
+            song = load(path)
+        except MidiarrError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise _error(422, f"{filename}: {exc}".replace(str(path), filename)) from None
+        except Exception as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise _error(422, f"{filename}: cannot read the song ({type(exc).__name__})") from None
+        if song.note_count == 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise _error(422, f"{filename}: the song has no notes")
+        if song.num_bars > limits.max_bars or song.duration_seconds > limits.max_seconds:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise _error(
+                413, f"{filename}: longer than {limits.max_bars} bars or {limits.max_seconds / 60:.0f} minutes"
+            )
+        ts = song.time_signature_at(0)
+        info = SongInfo(
+            id=song_id,
+            filename=filename,
+            bars=song.num_bars,
+            seconds=round(song.duration_seconds, 3),
+            tempo=round(song.tempo_at(0), 3),
+            time_signature=f"{ts.numerator}/{ts.denominator}",
+            tracks=_song_tracks(song),
+        )
+        store.songs[song_id] = {"folder": folder, "path": path, "info": info, "created": time.time()}
+        return info
+
+    @app.get("/api/songs/{song_id}", response_model=SongInfo)
+    def song_info(song_id: str) -> SongInfo:
+        """Tracks and roles of an uploaded song."""
+        return song_entry(song_id)["info"]
+
+    @app.get("/api/songs/{song_id}/roll", response_model=Roll)
+    def song_roll(song_id: str) -> Roll:
+        """Every note of the song in seconds, for drawing a piano roll."""
+        from midiarr.io import load
+
+        entry = song_entry(song_id)
+        return _roll(load(entry["path"]))
+
+    @app.delete("/api/songs/{song_id}", status_code=204)
+    def delete_song(song_id: str) -> Response:
+        """Forget a song and delete its files."""
+        entry = song_entry(song_id)
+        shutil.rmtree(entry["folder"], ignore_errors=True)
+        del store.songs[song_id]
+        return Response(status_code=204)
+
+    @app.post("/api/jobs", response_model=JobStatus, status_code=202)
+    def submit(request: JobRequest) -> JobStatus:
+        """Start an insert (stems written into an uploaded song) or a generate (a song from nothing)."""
+        from midiarr.engines import available_engines
+
+        if request.engine not in available_engines():
+            raise _error(422, f"unknown engine {request.engine!r} (available: {', '.join(available_engines())})")
+        spec: dict[str, Any] = {
+            "action": request.action,
+            "engine": request.engine,
+            "stems": list(dict.fromkeys(request.stems)),
+            "instruction": request.instruction,
+            "controls": {
+                k: v
+                for k, v in {
+                    "density": request.density,
+                    "dynamics": request.dynamics,
+                    "rhythm": request.rhythm,
+                    "register": request.register_,
+                }.items()
+                if v
+            },
+            "active": request.active,
+            "seed": request.seed,
+            "render": request.render,
+        }
+        if not spec["stems"]:
+            raise _error(422, "name at least one stem")
+        if request.active:
+            from midiarr.engines import parse_bar_ranges
+
+            try:
+                parse_bar_ranges(request.active)
+            except MidiarrError as exc:
+                raise _error(422, str(exc)) from None
+        if request.action == "insert":
+            if not request.song_id:
+                raise _error(422, "an insert needs song_id (upload a song first)")
+            spec["song_path"] = str(song_entry(request.song_id)["path"])
+        else:
+            if not _can_generate(request.engine):
+                raise _error(422, f"the {request.engine} engine cannot write a song from nothing")
+            spec["bars"], spec["tempo"] = request.bars, request.tempo
+        if not store.jobs.can_accept():
+            raise _error(429, "too many jobs waiting; try again when one has finished")
+        job = store.jobs.submit(spec)
+        return JobStatus(**job.status())
+
+    @app.get("/api/jobs/{job_id}", response_model=JobStatus)
+    def job_status(job_id: str) -> JobStatus:
+        """A job's state and progress (0-1); when done, the files it made."""
+        job = store.jobs.get(job_id)
+        if job is None:
+            raise _error(404, f"no job {job_id!r}")
+        return JobStatus(**job.status())
+
+    @app.delete("/api/jobs/{job_id}", response_model=JobStatus)
+    def cancel_job(job_id: str) -> JobStatus:
+        """Cancel a queued or running job."""
+        job = store.jobs.cancel(job_id)
+        if job is None:
+            raise _error(404, f"no job {job_id!r}")
+        return JobStatus(**job.status())
+
+    @app.get("/api/jobs/{job_id}/roll", response_model=Roll)
+    def job_roll(job_id: str) -> Roll:
+        """The finished song's notes, for drawing a piano roll."""
+        from midiarr.io import load
+
+        path = _job_file(job_id, "result.mid")
+        return _roll(load(path))
+
+    @app.get("/api/jobs/{job_id}/files/{name:path}")
+    def job_file(job_id: str, name: str) -> FileResponse:
+        """Download one of a finished job's files (result.mid, result.musicxml, audio/<stem>.wav)."""
+        path = _job_file(job_id, name)
+        media = {".mid": "audio/midi", ".musicxml": "application/vnd.recordare.musicxml+xml", ".wav": "audio/wav"}
+        return FileResponse(path, media_type=media.get(path.suffix, "application/octet-stream"), filename=path.name)
+
+    def _job_file(job_id: str, name: str) -> Path:
+        job = store.jobs.get(job_id)
+        if job is None:
+            raise _error(404, f"no job {job_id!r}")
+        status = job.status()
+        if status["state"] != "done":
+            raise _error(409, f"job {job_id} is {status['state']}; files come when it is done")
+        if name not in status.get("files", []):
+            raise _error(404, f"job {job_id} made no file {name!r}")
+        path = safe_child(job.folder, name)
+        if path is None:
+            raise _error(404, f"job {job_id} made no file {name!r}")
+        return path
+
+    return app
+
+
+def _can_generate(engine: str) -> bool:
+    from midiarr.engines.base import _REGISTRY
+
+    cls = _REGISTRY.get(engine)
+    return bool(cls is not None and getattr(cls, "can_generate", False))
+
+
+def _roll(song: Any) -> Roll:
+    tracks = _song_tracks(song)
+    notes: list[RollNote] = []
+    for i, t in enumerate(song.tracks):
+        if not len(t.notes):
+            continue
+        starts = song.tick_to_seconds(t.notes["start"])
+        ends = song.tick_to_seconds(t.notes["start"] + t.notes["duration"])
+        notes += [
+            RollNote(track=i, start=round(float(s), 4), end=round(float(e), 4), pitch=int(p), velocity=int(v))
+            for s, e, p, v in zip(starts, ends, t.notes["pitch"], t.notes["velocity"])
+        ]
+    bar_times = [round(float(x), 4) for x in np.asarray(song.bar_times())]
+    return Roll(seconds=round(song.duration_seconds, 3), bar_times=bar_times, tracks=tracks, notes=notes)

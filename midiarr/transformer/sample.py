@@ -1,0 +1,254 @@
+"""Writing a whole stem with the transformer: windows that slide over the song, a grammar
+that keeps every sampled token well formed, and best-of-N candidates per window.
+
+A window starts from a prompt of the instruction and the most recent bars already
+written (context and stem), then alternates known context bars (fed in chunks) with the
+stem's bars (sampled token by token) until the model's context is nearly full. The next
+window starts where the best candidate stopped, so a song of any length gets one part
+that carries on from itself.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from midiarr.transformer.encode import ContextBar, assemble, header_tokens
+from midiarr.transformer.model import LeanDecoder
+from midiarr.transformer.vocab import (
+    DRUM0,
+    DRUM_CLASSES,
+    DUR0,
+    DURATIONS,
+    MAX_STEPS,
+    NUM_VELOCITIES,
+    PITCH0,
+    PITCH_HIGH,
+    PITCH_LOW,
+    POS0,
+    VEL0,
+    VOCAB,
+)
+
+# Pitches the sampler lets each pitched stem write (a little wider than the training data's bulk).
+PITCH_RANGES = {"bass": (23, 67), "guitar": (36, 96), "piano": (21, 108), "strings": (28, 105)}
+MAX_BAR_TOKENS = 192  # a bar's stem tokens; the sampler closes the bar at this many
+MAX_CONTEXT_BAR_TOKENS = 320  # a context bar longer than this is cut (very dense drum bars)
+_EOB, _TGT, _PAD = VOCAB["EOB"], VOCAB["TGT"], VOCAB["PAD"]
+_V = len(VOCAB)
+
+
+@dataclass
+class SampleSettings:
+    """Sampling knobs: temperature, nucleus (top-p), candidates per window, prompt history."""
+
+    temperature: float = 0.9
+    top_p: float = 0.95
+    candidates: int = 1
+    history_tokens: int = 448
+
+
+def _mask(ids: range | list[int] | np.ndarray) -> np.ndarray:
+    m = np.zeros(_V, dtype=bool)
+    m[np.asarray(list(ids), dtype=np.int64)] = True
+    return m
+
+
+_VEL_MASK = _mask(range(VEL0, VEL0 + NUM_VELOCITIES))
+_DUR_MASK = _mask(range(DUR0, DUR0 + len(DURATIONS)))
+
+
+@dataclass
+class _Row:
+    """One candidate's state: tokens waiting to be fed, grammar state, what it wrote."""
+
+    bar: int
+    queue: deque[int] = field(default_factory=deque)
+    state: str = "forced"  # forced | start | vel | note | dur | after
+    pos: int = -1
+    last_value: int = -1
+    bar_tokens: list[int] = field(default_factory=list)
+    bars: list[list[int]] = field(default_factory=list)
+    logprob: float = 0.0
+    sampled: int = 0
+    done: bool = False
+
+    @property
+    def score(self) -> float:
+        return self.logprob / max(self.sampled, 1)
+
+
+class StemWriter:
+    """Samples one stem for a song's context bars with a `LeanDecoder`."""
+
+    def __init__(self, decoder: LeanDecoder, settings: SampleSettings | None = None) -> None:
+        self.decoder = decoder
+        self.settings = settings or SampleSettings()
+
+    def write(
+        self,
+        context: list[ContextBar],
+        stem: str,
+        bins: dict[str, str],
+        active: np.ndarray,
+        rng: np.random.Generator,
+    ) -> list[list[int]]:
+        """Target tokens per bar (without TGT/EOB); inactive bars stay empty."""
+        self.stem, self.drums = stem, stem == "drums"
+        low, high = PITCH_RANGES.get(stem, (PITCH_LOW, PITCH_HIGH))
+        self.note_ids = (
+            np.arange(DRUM0, DRUM0 + len(DRUM_CLASSES))
+            if self.drums
+            else np.arange(PITCH0 + low - PITCH_LOW, PITCH0 + high - PITCH_LOW + 1)
+        )
+        self.active = np.asarray(active, dtype=bool)
+        self.ctx = [bar.tokens()[:MAX_CONTEXT_BAR_TOKENS] for bar in context]
+        self.header = header_tokens(stem, bins)
+        self.rng = rng
+        n = len(self.ctx)
+        written: list[list[int]] = [[] for _ in range(n)]
+        bar = 0
+        while bar < n:
+            rows = self._window(written, bar)
+            best = max(rows, key=lambda r: r.score) if len(rows) > 1 else rows[0]
+            for k, tokens in enumerate(best.bars):
+                written[bar + k] = tokens
+            bar += max(1, len(best.bars))
+        return written
+
+    # ------------------------------------------------------------ windows
+    def _prompt(self, written: list[list[int]], bar: int) -> list[int]:
+        """Header plus as many of the latest written bars as fit in the history budget."""
+        budget = self.settings.history_tokens
+        start, size = bar, len(self.header) + len(self.ctx[bar])
+        while start > 0:
+            extra = len(self.ctx[start]) + len(written[start - 1]) + 2
+            if size + extra > budget:
+                break
+            size += extra
+            start -= 1
+        tokens, _ = assemble(self.header, self.ctx, written, start, bar)
+        return tokens
+
+    def _begin_bar(self, row: _Row, bar: int) -> None:
+        """Queue the next context bar (one bar of look-ahead) and the TGT marker of ``bar``."""
+        row.bar = bar
+        if bar + 1 < len(self.ctx):
+            row.queue.extend(self.ctx[bar + 1])
+        row.queue.append(_TGT)
+        if not self.active[bar]:
+            row.queue.append(_EOB)
+
+    def _window(self, written: list[list[int]], bar: int) -> list[_Row]:
+        dec = self.decoder
+        count = max(1, int(self.settings.candidates))
+        dec.reset(1)
+        logits = dec.forward(torch.tensor([self._prompt(written, bar)]))
+        if count > 1:
+            dec.expand(count)
+            logits = logits.expand(count, -1)
+        rows = [_Row(bar=bar) for _ in range(count)]
+        for row in rows:
+            self._begin_bar(row, bar)
+        while not all(r.done for r in rows):
+            live = [r for r in rows if not r.done]
+            chunk = min(len(r.queue) for r in live)
+            if chunk > 1 and len(live) == len(rows):
+                # every row has known tokens waiting: feed them together
+                feed = [[r.queue.popleft() for _ in range(chunk)] for r in rows]
+                for r, toks in zip(rows, feed):
+                    for t in toks:
+                        self._consume(r, t)
+                logits = dec.forward(torch.tensor(feed))
+                continue
+            step = []
+            logp = torch.log_softmax(logits.float(), dim=-1).numpy() if logits is not None else None
+            for i, r in enumerate(rows):
+                if r.done:
+                    step.append(_PAD)
+                    continue
+                if r.queue:
+                    t = r.queue.popleft()
+                else:
+                    t = self._sample(r, logp[i])
+                self._consume(r, t)
+                step.append(t)
+            logits = dec.forward(torch.tensor([step]).T.contiguous().view(len(rows), 1))
+        return rows
+
+    # ------------------------------------------------------------ grammar
+    def _allowed(self, row: _Row) -> np.ndarray:
+        length = MAX_STEPS
+        if row.state == "vel":
+            return _VEL_MASK
+        if row.state == "dur":
+            return _DUR_MASK
+        mask = np.zeros(_V, dtype=bool)
+        bar_len = self._bar_len(row.bar)
+        length = min(length, bar_len)
+        full = len(row.bar_tokens) >= MAX_BAR_TOKENS - 4
+        if row.state in ("start", "after") and not full:
+            mask[POS0 + row.pos + 1 : POS0 + length] = True
+        if row.state == "note" or (row.state == "after" and not full):
+            ids = self.note_ids[self.note_ids > row.last_value] if row.state != "note" else self.note_ids
+            if row.state == "after":
+                mask[ids] = True
+            else:
+                mask[self.note_ids] = True
+        if row.state == "after" or (row.state == "start" and (full or not mask.any())):
+            mask[_EOB] = True
+        return mask
+
+    def _bar_len(self, bar: int) -> int:
+        head = self.ctx[bar][1] if len(self.ctx[bar]) > 1 else None
+        first_len = VOCAB.first("LEN_")
+        return head - first_len + 1 if head is not None and first_len <= head < first_len + MAX_STEPS else 16
+
+    def _sample(self, row: _Row, logp: np.ndarray) -> int:
+        mask = self._allowed(row)
+        s = self.settings
+        scores = np.where(mask, logp / max(s.temperature, 1e-4), -np.inf)
+        scores -= scores.max()
+        probs = np.exp(scores)
+        probs /= probs.sum()
+        if s.top_p < 1.0:
+            order = np.argsort(-probs)
+            keep = np.cumsum(probs[order]) - probs[order] < s.top_p
+            trimmed = np.zeros_like(probs)
+            trimmed[order[keep]] = probs[order[keep]]
+            probs = trimmed / trimmed.sum()
+        token = int(self.rng.choice(_V, p=probs))
+        row.logprob += float(logp[token])
+        row.sampled += 1
+        return token
+
+    def _consume(self, row: _Row, token: int) -> None:
+        """Advance a row's grammar state with a token (forced or sampled)."""
+        if row.state == "forced":
+            if token == _TGT:
+                row.state, row.pos, row.last_value, row.bar_tokens = "start", -1, -1, []
+            return
+        if token == _EOB:
+            row.bars.append(row.bar_tokens)
+            row.state = "forced"
+            nxt = row.bar + 1
+            room = self.decoder.n_positions - self.decoder.length - 2
+            need = (len(self.ctx[nxt + 1]) if nxt + 1 < len(self.ctx) else 0) + MAX_BAR_TOKENS + 2
+            if nxt >= len(self.ctx) or need > room:
+                row.done = True
+            else:
+                self._begin_bar(row, nxt)
+            return
+        row.bar_tokens.append(token)
+        if POS0 <= token < POS0 + MAX_STEPS:
+            row.pos, row.last_value, row.state = token - POS0, -1, "vel"
+        elif VEL0 <= token < VEL0 + NUM_VELOCITIES:
+            row.state = "note"
+        elif DUR0 <= token < DUR0 + len(DURATIONS):
+            row.state = "after"
+        else:  # a pitch or drum
+            row.last_value = token
+            row.state = "after" if self.drums else "dur"
