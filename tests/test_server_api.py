@@ -40,7 +40,13 @@ def _wait(client: TestClient, job_id: str, timeout: float = 120) -> dict:
 
 def test_openapi_schema_is_the_contract(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
-    for path in ("/api/songs", "/api/songs/{song_id}", "/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/files/{name}"):
+    for path in (
+        "/api/songs",
+        "/api/songs/{song_id}",
+        "/api/jobs",
+        "/api/jobs/{job_id}",
+        "/api/jobs/{job_id}/files/{name}",
+    ):
         assert path in schema["paths"]
     assert "JobRequest" in schema["components"]["schemas"]
 

@@ -70,5 +70,23 @@ class TransformerEngine(Engine):
         bars = encode_context(context, grid)
         mask = np.asarray(active, dtype=bool)
         blocks = StemWriter(self.decoder, self.settings).write(bars, stem, controls.bins, mask, rng)
-        notes = decode_target(blocks, grid, stem == "drums")
+        # one silent bar past the end keeps notes from ringing past the song's last bar
+        starts = np.append(grid.starts, grid.starts[-1] + round(grid.lengths[-1] * grid.step))
+        notes = _stop_at_silent_bars(decode_target(blocks, grid, stem == "drums"), starts, np.append(mask, False))
         return [Track(name=NAMES[stem], program=PROGRAMS[stem], is_drum=stem == "drums", notes=notes)]
+
+
+def _stop_at_silent_bars(notes: np.ndarray, bar_starts: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """Cut notes held into a bar the mask keeps silent."""
+    silent = np.flatnonzero(~active)
+    if len(notes) == 0 or len(silent) == 0:
+        return notes
+    bar = np.searchsorted(bar_starts, notes["start"], side="right") - 1
+    # next silent bar after each note's bar
+    nxt = np.searchsorted(silent, bar + 1)
+    has = nxt < len(silent)
+    limit = np.where(has, bar_starts[np.minimum(silent[np.minimum(nxt, len(silent) - 1)], len(bar_starts) - 1)], 0)
+    end = notes["start"] + notes["duration"]
+    cut = has & (end > limit)
+    notes["duration"][cut] = np.maximum(limit[cut] - notes["start"][cut], 1)
+    return notes

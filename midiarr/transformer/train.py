@@ -102,7 +102,9 @@ def train(
     model, optimizer = accelerator.prepare(model, optimizer)
     aug = Augmentation(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["augmentation"].items()})
     sampler = WindowSampler(train_items, int(tcfg["seq_len"]), aug, seed=int(tcfg["seed"]))
-    windows = fixed_windows(valid_items, int(tcfg["seq_len"]))
+    # a tiny cache may have no valid songs: then validation reads training windows, and the log says so
+    validation_split = "valid" if any(any(i.target) for i in valid_items) else "train"
+    windows = fixed_windows(valid_items if validation_split == "valid" else train_items, int(tcfg["seq_len"]))
     rng = np.random.default_rng(0)
     pick = rng.choice(len(windows), size=min(len(windows), int(tcfg["eval_windows"])), replace=False)
     val_batches = _batches([windows[i] for i in sorted(pick)], int(tcfg["batch_size"]))
@@ -115,7 +117,7 @@ def train(
         "train_items": len(train_items),
         "valid_items": len(valid_items),
         "parameters": n_params,
-        "data_split": "prepare cache splits.json: train for training, valid for validation; test never read",
+        "data_split": f"prepare cache splits.json: train for training, {validation_split} for validation; test never read",
     }
     log(f"model: {n_params / 1e6:.2f}M parameters; train {len(train_items)} stems, valid {len(valid_items)}")
     best, started, step, seen = float("inf"), time.time(), 0, 0

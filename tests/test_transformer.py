@@ -1,0 +1,227 @@
+"""The stem transformer: encoding round trip, training command, lean decoder, sampling and the engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from midiarr.engines import Controls, get_engine
+from midiarr.fixtures import band_song
+from midiarr.io import load, write_midi
+from midiarr.prepare import prepare
+from midiarr.song import Song, TimeSignature, Track
+from midiarr.transformer.encode import BarGrid, decode_target, encode_context, encode_target
+from midiarr.transformer.model import LeanDecoder, read_checkpoint
+from midiarr.transformer.vocab import VOCAB
+from tests.conftest import run_cli
+
+TINY = """
+[model]
+n_layer = 1
+n_embd = 32
+n_head = 2
+n_positions = 1024
+[train]
+seq_len = 256
+batch_size = 2
+learning_rate = 1e-3
+min_learning_rate = 1e-4
+warmup_steps = 2
+weight_decay = 0.0
+max_steps = 4
+max_minutes = 5
+eval_every = 2
+eval_windows = 4
+seed = 0
+[augmentation]
+transpose = [-5, 6]
+drop_context_p = 0.5
+drop_role_p = 0.5
+no_context_p = 0.05
+blank_attribute_p = 0.3
+blank_all_p = 0.1
+[sample]
+temperature = 1.0
+top_p = 0.95
+history_tokens = 300
+candidates = 1
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    for i in range(8):
+        write_midi(band_song(bars=4 + i, qpm=90 + 7 * i), root / "data" / f"song{i}.mid")
+    prepare(root / "data", root / "cache", workers=1, progress=False)
+    config = root / "tiny.toml"
+    config.write_text(TINY)
+    code = run_cli("train-transformer", "--data", root / "cache", "--config", config, "-o", root / "ckpt", "-q")
+    assert code == 0
+    return root / "ckpt"
+
+
+def test_target_round_trip_on_the_grid(band: Song) -> None:
+    grid = BarGrid.of(band)
+    for track in band.tracks:
+        notes = track.notes.copy()
+        blocks = encode_target(notes, grid, track.is_drum)
+        back = decode_target(blocks, grid, track.is_drum)
+        assert np.array_equal(back["start"], np.sort(notes["start"]))
+        if not track.is_drum:
+            assert sorted(back["pitch"].tolist()) == sorted(notes["pitch"].tolist())
+
+
+def test_context_names_bar_length_chords_and_parts(band: Song) -> None:
+    waltz = band_song(bars=4, numerator=3)
+    grid = BarGrid.of(waltz)
+    bars = encode_context(waltz.with_tracks([t for t in waltz.tracks if t.name != "Bass"]), grid)
+    tokens = [VOCAB.tokens[i] for i in bars[0].tokens()]
+    assert tokens[:2] == ["BAR", "LEN_12"]
+    assert any(t.startswith("CHORD_") for t in tokens)
+    assert "ROLE_drums" in tokens and "ROLE_bass" not in tokens
+    assert bars[0].tokens(keep=set(), chords=False) == [VOCAB["BAR"], VOCAB["LEN_12"]]
+
+
+def test_grid_handles_meter_changes_and_extra_bars() -> None:
+    song = band_song(bars=4)
+    song.time_signatures = [TimeSignature(0, 4, 4), TimeSignature(2 * 1920, 7, 8)]
+    grid = BarGrid.with_bars(song, 6)
+    assert len(grid) == 6
+    assert grid.lengths.tolist()[:3] == [16, 16, 14]
+
+
+def test_training_command_writes_checkpoint_config_and_log(tiny_checkpoint: Path) -> None:
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    assert config["vocab"] == VOCAB.tokens and config["gpt2"]["attn_pdrop"] == 0.0
+    assert "test never read" in config["data_split"]
+    log = [json.loads(line) for line in (tiny_checkpoint / "train_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log] == [2, 4] and all(np.isfinite(e["valid_loss"]) for e in log)
+    assert (tiny_checkpoint / "transformer.toml").is_file()
+
+
+def test_lean_decoder_matches_transformers(tiny_checkpoint: Path) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    state, config = read_checkpoint(tiny_checkpoint)
+    model = GPT2LMHeadModel(GPT2Config(**config["gpt2"]))
+    model.load_state_dict(state, strict=False)
+    model.eval()
+    ids = torch.randint(0, len(VOCAB), (1, 40), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = model(input_ids=ids).logits[0]
+    dec = LeanDecoder(state, config["gpt2"])
+    dec.reset(1)
+    first = dec.forward(ids[:, :25])
+    assert torch.allclose(first[0], ref[24], atol=1e-4)
+    for i in range(25, 40):
+        out = dec.forward(ids[:, i : i + 1])
+        assert torch.allclose(out[0], ref[i], atol=1e-4)
+
+
+def test_engine_writes_a_part_in_range_and_is_deterministic(tiny_checkpoint: Path, band: Song) -> None:
+    engine = get_engine("transformer", checkpoint=tiny_checkpoint)
+    context = band.with_tracks([t for t in band.tracks if t.name != "Bass"])
+    a = engine.insert(context, "bass", Controls.build("busy bass"), seed=5)
+    b = engine.insert(context, "bass", Controls.build("busy bass"), seed=5)
+    notes = a.song.tracks[a.new_tracks[0]].notes
+    assert len(notes) > 0 and np.array_equal(notes, b.song.tracks[b.new_tracks[0]].notes)
+    assert notes["pitch"].min() >= 23 and notes["pitch"].max() <= 67
+    assert a.song.bar_activity(notes).all()  # every bar where the song plays gets notes
+    # the context is untouched
+    for old, new in zip(context.tracks, a.song.tracks[: len(context.tracks)]):
+        assert np.array_equal(old.notes, new.notes)
+
+
+def test_activity_mask_and_existing_stem(tiny_checkpoint: Path, band: Song) -> None:
+    engine = get_engine("transformer", checkpoint=tiny_checkpoint, candidates=2)
+    mask = np.array([True, True, False, False, True, False, False, False])
+    result = engine.insert(band, "drums", active=mask, seed=1)
+    assert result.replaced_tracks == ["Drums"]
+    played = result.song.bar_activity(result.song.tracks[result.new_tracks[0]].notes, 8)
+    assert not played[~mask].any() and played[mask].all()
+
+
+def test_one_bar_and_very_long_songs(tiny_checkpoint: Path) -> None:
+    engine = get_engine("transformer", checkpoint=tiny_checkpoint)
+    one = band_song(bars=1)
+    result = engine.insert(one.with_tracks(one.tracks[:1]), "guitar", seed=0)
+    assert len(result.song.tracks[-1].notes) > 0
+    long = band_song(bars=1000)
+    context = long.with_tracks([t for t in long.tracks if t.name == "Piano"])
+    mask = np.zeros(1000, dtype=bool)
+    mask[[0, 500, 999]] = True
+    result = engine.insert(context, "bass", active=mask, seed=0)
+    played = np.flatnonzero(result.song.bar_activity(result.song.tracks[-1].notes, 1000))
+    assert played.tolist() == [0, 500, 999]
+
+
+def test_generate_from_nothing(tiny_checkpoint: Path) -> None:
+    engine = get_engine("transformer", checkpoint=tiny_checkpoint)
+    song = engine.generate(["drums", "bass", "piano"], bars=4, seed=2, qpm=100, meter=(3, 4))
+    assert [t.role for t in song.tracks] == ["piano", "bass", "drums"]
+    assert song.num_bars <= 4 and song.time_signatures[0].numerator == 3
+    assert all(len(t.notes) for t in song.tracks)
+    assert get_engine("transformer", checkpoint=tiny_checkpoint).generate(["bass"], 2, seed=2).note_count > 0
+
+
+def test_cli_insert_several_stems_and_generate(tiny_checkpoint: Path, tmp_path: Path, band: Song) -> None:
+    src = write_midi(band.with_tracks([t for t in band.tracks if t.name == "Piano"]), tmp_path / "piano.mid")
+    out = tmp_path / "out.mid"
+    code = run_cli(
+        "insert",
+        src,
+        "--stem",
+        "bass,drums",
+        "--engine",
+        "transformer",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--instruction",
+        "soft, sparse",
+        "--seed",
+        "3",
+        "--candidates",
+        "2",
+        "-o",
+        out,
+        "-q",
+    )
+    assert code == 0
+    song = load(out)
+    assert len(song.tracks) == 3 and song.tracks[2].is_drum
+    gen = tmp_path / "gen.mid"
+    code = run_cli("generate", "--stems", "piano,bass", "--bars", "4", "--checkpoint", tiny_checkpoint, "-o", gen, "-q")
+    assert code == 0 and len(load(gen).tracks) == 2
+    assert run_cli("generate", "--stems", "bass", "--bars", "0", "--checkpoint", tiny_checkpoint, "-o", gen) == 2
+    assert run_cli("generate", "--engine", "rules", "--stems", "bass", "-o", gen) == 2
+    assert run_cli("insert", src, "--stem", "bass", "--engine", "rules", "--temperature", "1", "-o", out) == 2
+
+
+def test_bad_checkpoint_is_a_clear_error(tmp_path: Path, band_file: Path) -> None:
+    (tmp_path / "ckpt").mkdir()
+    code = run_cli(
+        "insert",
+        band_file,
+        "--stem",
+        "bass",
+        "--engine",
+        "transformer",
+        "--checkpoint",
+        tmp_path / "ckpt",
+        "-o",
+        tmp_path / "o.mid",
+    )
+    assert code == 1
+
+
+def test_song_with_no_other_parts_is_refused(tiny_checkpoint: Path) -> None:
+    from midiarr.errors import OptionError
+
+    lonely = Song(tracks=[Track(name="Bass", program=33, notes=band_song(bars=2).tracks[1].notes)])
+    with pytest.raises(OptionError, match="no parts besides"):
+        get_engine("transformer", checkpoint=tiny_checkpoint).insert(lonely, "bass")
