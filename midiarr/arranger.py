@@ -8,6 +8,7 @@ midiarr.save(full, "song_arranged.mid")
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,10 +20,26 @@ from midiarr.song import Song
 
 
 class Arranger:
-    """Writes stems into songs with one engine (by name or instance)."""
+    """Writes stems into songs with one engine (by name or instance).
 
-    def __init__(self, engine: str | Engine = "rules", **engine_options: Any) -> None:
+    The default engine is the transformer with its bundled weights, or the rules engine where
+    the weights are not installed.
+    """
+
+    def __init__(self, engine: str | Engine | None = None, **engine_options: Any) -> None:
+        if engine is None:
+            from midiarr.engines.transformer import bundled_checkpoint
+
+            engine = "transformer" if (bundled_checkpoint() / "model.safetensors").is_file() else "rules"
         self.engine = get_engine(engine, **engine_options) if isinstance(engine, str) else engine
+
+    @classmethod
+    def load(cls, checkpoint: str | os.PathLike[str] | None = None, **sampling: Any) -> Arranger:
+        """An arranger with the stem transformer: the bundled weights, or a checkpoint folder.
+
+        ``sampling`` takes temperature, top_p and candidates.
+        """
+        return cls("transformer", checkpoint=checkpoint, **sampling)
 
     def insert(
         self,
@@ -58,3 +75,19 @@ class Arranger:
         for k, stem in enumerate(stems):
             out = self.insert(out, stem, instruction, seed=seed + k, **controls)
         return out
+
+    def generate(
+        self,
+        stems: Sequence[str] = ("piano", "bass", "drums"),
+        bars: int = 16,
+        instruction: str | None = None,
+        *,
+        tempo: float = 120.0,
+        meter: tuple[int, int] = (4, 4),
+        seed: int = 0,
+        **controls: str | None,
+    ) -> Song:
+        """A new song from nothing with ``stems`` (harmony first, then bass, then drums)."""
+        return self.engine.generate(
+            list(stems), bars, Controls.build(instruction, **controls), seed=seed, qpm=tempo, meter=meter
+        )

@@ -73,7 +73,7 @@ def browser(tmp_path: Path) -> Iterator[object]:
     driver.quit()
 
 
-def test_drop_a_song_add_a_bass_and_hear_it(server: str, browser, tmp_path: Path, band: Song) -> None:  # noqa: ANN001
+def test_drop_a_song_add_a_bass_and_hear_it(server: str, browser, tmp_path: Path, band: Song) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -113,7 +113,7 @@ def test_drop_a_song_add_a_bass_and_hear_it(server: str, browser, tmp_path: Path
     assert any(h.endswith("result.mid") for h in links) and any(h.endswith("result.musicxml") for h in links)
 
 
-def test_bad_file_shows_a_clear_message(server: str, browser, tmp_path: Path) -> None:  # noqa: ANN001
+def test_bad_file_shows_a_clear_message(server: str, browser, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 

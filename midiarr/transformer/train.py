@@ -117,7 +117,9 @@ def train(
         "train_items": len(train_items),
         "valid_items": len(valid_items),
         "parameters": n_params,
-        "data_split": f"prepare cache splits.json: train for training, {validation_split} for validation; test never read",
+        "data_split": (
+            f"prepare cache splits.json: train for training, {validation_split} for validation; test never read"
+        ),
     }
     log(f"model: {n_params / 1e6:.2f}M parameters; train {len(train_items)} stems, valid {len(valid_items)}")
     best, started, step, seen = float("inf"), time.time(), 0, 0
