@@ -22,15 +22,11 @@ from midiarr.song import Song
 class Arranger:
     """Writes stems into songs with one engine (by name or instance).
 
-    The default engine is the transformer with its bundled weights, or the rules engine where
-    the weights are not installed.
+    The default is the rules engine until the transformer meets the quality bar in
+    docs/evaluation.md; `Arranger.load()` gives the transformer with its bundled weights.
     """
 
-    def __init__(self, engine: str | Engine | None = None, **engine_options: Any) -> None:
-        if engine is None:
-            from midiarr.engines.transformer import bundled_checkpoint
-
-            engine = "transformer" if (bundled_checkpoint() / "model.safetensors").is_file() else "rules"
+    def __init__(self, engine: str | Engine = "rules", **engine_options: Any) -> None:
         self.engine = get_engine(engine, **engine_options) if isinstance(engine, str) else engine
 
     @classmethod

@@ -225,3 +225,16 @@ def test_song_with_no_other_parts_is_refused(tiny_checkpoint: Path) -> None:
     lonely = Song(tracks=[Track(name="Bass", program=33, notes=band_song(bars=2).tracks[1].notes)])
     with pytest.raises(OptionError, match="no parts besides"):
         get_engine("transformer", checkpoint=tiny_checkpoint).insert(lonely, "bass")
+
+
+def test_bundled_weights_write_a_bass_offline(band: Song) -> None:
+    import midiarr
+
+    arranger = midiarr.Arranger.load()
+    context = band.with_tracks([t for t in band.tracks if t.name != "Bass"])
+    song = arranger.insert(context, "bass", "busy bass", seed=0)
+    bass = song.tracks[-1].notes
+    assert len(bass) >= 8 and song.bar_activity(bass).all()
+    assert 23 <= bass["pitch"].min() and bass["pitch"].max() <= 67
+    card = (Path(midiarr.__file__).parent / "weights" / "transformer" / "MODEL_CARD.md").read_text()
+    assert "non-commercial" in card and "train-transformer" in card

@@ -164,7 +164,7 @@ function playAll() {
 
 async function init() {
   const health = await api("/api/health");
-  for (const name of health.engines) $("engine").add(new Option(name, name, false, name === "transformer"));
+  for (const name of health.engines) $("engine").add(new Option(name, name, false, name === "rules"));
   for (const stem of health.stems) {
     const label = document.createElement("label");
     label.innerHTML = `<input type="checkbox" value="${stem}"> ${stem}`;
