@@ -12,7 +12,7 @@ import numpy as np
 
 from midiarr.engines.base import Controls, Engine, register_engine
 from midiarr.engines.rules import NAMES, PROGRAMS
-from midiarr.errors import InputError
+from midiarr.errors import InputError, OptionError
 from midiarr.song import Song, Track
 
 BUNDLED = "transformer"
@@ -47,15 +47,15 @@ class TransformerEngine(Engine):
         settings = SampleSettings(**{k: v for k, v in defaults.items() if k in SampleSettings.__dataclass_fields__})
         if temperature is not None:
             if temperature <= 0:
-                raise InputError("temperature must be positive")
+                raise OptionError("--temperature must be positive")
             settings.temperature = temperature
         if top_p is not None:
             if not 0 < top_p <= 1:
-                raise InputError("top-p must be in (0, 1]")
+                raise OptionError("--top-p must be in (0, 1]")
             settings.top_p = top_p
         if candidates is not None:
             if candidates < 1:
-                raise InputError("candidates must be at least 1")
+                raise OptionError("--candidates must be at least 1")
             settings.candidates = candidates
         self.settings = settings
         self.checkpoint = path
