@@ -245,6 +245,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise OptionError(f"--port {args.port}: choose 1-65535")
     if args.jobs < 1:
         raise OptionError("--jobs must be at least 1")
+    if not 0 < args.max_upload_mb <= 1024:
+        raise OptionError(f"--max-upload-mb {args.max_upload_mb:g}: choose more than 0 and at most 1024")
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_running_jobs=args.jobs)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         sys.stderr.write(f"midiarr: warning: serving on {args.host}, reachable from other machines\n")

@@ -189,6 +189,12 @@ def available_engines() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def can_generate(name: str) -> bool:
+    """Whether the engine registered as ``name`` can write a song from nothing."""
+    cls = _REGISTRY.get(name)
+    return bool(cls is not None and getattr(cls, "can_generate", False))
+
+
 def get_engine(name: str, **kwargs: Any) -> Engine:
     """An engine by name (`OptionError` for an unknown one)."""
     if name not in _REGISTRY:

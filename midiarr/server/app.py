@@ -274,6 +274,7 @@ def create_app(root: str | Path | None = None, limits: Limits | None = None) -> 
     def submit(request: JobRequest) -> JobStatus:
         """Start an insert (stems written into an uploaded song) or a generate (a song from nothing)."""
         from midiarr.engines import available_engines
+        from midiarr.engines.base import can_generate
 
         if request.engine not in available_engines():
             raise _error(422, f"unknown engine {request.engine!r} (available: {', '.join(available_engines())})")
@@ -310,7 +311,7 @@ def create_app(root: str | Path | None = None, limits: Limits | None = None) -> 
                 raise _error(422, "an insert needs song_id (upload a song first)")
             spec["song_path"] = str(song_entry(request.song_id)["path"])
         else:
-            if not _can_generate(request.engine):
+            if not can_generate(request.engine):
                 raise _error(422, f"the {request.engine} engine cannot write a song from nothing")
             spec["bars"], spec["tempo"] = request.bars, request.tempo
         if not store.jobs.can_accept():
@@ -364,13 +365,6 @@ def create_app(root: str | Path | None = None, limits: Limits | None = None) -> 
         return path
 
     return app
-
-
-def _can_generate(engine: str) -> bool:
-    from midiarr.engines.base import _REGISTRY
-
-    cls = _REGISTRY.get(engine)
-    return bool(cls is not None and getattr(cls, "can_generate", False))
 
 
 def _roll(song: Any) -> Roll:
