@@ -293,6 +293,8 @@ def cmd_train_transformer(args: argparse.Namespace) -> int:
         raise OptionError("--max-minutes must be positive")
     if args.max_steps is not None and args.max_steps < 1:
         raise OptionError("--max-steps must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise OptionError("--threads must be at least 1")
     result = train(
         args.data,
         args.output,
@@ -300,6 +302,8 @@ def cmd_train_transformer(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
         max_steps=args.max_steps,
         limit=args.limit,
+        init_from=args.init_from,
+        threads=args.threads,
         log=lambda line: _say(args, line),
     )
     _say(
@@ -537,6 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, help="wall-clock budget (overrides the config)")
     p.add_argument("--max-steps", type=int, help="optimizer steps (overrides the config)")
     p.add_argument("--limit", type=int, help="use only the first N stems of each split (smoke runs)")
+    p.add_argument("--init-from", type=Path, help="start from this checkpoint's weights (same network shape)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.set_defaults(func=cmd_train_transformer)
 
     p = add("tokenize", "Show a song's REMI tokens bar by bar.")

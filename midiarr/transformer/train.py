@@ -19,16 +19,23 @@ import numpy as np
 import torch
 
 from midiarr.config import load_config
+from midiarr.errors import InputError
 from midiarr.transformer.data import Augmentation, WindowSampler, build_corpus, fixed_windows, load_corpus
-from midiarr.transformer.model import gpt2_config, perplexity, save_checkpoint
+from midiarr.transformer.model import gpt2_config, perplexity, read_checkpoint, save_checkpoint
 
 
-def _lr(step: int, cfg: dict[str, Any]) -> float:
-    """Linear warm-up, then cosine decay to the minimum over ``max_steps``."""
+def _lr(step: int, cfg: dict[str, Any], elapsed_minutes: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to the minimum.
+
+    Progress is whichever budget is further spent, steps or wall-clock minutes: a run that stops
+    on time (the usual case on a CPU) still ends at the minimum rate instead of mid-schedule.
+    """
     peak, low = float(cfg["learning_rate"]), float(cfg["min_learning_rate"])
     if step < cfg["warmup_steps"]:
         return peak * (step + 1) / cfg["warmup_steps"]
-    progress = min(1.0, (step - cfg["warmup_steps"]) / max(1, cfg["max_steps"] - cfg["warmup_steps"]))
+    by_steps = (step - cfg["warmup_steps"]) / max(1, cfg["max_steps"] - cfg["warmup_steps"])
+    by_time = elapsed_minutes / max(float(cfg["max_minutes"]), 1e-9)
+    progress = min(1.0, max(by_steps, by_time))
     return low + 0.5 * (peak - low) * (1 + math.cos(math.pi * progress))
 
 
@@ -71,9 +78,15 @@ def train(
     max_minutes: float | None = None,
     max_steps: int | None = None,
     limit: int | None = None,
+    init_from: str | Path | None = None,
+    threads: int | None = None,
     log: Any = print,
 ) -> dict[str, Any]:
-    """Train on a prepare cache's train split, validate on its valid split, save the best to ``out_dir``."""
+    """Train on a prepare cache's train split, validate on its valid split, save the best to ``out_dir``.
+
+    ``init_from`` starts from an earlier checkpoint's weights (same network shape) with a fresh
+    schedule; ``threads`` caps torch's CPU threads (so two trainings can share the cores).
+    """
     from accelerate import Accelerator
     from transformers import GPT2LMHeadModel
 
@@ -89,9 +102,35 @@ def train(
     suffix = f"-{limit}" if limit else ""
     train_items = load_corpus(build_corpus(data, "train", corpus_dir / f"train{suffix}.pkl", limit=limit))
     valid_items = load_corpus(build_corpus(data, "valid", corpus_dir / f"valid{suffix}.pkl", limit=limit))
+    if threads is not None:
+        torch.set_num_threads(threads)
     torch.manual_seed(int(tcfg["seed"]))
     accelerator = Accelerator()
     model = GPT2LMHeadModel(gpt2_config(config["model"]))
+    init_meta: dict[str, Any] = {}
+    if init_from is not None:
+        state, init_config = read_checkpoint(init_from)
+        from transformers import GPT2Config
+
+        shape = GPT2Config(**init_config.get("gpt2", {}))
+        if (shape.n_layer, shape.n_embd, shape.n_head) != (
+            model.config.n_layer,
+            model.config.n_embd,
+            model.config.n_head,
+        ):
+            raise InputError(f"{init_from}: its network shape differs from the config's [model]")
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or any(k != "lm_head.weight" for k in missing):
+            raise InputError(f"{init_from}: weights do not match the network ({unexpected or missing})")
+        model.tie_weights()
+        init_meta = {
+            "init_from": {
+                "path": str(init_from),
+                "step": init_config.get("step"),
+                "valid_loss": init_config.get("valid_loss"),
+                "command": init_config.get("command"),
+            }
+        }
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -117,6 +156,7 @@ def train(
         "train_items": len(train_items),
         "valid_items": len(valid_items),
         "parameters": n_params,
+        **init_meta,
         "data_split": (
             f"prepare cache splits.json: train for training, {validation_split} for validation; test never read"
         ),
@@ -128,7 +168,7 @@ def train(
     while step < int(tcfg["max_steps"]) and (time.time() - started) < 60 * float(tcfg["max_minutes"]):
         ids, labels = sampler.batch(int(tcfg["batch_size"]))
         for group in optimizer.param_groups:
-            group["lr"] = _lr(step, tcfg)
+            group["lr"] = _lr(step, tcfg, (time.time() - started) / 60)
         ids_t = torch.from_numpy(ids).to(accelerator.device)
         labels_t = torch.from_numpy(labels).to(accelerator.device)
         loss = model(input_ids=ids_t, labels=labels_t).loss
@@ -148,7 +188,7 @@ def train(
                 "train_loss": round(float(np.mean(running)), 4),
                 "valid_loss": round(val, 4),
                 "valid_perplexity": round(perplexity(val), 3),
-                "lr": round(_lr(step, tcfg), 6),
+                "lr": round(_lr(step, tcfg, (time.time() - started) / 60), 6),
             }
             running = []
             with open(log_path, "a", encoding="utf-8") as f:
