@@ -109,6 +109,11 @@ def _edges(section: str, stem: str) -> Any:
     return cfg.get(stem, cfg["default"])
 
 
+def bin_edges(section: str, stem: str) -> list[float]:
+    """The configured edges of one attribute's bins for ``stem`` (configs/attributes.toml)."""
+    return list(_edges(section, stem))
+
+
 def _bin3(value: float, edges: list[float], names: tuple[str, ...]) -> str:
     return names[int(np.searchsorted(edges, value, side="right"))]
 

@@ -286,6 +286,33 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_diffusion(args: argparse.Namespace) -> int:
+    from midiarr.diffusion.train import train
+
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        raise OptionError("--max-minutes must be positive")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise OptionError("--max-steps must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise OptionError("--threads must be at least 1")
+    result = train(
+        args.data,
+        args.output,
+        config_path=args.config,
+        max_minutes=args.max_minutes,
+        max_steps=args.max_steps,
+        limit=args.limit,
+        threads=args.threads,
+        log=lambda line: _say(args, line),
+    )
+    _say(
+        args,
+        f"wrote {args.output}: {result['parameters'] / 1e6:.2f}M parameters, {result['steps']} steps, "
+        f"valid loss {result['valid_loss']:.5f}",
+    )
+    return 0
+
+
 def cmd_train_transformer(args: argparse.Namespace) -> int:
     from midiarr.transformer.train import train
 
@@ -544,6 +571,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", type=Path, help="start from this checkpoint's weights (same network shape)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.set_defaults(func=cmd_train_transformer)
+
+    p = add("train-diffusion", "Train the piano-roll diffusion engine on a prepare cache (train split).")
+    p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
+    p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint folder (safetensors, config, log)")
+    p.add_argument("--config", type=Path, help="network/training TOML (default: the bundled configs/diffusion.toml)")
+    p.add_argument("--max-minutes", type=float, help="wall-clock budget (overrides the config)")
+    p.add_argument("--max-steps", type=int, help="optimizer steps (overrides the config)")
+    p.add_argument("--limit", type=int, help="use only the first N songs of each split (smoke runs)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.set_defaults(func=cmd_train_diffusion)
 
     p = add("tokenize", "Show a song's REMI tokens bar by bar.")
     p.add_argument("file", type=Path)

@@ -1,0 +1,1 @@
+"""The piano-roll diffusion engine: one multi-track model for total and partial generation and separation."""

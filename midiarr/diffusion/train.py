@@ -1,0 +1,200 @@
+"""Training the diffusion engine with `accelerate` (one CPU here, any number of GPUs elsewhere).
+
+DDPM training with diffusers' noise schedule: the model sees written stems noised to a random
+step (all written stems of a window with one shared noise when ``shared_noise``, as STEMPHONIC
+does), given stems clean, and learns the clean roll with a binary cross-entropy per cell.
+An exponential moving average of the weights is what gets validated and saved; the best by
+validation loss is kept, and every evaluation goes to ``train_log.jsonl`` beside it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from midiarr.config import load_config
+from midiarr.diffusion.data import GroupSampler, TaskMix, build_roll_corpus, load_roll_corpus
+from midiarr.diffusion.model import DiTConfig, StemDiT, save_model
+
+
+def noise_schedule(config: dict[str, Any]) -> Any:
+    """The DDPM scheduler (x0 prediction) that defines the forward noising."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(
+        num_train_timesteps=int(config["train_timesteps"]),
+        beta_schedule=str(config["beta_schedule"]),
+        prediction_type="sample",
+        clip_sample=False,
+    )
+
+
+def expand_tokens(flags: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, S, N) per-token flags as (B, S, 1, 1, T) per-step flags."""
+    return flags.repeat_interleave(patch, dim=-1)[:, :, None, None, :]
+
+
+def diffusion_loss(
+    model: Any,
+    batch: dict[str, torch.Tensor],
+    alphas_cumprod: torch.Tensor,
+    shared_noise: bool,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Mean binary cross-entropy of the predicted clean roll over the cells to learn."""
+    present = batch["present"]
+    cols = torch.nonzero(present.any(dim=0)).flatten()  # slot columns no window uses cost nothing
+    x0 = batch["x0"][:, cols]
+    b, s = x0.shape[:2]
+    device = x0.device
+    t = torch.randint(0, len(alphas_cumprod), (b,), generator=generator).to(device)
+    shape = (b, 1, *x0.shape[2:]) if shared_noise else x0.shape
+    noise = torch.randn(shape, generator=generator).to(device).expand_as(x0)
+    ab = alphas_cumprod.to(device)[t].view(b, 1, 1, 1, 1)
+    xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+    patch = model.config.patch if hasattr(model, "config") else model.module.config.patch
+    known = batch["known"][:, cols]
+    inputs = torch.where(expand_tokens(known, patch), x0, xt)
+    inputs = torch.where(present[:, cols][:, :, None, None, None], inputs, torch.zeros_like(inputs))
+    logits = model(
+        inputs,
+        t,
+        present[:, cols],
+        known,
+        batch["activity"][:, cols],
+        batch["density"][:, cols],
+        batch["bar_position"],
+        slot_ids=cols,
+    )
+    mask = batch["loss_mask"][:, cols]
+    return F.binary_cross_entropy_with_logits(logits[mask], (x0[mask] > 0).float())
+
+
+def _lr(step: int, minutes: float, cfg: dict[str, Any]) -> float:
+    peak, low = float(cfg["learning_rate"]), float(cfg["min_learning_rate"])
+    if step < cfg["warmup_steps"]:
+        return peak * (step + 1) / cfg["warmup_steps"]
+    by_steps = (step - cfg["warmup_steps"]) / max(1, cfg["max_steps"] - cfg["warmup_steps"])
+    progress = min(1.0, max(by_steps, minutes / max(float(cfg["max_minutes"]), 1e-9)))
+    return low + 0.5 * (peak - low) * (1 + math.cos(math.pi * progress))
+
+
+def train(
+    data: str | Path,
+    out_dir: str | Path,
+    config_path: str | Path | None = None,
+    max_minutes: float | None = None,
+    max_steps: int | None = None,
+    limit: int | None = None,
+    threads: int | None = None,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Train on a prepare cache's train split, validate on its valid split, save the best EMA weights."""
+    from accelerate import Accelerator
+
+    config = load_config("diffusion.toml", config_path)
+    tcfg = dict(config["train"])
+    if max_minutes is not None:
+        tcfg["max_minutes"] = max_minutes
+    if max_steps is not None:
+        tcfg["max_steps"] = max_steps
+    if threads is not None:
+        torch.set_num_threads(threads)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = f"-{limit}" if limit else ""
+    corpus = Path(data) / "diffusion"
+    train_songs = load_roll_corpus(build_roll_corpus(data, "train", corpus / f"train{suffix}.pkl", limit=limit))
+    valid_songs = load_roll_corpus(build_roll_corpus(data, "valid", corpus / f"valid{suffix}.pkl", limit=limit))
+    validation_split = "valid" if valid_songs else "train"
+    net = DiTConfig(**config["network"])
+    tasks = TaskMix(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["tasks"].items()})
+    shared = bool(config["schedule"]["shared_noise"])
+    alphas = noise_schedule(config["schedule"]).alphas_cumprod.float()
+    torch.manual_seed(int(tcfg["seed"]))
+    accelerator = Accelerator()
+    model = StemDiT(net)
+    ema = copy.deepcopy(model).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": float(tcfg["weight_decay"])}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=float(tcfg["learning_rate"]),
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    sampler = GroupSampler(train_songs, net, tasks, seed=int(tcfg["seed"]))
+    val_sampler = GroupSampler(valid_songs or train_songs, net, tasks, seed=12345)
+    val_batches = [val_sampler.batch(int(tcfg["batch_size"])) for _ in range(int(tcfg["eval_batches"]))]
+    n_params = sum(p.numel() for p in ema.parameters())
+    meta = {
+        "command": " ".join(["midiarr", *sys.argv[1:]]) if sys.argv and "midiarr" in sys.argv[0] else "",
+        "config": config,
+        "train_songs": len(train_songs),
+        "valid_songs": len(valid_songs),
+        "parameters": n_params,
+        "data_split": f"prepare cache splits.json: train for training, {validation_split} for validation; "
+        "test never read",
+    }
+    log_path = out / "train_log.jsonl"
+    log_path.write_text("", encoding="utf-8")
+    log(f"model: {n_params / 1e6:.2f}M parameters; train {len(train_songs)} songs, valid {len(valid_songs)}")
+
+    def validate() -> float:
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            losses = [float(diffusion_loss(ema, b, alphas, shared, gen)) for b in val_batches]
+        return sum(losses) / len(losses)
+
+    best, started, step, running = float("inf"), time.time(), 0, []
+    ema_decay = float(tcfg["ema_decay"])
+    while step < int(tcfg["max_steps"]) and (time.time() - started) < 60 * float(tcfg["max_minutes"]):
+        batch = {k: v.to(accelerator.device) for k, v in sampler.batch(int(tcfg["batch_size"])).items()}
+        lr = _lr(step, (time.time() - started) / 60, tcfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = diffusion_loss(model, batch, alphas, shared)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        # early on the average would mostly remember the random start: warm the decay up
+        d = min(ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), accelerator.unwrap_model(model).parameters(), strict=True):
+                pe.mul_(d).add_(pm.detach().cpu(), alpha=1 - d)
+        running.append(float(loss.detach()))
+        step += 1
+        if step % int(tcfg["eval_every"]) == 0 or step == int(tcfg["max_steps"]):
+            val = validate()
+            entry = {
+                "step": step,
+                "minutes": round((time.time() - started) / 60, 2),
+                "windows_seen": step * int(tcfg["batch_size"]),
+                "train_loss": round(sum(running) / len(running), 5),
+                "valid_loss": round(val, 5),
+                "lr": round(lr, 7),
+            }
+            running = []
+            with open(log_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
+            log(json.dumps(entry))
+            if val < best and accelerator.is_main_process:
+                best = val
+                save_model(ema, out, {**meta, "step": step, "valid_loss": val})
+    if best == float("inf"):  # too short to reach an evaluation
+        best = validate()
+        save_model(ema, out, {**meta, "step": step, "valid_loss": best})
+    if config_path is not None:
+        shutil.copyfile(config_path, out / "diffusion.toml")
+    return {"steps": step, "valid_loss": best, "parameters": n_params}
