@@ -135,14 +135,24 @@ def _engine_from_args(args: argparse.Namespace) -> Any:
     options: dict[str, Any] = {}
     if args.engine == "borrow":
         options["donors"] = args.donor
+    sampling = {"temperature": args.temperature, "top_p": args.top_p, "candidates": args.candidates}
+    diffusion = {
+        "steps": args.steps,
+        "scheduler": args.scheduler,
+        "guidance": getattr(args, "guidance", None),
+        "partial": args.partial,
+        "passes": args.passes,
+    }
     if args.engine == "transformer":
-        options.update(
-            checkpoint=args.checkpoint, temperature=args.temperature, top_p=args.top_p, candidates=args.candidates
-        )
-    elif any(v is not None for v in (args.checkpoint, args.temperature, args.top_p, args.candidates)):
-        raise OptionError(
-            f"--checkpoint/--temperature/--top-p/--candidates apply to the transformer, not {args.engine}"
-        )
+        options.update(checkpoint=args.checkpoint, **sampling)
+    elif any(v is not None for v in sampling.values()):
+        raise OptionError(f"--temperature/--top-p/--candidates apply to the transformer, not {args.engine}")
+    if args.engine == "diffusion":
+        options.update(checkpoint=args.checkpoint, **{k: v for k, v in diffusion.items() if v is not None})
+    elif any(v is not None for v in diffusion.values()):
+        raise OptionError(f"--steps/--scheduler/--guidance/--partial/--passes apply to diffusion, not {args.engine}")
+    if args.checkpoint is not None and args.engine not in ("transformer", "diffusion"):
+        raise OptionError(f"--checkpoint applies to the transformer and diffusion engines, not {args.engine}")
     return get_engine(args.engine, **options)
 
 
@@ -175,19 +185,9 @@ def cmd_insert(args: argparse.Namespace) -> int:
     controls = _controls_from_args(args)
     active = parse_bar_ranges(args.active) if args.active else None
     roles = assign_roles(song, parse_role_overrides(args.role))
-    written = 0
-    replaced: list[str] = []
-    result = None
-    for k, stem in enumerate(stems):
-        # each stem hears the parts written before it; engines append new tracks at the end
-        result = engine.insert(song, stem, controls, active=active, seed=args.seed + k, roles=roles)
-        song = result.song
-        roles = assign_roles(song)
-        written += len(result.new_tracks)
-        replaced += result.replaced_tracks
-    assert result is not None
-    new_tracks = list(range(len(song.tracks) - written, len(song.tracks)))
-    result.new_tracks, result.replaced_tracks = new_tracks, replaced
+    # several stems: each engine decides how they hear each other (in turn, or written together)
+    result = engine.insert_stems(song, stems, controls, active=active, seed=args.seed, roles=roles)
+    song, new_tracks, replaced = result.song, result.new_tracks, result.replaced_tracks
     notation = {".musicxml", ".mxl", ".xml"}
     if args.file.suffix.lower() in notation and args.output.suffix.lower() in notation and not replaced:
         # notation in, notation out: keep the original score as it is and add the new parts to it
@@ -210,6 +210,39 @@ def cmd_insert(args: argparse.Namespace) -> int:
         result.stem = ",".join(stems)
         page = write_insert_report(result, args.report, engine.name, args.instruction, args.seed, args.soundfont)
         _say(args, f"report: {page}")
+    return 0
+
+
+def cmd_separate(args: argparse.Namespace) -> int:
+    from midiarr.engines.diffusion import pitch_range_split
+    from midiarr.io import check_output_path, save
+    from midiarr.pianoroll import PITCHED
+
+    stems = [s.strip() for s in args.stems.split(",") if s.strip()]
+    bad = [s for s in stems if s not in PITCHED]
+    if not stems or bad:
+        raise OptionError(f"--stems {args.stems!r}: choose from {', '.join(PITCHED)}")
+    if args.method not in ("diffusion", "pitch-range"):
+        raise OptionError(f"--method {args.method!r}: choose diffusion or pitch-range")
+    check_output_path(args.file, args.output, args.force)
+    song = _load_song_with_notes(args.file)
+    if args.method == "pitch-range":
+        if any(v is not None for v in (args.checkpoint, args.steps, args.guidance, args.scheduler)):
+            raise OptionError("--checkpoint/--steps/--guidance/--scheduler apply to --method diffusion")
+        out = pitch_range_split(song, stems)
+        counts = {t.role: len(t.notes) for t in out.tracks if t.role in stems}
+    else:
+        from midiarr.engines.diffusion import DiffusionEngine
+
+        if args.guidance is not None and args.guidance < 0:
+            raise OptionError(f"--guidance {args.guidance}: must be 0 or more")
+        engine = DiffusionEngine(
+            checkpoint=args.checkpoint, steps=args.steps, guidance=args.guidance, scheduler=args.scheduler
+        )
+        out, counts = engine.separate(song, stems, seed=args.seed)
+    save(out, args.output)
+    parts = ", ".join(f"{s} {n} notes" for s, n in counts.items())
+    _say(args, f"wrote {args.output}: {parts} (by {args.method})")
     return 0
 
 
@@ -432,7 +465,15 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, help="transformer sampling temperature (default from its config)")
     p.add_argument("--top-p", type=float, help="transformer nucleus sampling mass (default from its config)")
     p.add_argument("--candidates", type=int, help="transformer: sample N candidates per window, keep the likeliest")
-    p.add_argument("--checkpoint", type=Path, help="transformer checkpoint folder (default: the bundled weights)")
+    p.add_argument("--checkpoint", type=Path, help="model checkpoint folder (default: the engine's bundled weights)")
+    p.add_argument("--steps", type=int, help="diffusion: sampling steps (default from its config)")
+    p.add_argument("--scheduler", choices=["ddim", "dpm"], help="diffusion: sampler (default from its config)")
+    p.add_argument(
+        "--partial",
+        choices=["conditional", "repaint"],
+        help="diffusion: given stems enter clean (conditional) or are re-noised each step (repaint)",
+    )
+    p.add_argument("--passes", choices=["1", "2", "k"], help="diffusion, several stems: one pass, two, or one per stem")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -503,6 +544,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="same seed, same song")
     p.add_argument("--donor", action="append", type=Path, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_generate)
+
+    p = add("separate", "Split a flattened MIDI (pitched notes on one track) into bass, guitar and piano tracks.")
+    p.add_argument("file", type=Path, help="the flattened song; drum tracks are kept as they are")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the song with one track per stem")
+    p.add_argument("--stems", default="bass,guitar,piano", help="stems to split into (default bass,guitar,piano)")
+    p.add_argument("--method", default="diffusion", help="diffusion (default) or pitch-range (the baseline)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance on the mix (0 free ... >=1 follow it)")
+    p.add_argument("--steps", type=int, help="sampling steps (default from the model's config)")
+    p.add_argument("--scheduler", choices=["ddim", "dpm"], help="sampler (default from the model's config)")
+    p.add_argument("--checkpoint", type=Path, help="diffusion checkpoint folder (default: the bundled weights)")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same split")
+    p.add_argument("--force", action="store_true", help="allow the output to be the input file")
+    p.set_defaults(func=cmd_separate)
 
     p = add("serve", "Serve the HTTP API and the web page on this machine (loopback by default).")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")

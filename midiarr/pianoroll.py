@@ -135,7 +135,7 @@ def steps_to_notes(stem_notes: StemNotes, song: Song, drums: bool) -> np.ndarray
     out["duration"] = np.maximum(end - start, 1)
     if drums:
         out["pitch"] = DRUM_NOTES[np.clip(stem_notes.row, 0, NUM_DRUM_CLASSES - 1)]
-        out["duration"] = max(1, int(round(st)))
+        out["duration"] = max(1, round(st))
     else:
         out["pitch"] = stem_notes.row + PITCH_LOW
     out["velocity"] = np.clip(stem_notes.velocity, 1, 127)
@@ -221,10 +221,13 @@ def slot_of_role(role: str) -> str:
     return role if role in WRITABLE else "other"
 
 
-def song_to_rolls(song: Song, roles: dict[int, str] | None = None) -> SongRolls:
-    """Every track's notes in its slot (tracks of one role merged; lead, strings, ... in "other")."""
+def song_to_rolls(song: Song, roles: dict[int, str] | None = None, min_steps: int = 0) -> SongRolls:
+    """Every track's notes in its slot (tracks of one role merged; lead, strings, ... in "other").
+
+    ``min_steps`` lengthens the grid past the song's last note (a song being written from nothing).
+    """
     roles = roles if roles is not None else assign_roles(song)
-    steps = song_steps(song)
+    steps = max(song_steps(song), int(min_steps))
     stems: dict[str, StemNotes] = {}
     for i, track in enumerate(song.tracks):
         if not len(track.notes):

@@ -54,7 +54,7 @@ def diffusion_loss(
     present = batch["present"]
     cols = torch.nonzero(present.any(dim=0)).flatten()  # slot columns no window uses cost nothing
     x0 = batch["x0"][:, cols]
-    b, s = x0.shape[:2]
+    b, _s = x0.shape[:2]
     device = x0.device
     t = torch.randint(0, len(alphas_cumprod), (b,), generator=generator).to(device)
     shape = (b, 1, *x0.shape[2:]) if shared_noise else x0.shape

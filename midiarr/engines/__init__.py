@@ -3,7 +3,7 @@
 Importing this package registers every built-in engine; `get_engine(name)` finds one.
 """
 
-from midiarr.engines import borrow, rules, transformer  # noqa: F401  (registration happens on import)
+from midiarr.engines import borrow, diffusion, rules, transformer  # noqa: F401  (registration happens on import)
 from midiarr.engines.base import (
     Controls,
     Engine,

@@ -104,6 +104,33 @@ class Engine(ABC):
             replaced_tracks=[song.tracks[i].name or f"track {i}" for i in existing],
         )
 
+    def insert_stems(
+        self,
+        song: Song,
+        stems: list[str],
+        controls: Controls | None = None,
+        active: np.ndarray | None = None,
+        seed: int = 0,
+        roles: dict[int, str] | None = None,
+    ) -> InsertResult:
+        """The song with several stems written; by default one at a time, each hearing the ones
+        before it (an engine that writes stems jointly overrides this)."""
+        if not stems:
+            raise OptionError("name at least one stem")
+        replaced: list[str] = []
+        written = 0
+        for k, stem in enumerate(stems):
+            # new tracks always go to the end, so the last `written` tracks are the new ones
+            result = self.insert(song, stem, controls, active=active, seed=seed + k, roles=roles)
+            song, roles = result.song, None
+            replaced += result.replaced_tracks
+            written += len(result.new_tracks)
+        return InsertResult(
+            song=song,
+            stem=",".join(stems),
+            new_tracks=list(range(len(song.tracks) - written, len(song.tracks))),
+            replaced_tracks=replaced,
+        )
 
     def generate(
         self,

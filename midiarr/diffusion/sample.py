@@ -1,0 +1,275 @@
+"""Sampling the diffusion engine: windows of a song denoised in turn, any stems given or written.
+
+One call, `RollDiffusion.run`, covers every mode: the stems to write are noised, the rest of
+what the song holds is given. Given stems enter the model clean and flagged as known (the
+trained conditional path) or, with ``partial="repaint"``, are noised to the current step and
+put back at every step (MSG-LD's replacement). Separation gives the flattened notes as the
+"mix" stem and mixes the model's answer with and without it (classifier-free guidance);
+each input note then goes to the stem whose onset logit is highest at that note. Whole songs
+are windows that overlap: the overlap of the next window is given from the one before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from midiarr.diffusion.model import ACTIVITY_ANY, DENSITY_ANY, StemDiT
+from midiarr.diffusion.train import expand_tokens
+from midiarr.errors import OptionError
+from midiarr.pianoroll import (
+    NUM_DRUM_CLASSES,
+    ONSET,
+    PITCH_ROWS,
+    SLOTS,
+    SUSTAIN,
+    SongRolls,
+    rasterize,
+)
+
+SCHEDULERS = ("ddim", "dpm")
+PARTIAL_MODES = ("conditional", "repaint")
+
+
+@dataclass
+class SampleSettings:
+    """How to sample (defaults from configs/diffusion.toml's [sample])."""
+
+    steps: int = 20
+    scheduler: str = "ddim"
+    guidance: float = 2.0
+    partial: str = "conditional"
+    overlap_steps: int = 32
+    threshold: float = 0.5
+    shared_noise: bool = True
+    hard_activity: bool = True
+
+    def check(self) -> SampleSettings:
+        """Self, after refusing settings that cannot work."""
+        if not 1 <= self.steps <= 1000:
+            raise OptionError(f"--steps {self.steps}: choose between 1 and 1000")
+        if self.scheduler not in SCHEDULERS:
+            raise OptionError(f"--scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
+        if self.partial not in PARTIAL_MODES:
+            raise OptionError(f"--partial {self.partial!r}: choose one of {', '.join(PARTIAL_MODES)}")
+        if self.guidance < 0:
+            raise OptionError(f"--guidance {self.guidance}: must be 0 or more")
+        if not 0 < self.threshold < 1:
+            raise OptionError(f"--threshold {self.threshold}: choose between 0 and 1")
+        return self
+
+
+@dataclass
+class StemRequest:
+    """A stem to write: per-bar activity (None: play wherever the song plays) and a density bin."""
+
+    stem: str
+    active_bars: np.ndarray | None = None
+    density: int = DENSITY_ANY
+
+
+@dataclass
+class SongResult:
+    """Written rolls per stem for the whole song, and the final onset logits (for separation)."""
+
+    rolls: dict[str, np.ndarray]
+    onset_logits: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class RollDiffusion:
+    """A trained StemDiT with its noise schedule, sampling whole songs window by window."""
+
+    def __init__(self, model: StemDiT, schedule: dict, settings: SampleSettings | None = None) -> None:
+        self.model = model
+        self.schedule = schedule
+        self.settings = (settings or SampleSettings()).check()
+        self.window = model.config.window_steps
+        self.patch = model.config.patch
+
+    def _scheduler(self) -> object:
+        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+        common = dict(
+            num_train_timesteps=int(self.schedule["train_timesteps"]),
+            beta_schedule=str(self.schedule["beta_schedule"]),
+            prediction_type="sample",
+        )
+        if self.settings.scheduler == "dpm":
+            sched = DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
+        else:
+            sched = DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=True)
+        sched.set_timesteps(self.settings.steps)
+        return sched
+
+    def _window_starts(self, rolls: SongRolls) -> list[int]:
+        bar_starts = np.flatnonzero(rolls.bar_position == 0)
+        starts, begin = [0], 0
+        while begin + self.window < rolls.steps:
+            limit = begin + self.window - self.settings.overlap_steps
+            nxt = bar_starts[(bar_starts > begin) & (bar_starts <= limit)]
+            begin = int(nxt[-1]) if len(nxt) else limit
+            starts.append(begin)
+        return starts
+
+    @torch.no_grad()
+    def run(
+        self,
+        rolls: SongRolls,
+        requests: list[StemRequest],
+        seed: int = 0,
+        mix: np.ndarray | None = None,
+        progress: object | None = None,
+    ) -> SongResult:
+        """Write the requested stems for the whole song, hearing every other slot ``rolls`` holds.
+
+        ``mix`` (2, rows, steps) makes it separation: the written stems should add up to it.
+        """
+        s = self.settings
+        steps_total, window, patch = rolls.steps, self.window, self.patch
+        targets = [SLOTS.index(r.stem) for r in requests]
+        out = {r.stem: np.zeros((2, PITCH_ROWS, steps_total), dtype=bool) for r in requests}
+        logits_out = {r.stem: np.full((PITCH_ROWS, steps_total), -30.0, dtype=np.float32) for r in requests}
+        bar_id = np.cumsum(rolls.bar_position == 0) - 1
+        gen = torch.Generator().manual_seed(int(seed))
+        written_until = 0
+        starts = self._window_starts(rolls)
+        for w, begin in enumerate(starts):
+            given = np.zeros((len(SLOTS), 2, PITCH_ROWS, window), dtype=bool)
+            present = np.zeros(len(SLOTS), dtype=bool)
+            for slot, name in enumerate(SLOTS[:-1]):
+                if slot in targets or name not in rolls.stems or not len(rolls.stems[name]):
+                    continue
+                given[slot] = rasterize(rolls.stems[name], begin, window)
+                present[slot] = given[slot].any()
+            if mix is not None:
+                seg = mix[:, :, begin : begin + window]
+                given[SLOTS.index("mix"), :, :, : seg.shape[-1]] = seg
+                present[SLOTS.index("mix")] = True
+            present[targets] = True
+            n = window // patch
+            known = np.zeros((len(SLOTS), n), dtype=bool)
+            known[present] = True
+            known[targets] = False
+            overlap_tokens = max(0, min(written_until - begin, window)) // patch if w else 0
+            for r, slot in zip(requests, targets, strict=True):
+                have = out[r.stem][:, :, begin : begin + overlap_tokens * patch]
+                given[slot, :, :, : have.shape[-1]] = have
+                known[slot, :overlap_tokens] = True
+            bar_position = np.zeros(window, dtype=np.int64)
+            seg_pos = rolls.bar_position[begin : begin + window]
+            bar_position[: len(seg_pos)] = seg_pos
+            if len(seg_pos) < window:
+                tail = np.arange(window - len(seg_pos)) + (seg_pos[-1] + 1 if len(seg_pos) else 0)
+                bar_position[len(seg_pos) :] = tail % 16
+            activity = np.full((len(SLOTS), n), ACTIVITY_ANY, dtype=np.int64)
+            density = np.full(len(SLOTS), DENSITY_ANY, dtype=np.int64)
+            cell_active = np.ones((len(SLOTS), window), dtype=bool)
+            for r, slot in zip(requests, targets, strict=True):
+                density[slot] = r.density
+                if r.active_bars is not None:
+                    ids = bar_id[begin : begin + window]
+                    on = np.zeros(window, dtype=bool)
+                    ok = ids < len(r.active_bars)
+                    on[: len(ids)][ok] = np.asarray(r.active_bars, dtype=bool)[ids[ok]]
+                    cell_active[slot] = on
+                    activity[slot] = on.reshape(n, patch).any(axis=1).astype(np.int64)
+            logits = self._denoise(given, present, known, activity, density, bar_position[::patch], targets, gen)
+            keep_from = overlap_tokens * patch
+            end = min(begin + window, steps_total)
+            for r, slot in zip(requests, targets, strict=True):
+                lg = logits[slot]
+                if s.hard_activity and r.active_bars is not None:
+                    lg = np.where(cell_active[slot][None, None, :], lg, -30.0)
+                if mix is not None:  # a separated stem can only hold what the mix holds
+                    lg = np.where(given[SLOTS.index("mix")], lg, -30.0)
+                on = lg[ONSET] > np.log(s.threshold / (1 - s.threshold))
+                held = (lg[SUSTAIN] > 0) & ~on
+                roll = np.stack([on, held])
+                if r.stem == "drums":
+                    roll[:, NUM_DRUM_CLASSES:] = False
+                    roll[SUSTAIN] = False
+                span = end - begin
+                out[r.stem][:, :, begin + keep_from : end] = roll[:, :, keep_from:span]
+                logits_out[r.stem][:, begin + keep_from : end] = lg[ONSET][:, keep_from:span]
+            written_until = end
+            if progress is not None:
+                progress(w + 1, len(starts))
+        return SongResult(rolls=out, onset_logits=logits_out)
+
+    def _model_logits(
+        self,
+        x: torch.Tensor,
+        t: int,
+        present: np.ndarray,
+        known: np.ndarray,
+        activity: np.ndarray,
+        density: np.ndarray,
+        bar_position: np.ndarray,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        cols = torch.from_numpy(np.flatnonzero(present.any(axis=0)))
+        b = x.shape[0]
+        return self.model(
+            x[:, cols],
+            torch.full((b,), int(t), dtype=torch.long),
+            torch.from_numpy(present[:, cols.numpy()]),
+            torch.from_numpy(known[:, cols.numpy()]),
+            torch.from_numpy(activity[None].repeat(b, 0)[:, cols.numpy()]),
+            torch.from_numpy(density[None].repeat(b, 0)[:, cols.numpy()]),
+            torch.from_numpy(bar_position[None].repeat(b, 0)),
+            slot_ids=cols,
+        ), cols
+
+    def _denoise(
+        self,
+        given: np.ndarray,
+        present: np.ndarray,
+        known: np.ndarray,
+        activity: np.ndarray,
+        density: np.ndarray,
+        bar_position: np.ndarray,
+        targets: list[int],
+        gen: torch.Generator,
+    ) -> np.ndarray:
+        s = self.settings
+        sched = self._scheduler()
+        x0_given = torch.from_numpy(np.where(given, 1.0, -1.0).astype(np.float32))[None]
+        shape = (1, 1 if s.shared_noise else len(SLOTS), 2, PITCH_ROWS, self.window)
+        x = torch.randn(shape, generator=gen).expand(1, len(SLOTS), 2, PITCH_ROWS, self.window).clone()
+        mix_slot = SLOTS.index("mix")
+        guided = bool(present[mix_slot]) and s.guidance != 1.0
+        if s.partial == "repaint":
+            # MSG-LD: the model writes every slot; given ones are overwritten with their noised truth
+            model_known = np.zeros_like(known)
+            model_known[mix_slot] = known[mix_slot]
+            replace = expand_tokens(torch.from_numpy(known)[None], self.patch)
+            replace[:, mix_slot] = False
+        else:
+            model_known = known
+            replace = None
+        known_cells = expand_tokens(torch.from_numpy(model_known)[None], self.patch)
+        pres = present[None]
+        if guided:
+            uncond = present.copy()
+            uncond[mix_slot] = False
+            pres = np.stack([present, uncond])
+        repaint_noise = torch.randn(x.shape, generator=gen)
+        alphas = sched.alphas_cumprod
+        logits = None
+        for t in sched.timesteps:
+            inp = torch.where(known_cells, x0_given, x)
+            if replace is not None:
+                ab = alphas[int(t)]
+                noised = ab.sqrt() * x0_given + (1 - ab).sqrt() * repaint_noise
+                inp = torch.where(replace, noised, inp)
+            inp = torch.where(torch.from_numpy(present)[None, :, None, None, None], inp, torch.zeros_like(inp))
+            batch_known = np.repeat(model_known[None], pres.shape[0], 0)
+            batch_inp = inp.expand(pres.shape[0], *inp.shape[1:])
+            out, cols = self._model_logits(batch_inp, int(t), pres, batch_known, activity, density, bar_position)
+            lg = out[0] if not guided else out[1] + s.guidance * (out[0] - out[1])
+            logits = torch.full((len(SLOTS), 2, PITCH_ROWS, self.window), -30.0)
+            logits[cols] = lg
+            x0_hat = torch.tanh(logits / 2)[None]
+            x = sched.step(x0_hat, t, x).prev_sample
+        return logits.numpy() if logits is not None else np.full(given.shape, -30.0, dtype=np.float32)

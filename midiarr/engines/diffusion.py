@@ -1,0 +1,266 @@
+"""The diffusion engine: the piano-roll stem diffusion model behind the common `Engine` interface.
+
+Besides writing one stem (`insert`), it writes several stems at once (`generate`: one pass for
+all stems, as STEMPHONIC does, or two / K passes where later stems hear earlier ones) and
+splits a flattened MIDI into stems (`separate`).
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from midiarr.attributes import BINS, bin_edges
+from midiarr.engines.base import GENERATE_ORDER, Controls, Engine, InsertResult, default_activity, register_engine
+from midiarr.engines.rules import NAMES, PROGRAMS
+from midiarr.errors import InputError, OptionError
+from midiarr.pianoroll import (
+    PITCHED,
+    STEPS_PER_BEAT,
+    WRITABLE,
+    notes_to_steps,
+    rasterize,
+    roll_to_steps,
+    song_steps,
+    song_to_rolls,
+    steps_to_notes,
+)
+from midiarr.roles import assign_roles, check_stem, tracks_with_role
+from midiarr.song import NOTE_DTYPE, Song, Tempo, TimeSignature, Track
+
+BUNDLED = "diffusion"
+PASSES = ("1", "2", "k")
+
+
+def bundled_checkpoint() -> Path:
+    """Folder of the diffusion checkpoint shipped inside the package."""
+    return Path(str(resources.files("midiarr.weights").joinpath(BUNDLED)))
+
+
+def _velocity(stem: str, controls: Controls) -> int:
+    """A velocity for written notes from the dynamics word (the model writes no velocities)."""
+    low, high = bin_edges("dynamics", stem)
+    return {"soft": int(low) - 8, "loud": int(high) + 8}.get(controls.bins.get("dynamics", ""), int((low + high) / 2))
+
+
+def _density_index(controls: Controls) -> int:
+    word = controls.bins.get("density")
+    return BINS["density"].index(word) if word in BINS["density"] else 3
+
+
+@register_engine("diffusion")
+class DiffusionEngine(Engine):
+    """Writes stems with the piano-roll diffusion model."""
+
+    stems = WRITABLE
+    can_generate = True
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str] | None = None,
+        steps: int | None = None,
+        scheduler: str | None = None,
+        guidance: float | None = None,
+        partial: str | None = None,
+        passes: str = "1",
+        hard_activity: bool = True,
+    ) -> None:
+        from midiarr.diffusion.model import load_model
+        from midiarr.diffusion.sample import RollDiffusion, SampleSettings
+
+        path = Path(checkpoint) if checkpoint is not None else bundled_checkpoint()
+        if not (path / "model.safetensors").is_file():
+            raise InputError(
+                f"diffusion checkpoint {path} not found (train one with `midiarr train-diffusion` "
+                "and pass --checkpoint)"
+            )
+        if passes not in PASSES:
+            raise OptionError(f"--passes {passes!r}: choose one of {', '.join(PASSES)}")
+        model, self.config = load_model(path)
+        cfg = self.config.get("config", {})
+        defaults: dict[str, Any] = dict(cfg.get("sample", {}))
+        settings = SampleSettings(**{k: v for k, v in defaults.items() if k in SampleSettings.__dataclass_fields__})
+        settings.shared_noise = bool(cfg.get("schedule", {}).get("shared_noise", True))
+        settings.hard_activity = hard_activity
+        for name, value in (("steps", steps), ("scheduler", scheduler), ("guidance", guidance), ("partial", partial)):
+            if value is not None:
+                setattr(settings, name, value)
+        self.sampler = RollDiffusion(model, cfg.get("schedule", {}), settings)
+        self.passes = passes
+        self.checkpoint = path
+
+    # -- one stem -----------------------------------------------------------------------------
+    def write_part(
+        self, context: Song, stem: str, controls: Controls, active: np.ndarray, rng: np.random.Generator
+    ) -> list[Track]:
+        return self.write_stems(context, [stem], controls, active, seed=int(rng.integers(2**31)))
+
+    def _track(self, stem: str, roll: np.ndarray, song: Song, controls: Controls) -> Track:
+        notes = roll_to_steps(roll, velocity=_velocity(stem, controls), drums=stem == "drums")
+        return Track(
+            name=NAMES[stem],
+            program=PROGRAMS[stem],
+            is_drum=stem == "drums",
+            notes=steps_to_notes(notes, song, stem == "drums"),
+        )
+
+    # -- several stems ------------------------------------------------------------------------
+    def write_stems(
+        self,
+        context: Song,
+        stems: list[str],
+        controls: Controls,
+        active: np.ndarray,
+        seed: int = 0,
+        min_steps: int = 0,
+    ) -> list[Track]:
+        """Several stems for ``context``: in one pass (STEMPHONIC), two (harmony first, then the
+        rest hearing it) or K (one stem at a time, each hearing the ones before)."""
+        from midiarr.diffusion.sample import StemRequest
+
+        order = sorted({check_stem(s, self.stems) for s in stems}, key=GENERATE_ORDER.index)
+        if self.passes == "1":
+            groups = [order]
+        elif self.passes == "2":
+            first = [s for s in order if s in ("piano", "guitar")] or order[:1]
+            groups = [first, [s for s in order if s not in first]]
+        else:
+            groups = [[s] for s in order]
+        song = context
+        tracks: list[Track] = []
+        for k, group in enumerate(g for g in groups if g):
+            rolls = song_to_rolls(song, min_steps=min_steps)
+            requests = [StemRequest(s, np.asarray(active, dtype=bool), _density_index(controls)) for s in group]
+            result = self.sampler.run(rolls, requests, seed=seed + 1000 * k)
+            new = [self._track(s, result.rolls[s], song, controls) for s in group]
+            for s, t in zip(group, new, strict=True):
+                t.role = s
+            tracks += new
+            song = song.with_tracks(song.tracks + new)
+        return tracks
+
+    def insert_stems(
+        self,
+        song: Song,
+        stems: list[str],
+        controls: Controls | None = None,
+        active: np.ndarray | None = None,
+        seed: int = 0,
+        roles: dict[int, str] | None = None,
+    ) -> InsertResult:
+        """The song with several stems written together (in --passes); their own parts are replaced."""
+        stems = [check_stem(s, self.stems) for s in stems]
+        if not stems:
+            raise OptionError("name at least one stem")
+        roles = roles if roles is not None else assign_roles(song)
+        existing = {i for s in stems for i in tracks_with_role(roles, s)}
+        context = song.with_tracks([t for i, t in enumerate(song.tracks) if i not in existing])
+        if not any(len(t.notes) for t in context.tracks):
+            raise OptionError(f"the song has no parts besides the {', '.join(stems)}; nothing to write them for")
+        mask = default_activity(context) if active is None else np.asarray(active, dtype=bool)
+        mask = np.concatenate([mask, np.zeros(max(0, context.num_bars - len(mask)), dtype=bool)])[: context.num_bars]
+        tracks = self.write_stems(context, stems, controls or Controls(), mask, seed)
+        out = context.with_tracks(context.tracks + tracks)
+        return InsertResult(
+            song=out,
+            stem=",".join(stems),
+            new_tracks=list(range(len(context.tracks), len(out.tracks))),
+            replaced_tracks=[song.tracks[i].name or f"track {i}" for i in sorted(existing)],
+        )
+
+    def generate(
+        self,
+        stems: list[str],
+        bars: int,
+        controls: Controls | None = None,
+        seed: int = 0,
+        qpm: float = 120.0,
+        meter: tuple[int, int] = (4, 4),
+        ticks_per_beat: int = 480,
+    ) -> Song:
+        """A new song of ``bars`` bars with all ``stems`` written together (or in --passes)."""
+        if not 1 <= bars <= 1000:
+            raise OptionError(f"--bars {bars}: choose between 1 and 1000")
+        if not 20 <= qpm <= 300:
+            raise OptionError(f"--tempo {qpm}: choose between 20 and 300 quarter notes per minute")
+        song = Song(
+            ticks_per_beat=ticks_per_beat,
+            tempos=[Tempo(0, float(qpm))],
+            time_signatures=[TimeSignature(0, int(meter[0]), int(meter[1]))],
+        )
+        steps = int(np.ceil(bars * 4 * meter[0] / meter[1] * STEPS_PER_BEAT))
+        tracks = self.write_stems(
+            song, stems, controls or Controls(), np.ones(bars, dtype=bool), seed=seed, min_steps=steps
+        )
+        return song.with_tracks(tracks)
+
+    # -- separation ---------------------------------------------------------------------------
+    def separate(
+        self, song: Song, stems: list[str] | None = None, seed: int = 0, progress: Any = None
+    ) -> tuple[Song, dict[str, int]]:
+        """Split every pitched note of ``song`` into ``stems`` (default bass, guitar, piano).
+
+        Drum tracks stay as they are and are heard as given. Every input note lands in exactly one
+        output track, with its original timing, pitch and velocity. Returns the song and the note
+        count per stem.
+        """
+        from midiarr.diffusion.sample import StemRequest
+
+        stems = list(stems or PITCHED)
+        for s in stems:
+            if s not in PITCHED:
+                raise OptionError(f"--stems: {s!r} cannot be separated (choose from {', '.join(PITCHED)})")
+        pitched = [t for t in song.tracks if not t.is_drum and len(t.notes)]
+        drums = [t for t in song.tracks if t.is_drum]
+        if not pitched:
+            raise InputError("the song has no pitched notes to separate")
+        flat = np.concatenate([t.notes for t in pitched])
+        flat = flat[np.lexsort((flat["pitch"], flat["start"]))]
+        context = song.with_tracks(drums)
+        rolls = song_to_rolls(context, min_steps=song_steps(song))
+        steps = rolls.steps
+        mix_notes = notes_to_steps(flat, song, drums=False)
+        mix = rasterize(mix_notes, 0, steps)
+        requests = [StemRequest(s) for s in stems]
+        result = self.sampler.run(rolls, requests, seed=seed, mix=mix, progress=progress)
+        # each input note goes to the stem whose onset logit is highest at its row and step
+        start = np.clip(mix_notes.start, 0, steps - 1)
+        scores = np.stack([result.onset_logits[s][mix_notes.row, start] for s in stems])
+        choice = np.argmax(scores, axis=0)
+        order = np.lexsort((flat["pitch"], flat["start"]))  # mix_notes are in (start, row) order
+        assigned = np.empty(len(flat), dtype=np.int64)
+        assigned[order] = choice
+        tracks = list(drums)
+        counts: dict[str, int] = {}
+        for k, s in enumerate(stems):
+            notes = flat[assigned == k]
+            counts[s] = len(notes)
+            tracks.append(Track(name=NAMES[s], program=PROGRAMS[s], notes=notes.copy(), role=s))
+        return song.with_tracks(tracks), counts
+
+
+def pitch_range_split(song: Song, stems: list[str] | None = None) -> Song:
+    """The baseline separation: each pitched note to a stem by pitch alone (bass lowest, piano highest)."""
+    stems = list(stems or PITCHED)
+    bounds = {"bass": (0, 48), "guitar": (48, 64), "piano": (64, 128)}
+    pitched = [t for t in song.tracks if not t.is_drum and len(t.notes)]
+    flat = np.concatenate([t.notes for t in pitched]) if pitched else np.zeros(0, NOTE_DTYPE)
+    # stems that are not asked for hand their range to the nearest asked stem
+    centers = {"bass": 36, "guitar": 56, "piano": 72}
+    asked = [s for s in PITCHED if s in stems]
+    tracks = [t for t in song.tracks if t.is_drum]
+    owner = np.array([min(asked, key=lambda s: abs(centers[s] - p)) for p in range(128)])
+    for s in PITCHED:
+        lo, hi = bounds[s]
+        owner[lo:hi] = s if s in asked else owner[lo:hi]
+    for s in asked:
+        notes = flat[owner[flat["pitch"]] == s]
+        tracks.append(Track(name=NAMES[s], program=PROGRAMS[s], notes=notes.copy(), role=s))
+    return song.with_tracks(tracks)
+
+
+__all__ = ["DiffusionEngine", "pitch_range_split"]

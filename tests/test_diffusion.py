@@ -1,0 +1,236 @@
+"""The diffusion engine: training windows, the training command, sampling modes, separation, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from midiarr.diffusion.data import GroupSampler, TaskMix, mix_roll
+from midiarr.diffusion.model import DiTConfig, StemDiT, load_model, save_model
+from midiarr.engines import Controls, get_engine
+from midiarr.engines.diffusion import DiffusionEngine, pitch_range_split
+from midiarr.fixtures import band_song
+from midiarr.io import load, write_midi
+from midiarr.pianoroll import NUM_DRUM_CLASSES, SLOTS, song_to_rolls
+from midiarr.prepare import prepare
+from midiarr.roles import assign_roles
+from midiarr.song import Song, Track
+from tests.conftest import run_cli, run_cli_process
+
+TINY = """
+[network]
+window_steps = 32
+patch = 2
+width = 32
+depth = 1
+heads = 2
+[schedule]
+train_timesteps = 100
+beta_schedule = "squaredcos_cap_v2"
+shared_noise = true
+[tasks]
+separation = 0.3
+drop_mix = 0.15
+continuation = 0.3
+keep_known = 0.6
+absent_target = 0.1
+hide_activity = 0.4
+hide_density = 0.5
+transpose = [-2, 2]
+[train]
+batch_size = 4
+learning_rate = 1e-3
+min_learning_rate = 1e-4
+warmup_steps = 2
+weight_decay = 0.0
+ema_decay = 0.9
+max_steps = 6
+max_minutes = 5
+eval_every = 3
+eval_batches = 2
+seed = 0
+[sample]
+steps = 4
+scheduler = "ddim"
+guidance = 2.0
+partial = "conditional"
+overlap_steps = 8
+threshold = 0.5
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_diffusion(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tinydiff")
+    for i in range(6):
+        write_midi(band_song(bars=4 + i, qpm=90 + 7 * i), root / "data" / f"song{i}.mid")
+    prepare(root / "data", root / "cache", workers=1, progress=False)
+    config = root / "tiny.toml"
+    config.write_text(TINY)
+    code = run_cli("train-diffusion", "--data", root / "cache", "--config", config, "-o", root / "ckpt", "-q")
+    assert code == 0
+    return root / "ckpt"
+
+
+def _flat(song: Song) -> Song:
+    pitched = np.concatenate([t.notes for t in song.tracks if not t.is_drum])
+    return song.with_tracks([Track(name="flat", notes=pitched), *[t for t in song.tracks if t.is_drum]])
+
+
+def test_training_windows_hold_every_task() -> None:
+    sampler = GroupSampler([song_to_rolls(band_song(bars=16))], DiTConfig(window_steps=32, patch=2), TaskMix(), 0)
+    batch = sampler.batch(64)
+    mix = SLOTS.index("mix")
+    assert batch["present"][:, mix].any() and (~batch["present"][:, mix]).any()
+    # loss only on written cells: never on a given token, never on drum rows past the classes
+    known = batch["known"].repeat_interleave(2, dim=-1)[:, :, None, None, :].expand_as(batch["loss_mask"])
+    assert not (batch["loss_mask"] & known).any()
+    assert not batch["loss_mask"][:, SLOTS.index("drums"), :, NUM_DRUM_CLASSES:].any()
+    assert not batch["loss_mask"][:, mix].any()
+    # absent slots are silent (-1 everywhere)
+    absent = ~batch["present"]
+    assert (batch["x0"][absent] == -1).all()
+
+
+def test_the_mix_of_a_separation_window_is_the_union_of_its_stems() -> None:
+    rolls = [np.zeros((2, 4, 8), dtype=bool) for _ in range(2)]
+    rolls[0][0, 1, 0] = rolls[0][1, 1, 1] = True
+    rolls[1][0, 1, 1] = True
+    mix = mix_roll(rolls)
+    assert mix[0, 1, :2].tolist() == [True, True]
+    assert not mix[1, 1, 1]  # a new onset wins over a held note
+
+
+def test_model_saves_and_loads(tmp_path: Path) -> None:
+    model = StemDiT(DiTConfig(window_steps=16, width=16, depth=1, heads=2))
+    save_model(model, tmp_path, {"note": "x"})
+    back, config = load_model(tmp_path)
+    for a, b in zip(model.state_dict().values(), back.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert config["note"] == "x"
+
+
+def test_training_command_writes_weights_log_and_config(tiny_diffusion: Path) -> None:
+    log = [json.loads(line) for line in (tiny_diffusion / "train_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log] == [3, 6]
+    config = json.loads((tiny_diffusion / "config.json").read_text())
+    assert config["network"]["width"] == 32 and "test never read" in config["data_split"]
+    assert (tiny_diffusion / "diffusion.toml").is_file()
+
+
+def test_insert_same_seed_same_part_and_activity_mask(tiny_diffusion: Path) -> None:
+    engine = get_engine("diffusion", checkpoint=tiny_diffusion, steps=3)
+    song = band_song(bars=8)
+    active = np.zeros(8, dtype=bool)
+    active[2:4] = True
+    a = engine.insert(song, "bass", Controls.build("soft bass"), active=active, seed=5)
+    b = engine.insert(song, "bass", Controls.build("soft bass"), active=active, seed=5)
+    assert a.song.tracks[-1] == b.song.tracks[-1]
+    assert a.replaced_tracks  # the song's own bass was replaced
+    notes = a.song.tracks[-1].notes
+    bars = a.song.bar_index(notes["start"]) if len(notes) else np.zeros(0, dtype=int)
+    assert set(bars.tolist()) <= {2, 3}
+
+
+def test_every_mode_and_sampler_runs(tiny_diffusion: Path) -> None:
+    song = band_song(bars=6)
+    for options in ({"partial": "repaint"}, {"scheduler": "dpm"}, {"passes": "k"}, {"passes": "2"}):
+        engine = DiffusionEngine(tiny_diffusion, steps=3, **options)
+        result = engine.insert_stems(song, ["bass", "drums"], seed=1)
+        assert [song_role for song_role in (t.role for t in result.song.tracks[-2:])] == ["bass", "drums"]
+
+
+def test_generate_writes_the_bars_asked_for(tiny_diffusion: Path) -> None:
+    engine = DiffusionEngine(tiny_diffusion, steps=3)
+    song = engine.generate(["bass", "drums", "piano"], bars=6, seed=2, qpm=100)
+    assert [t.role for t in song.tracks] == ["piano", "bass", "drums"]
+    for t in song.tracks:
+        if len(t.notes):
+            assert int(t.notes["start"].max()) < 6 * 4 * song.ticks_per_beat
+
+
+def test_separation_assigns_every_note_exactly_once(tiny_diffusion: Path) -> None:
+    song = band_song(bars=6)
+    flat = _flat(song)
+    out, counts = DiffusionEngine(tiny_diffusion, steps=3).separate(flat, seed=0)
+    pitched = [t for t in out.tracks if not t.is_drum]
+    assert [t.role for t in pitched] == ["bass", "guitar", "piano"]
+    got = np.sort(np.concatenate([t.notes for t in pitched]), order=["start", "pitch", "duration"])
+    want = np.sort(flat.tracks[0].notes, order=["start", "pitch", "duration"])
+    assert np.array_equal(got, want)
+    assert sum(counts.values()) == len(want)
+    assert next(t for t in out.tracks if t.is_drum) == next(t for t in flat.tracks if t.is_drum)
+
+
+def test_pitch_range_split_is_by_pitch() -> None:
+    out = pitch_range_split(_flat(band_song(bars=4)), ["bass", "piano"])
+    bass, piano = (t for t in out.tracks if not t.is_drum)
+    assert bass.notes["pitch"].max() < piano.notes["pitch"].min()
+
+
+def test_cli_insert_separate_generate(tiny_diffusion: Path, tmp_path: Path) -> None:
+    src = tmp_path / "song.mid"
+    write_midi(_flat(band_song(bars=4)), src)
+    out = tmp_path / "sep.mid"
+    assert run_cli("separate", src, "-o", out, "--checkpoint", tiny_diffusion, "--steps", "2", "-q") == 0
+    written = load(out)
+    roles = assign_roles(written)
+    assert sorted(roles[i] for i, t in enumerate(written.tracks) if not t.is_drum) == ["bass", "guitar", "piano"]
+    gen = tmp_path / "gen.mid"
+    code = run_cli(
+        "generate",
+        "--engine",
+        "diffusion",
+        "--checkpoint",
+        tiny_diffusion,
+        "--stems",
+        "bass,drums",
+        "--bars",
+        "4",
+        "--steps",
+        "2",
+        "-o",
+        gen,
+        "-q",
+    )
+    assert code == 0 and gen.is_file()
+    ins = tmp_path / "ins.mid"
+    code = run_cli(
+        "insert",
+        src,
+        "--stem",
+        "drums,bass",
+        "--engine",
+        "diffusion",
+        "--checkpoint",
+        tiny_diffusion,
+        "--steps",
+        "2",
+        "-o",
+        ins,
+        "-q",
+        "--force",
+    )
+    assert code == 0
+
+
+def test_bad_options_are_one_line_errors(tiny_diffusion: Path, tmp_path: Path) -> None:
+    src = tmp_path / "song.mid"
+    write_midi(band_song(bars=2), src)
+    cases = [
+        ("insert", src, "--stem", "bass", "--engine", "diffusion", "--checkpoint", tiny_diffusion, "--steps", "0"),
+        ("insert", src, "--stem", "strings", "--engine", "diffusion", "--checkpoint", tiny_diffusion),
+        ("insert", src, "--stem", "bass", "--engine", "rules", "--steps", "3"),
+        ("insert", src, "--stem", "bass", "--engine", "diffusion", "--checkpoint", tmp_path / "nope"),
+        ("separate", src, "--stems", "drums"),
+        ("separate", src, "--method", "magic"),
+        ("separate", src, "--checkpoint", tiny_diffusion, "--guidance", "-1"),
+    ]
+    for args in cases:
+        proc = run_cli_process(*args, "-o", tmp_path / "o.mid")
+        assert proc.returncode in (1, 2), args
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
