@@ -319,15 +319,19 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train_diffusion(args: argparse.Namespace) -> int:
-    from midiarr.diffusion.train import train
-
+def _check_training_options(args: argparse.Namespace) -> None:
     if args.max_minutes is not None and args.max_minutes <= 0:
         raise OptionError("--max-minutes must be positive")
     if args.max_steps is not None and args.max_steps < 1:
         raise OptionError("--max-steps must be at least 1")
     if args.threads is not None and args.threads < 1:
         raise OptionError("--threads must be at least 1")
+
+
+def cmd_train_diffusion(args: argparse.Namespace) -> int:
+    from midiarr.diffusion.train import train
+
+    _check_training_options(args)
     result = train(
         args.data,
         args.output,
@@ -349,12 +353,7 @@ def cmd_train_diffusion(args: argparse.Namespace) -> int:
 def cmd_train_transformer(args: argparse.Namespace) -> int:
     from midiarr.transformer.train import train
 
-    if args.max_minutes is not None and args.max_minutes <= 0:
-        raise OptionError("--max-minutes must be positive")
-    if args.max_steps is not None and args.max_steps < 1:
-        raise OptionError("--max-steps must be at least 1")
-    if args.threads is not None and args.threads < 1:
-        raise OptionError("--threads must be at least 1")
+    _check_training_options(args)
     result = train(
         args.data,
         args.output,

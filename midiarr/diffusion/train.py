@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import torch.nn.functional as F
 from midiarr.config import load_config
 from midiarr.diffusion.data import GroupSampler, TaskMix, build_roll_corpus, load_roll_corpus
 from midiarr.diffusion.model import DiTConfig, StemDiT, save_model
+from midiarr.training import adamw, cosine_lr, invoked_command
 
 
 def noise_schedule(config: dict[str, Any]) -> Any:
@@ -79,15 +78,6 @@ def diffusion_loss(
     return F.binary_cross_entropy_with_logits(logits[mask], (x0[mask] > 0).float())
 
 
-def _lr(step: int, minutes: float, cfg: dict[str, Any]) -> float:
-    peak, low = float(cfg["learning_rate"]), float(cfg["min_learning_rate"])
-    if step < cfg["warmup_steps"]:
-        return peak * (step + 1) / cfg["warmup_steps"]
-    by_steps = (step - cfg["warmup_steps"]) / max(1, cfg["max_steps"] - cfg["warmup_steps"])
-    progress = min(1.0, max(by_steps, minutes / max(float(cfg["max_minutes"]), 1e-9)))
-    return low + 0.5 * (peak - low) * (1 + math.cos(math.pi * progress))
-
-
 def train(
     data: str | Path,
     out_dir: str | Path,
@@ -126,19 +116,14 @@ def train(
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": float(tcfg["weight_decay"])}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=float(tcfg["learning_rate"]),
-    )
+    optimizer = adamw(model, float(tcfg["learning_rate"]), float(tcfg["weight_decay"]), (0.9, 0.999))
     model, optimizer = accelerator.prepare(model, optimizer)
     sampler = GroupSampler(train_songs, net, tasks, seed=int(tcfg["seed"]))
     val_sampler = GroupSampler(valid_songs or train_songs, net, tasks, seed=12345)
     val_batches = [val_sampler.batch(int(tcfg["batch_size"])) for _ in range(int(tcfg["eval_batches"]))]
     n_params = sum(p.numel() for p in ema.parameters())
     meta = {
-        "command": " ".join(["midiarr", *sys.argv[1:]]) if sys.argv and "midiarr" in sys.argv[0] else "",
+        "command": invoked_command(),
         "config": config,
         "train_songs": len(train_songs),
         "valid_songs": len(valid_songs),
@@ -160,7 +145,7 @@ def train(
     ema_decay = float(tcfg["ema_decay"])
     while step < int(tcfg["max_steps"]) and (time.time() - started) < 60 * float(tcfg["max_minutes"]):
         batch = {k: v.to(accelerator.device) for k, v in sampler.batch(int(tcfg["batch_size"])).items()}
-        lr = _lr(step, (time.time() - started) / 60, tcfg)
+        lr = cosine_lr(step, (time.time() - started) / 60, tcfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
         loss = diffusion_loss(model, batch, alphas, shared)

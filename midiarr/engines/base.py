@@ -83,15 +83,8 @@ class Engine(ABC):
     ) -> InsertResult:
         """The song with ``stem`` written by this engine; an existing part of that role is replaced."""
         stem = check_stem(stem, self.stems)
-        roles = roles if roles is not None else assign_roles(song)
-        existing = tracks_with_role(roles, stem)
-        context = song.with_tracks([t for i, t in enumerate(song.tracks) if i not in set(existing)])
-        if not any(len(t.notes) for t in context.tracks):
-            raise OptionError(f"the song has no parts besides the {stem}; nothing to write a {stem} part for")
-        num_bars = context.num_bars
-        mask = default_activity(context) if active is None else np.asarray(active, dtype=bool)[:num_bars]
-        if len(mask) < num_bars:
-            mask = np.concatenate([mask, np.zeros(num_bars - len(mask), dtype=bool)])
+        context, existing = split_off(song, [stem], roles)
+        mask = fit_activity(context, active)
         tracks = self.write_part(context, stem, controls or Controls(), mask, np.random.default_rng(seed))
         for t in tracks:
             t.role = stem
@@ -146,16 +139,8 @@ class Engine(ABC):
         hearing the parts before it (harmony first, then bass, then drums)."""
         if not self.can_generate:
             raise OptionError(f"the {self.name} engine cannot write a song from nothing; use --engine transformer")
-        if not 1 <= bars <= 1000:
-            raise OptionError(f"--bars {bars}: choose between 1 and 1000")
-        if not 20 <= qpm <= 300:
-            raise OptionError(f"--tempo {qpm}: choose between 20 and 300 quarter notes per minute")
         order = sorted({check_stem(s, self.stems) for s in stems}, key=GENERATE_ORDER.index)
-        song = Song(
-            ticks_per_beat=ticks_per_beat,
-            tempos=[Tempo(0, float(qpm))],
-            time_signatures=[TimeSignature(0, int(meter[0]), int(meter[1]))],
-        )
+        song = empty_song(bars, qpm, meter, ticks_per_beat)
         mask = np.ones(bars, dtype=bool)
         for k, stem in enumerate(order):
             tracks = self.write_part(song, stem, controls or Controls(), mask, np.random.default_rng(seed + k))
@@ -163,6 +148,39 @@ class Engine(ABC):
                 t.role = stem
             song = song.with_tracks(song.tracks + tracks)
         return song
+
+
+def split_off(song: Song, stems: list[str], roles: dict[int, str] | None = None) -> tuple[Song, list[int]]:
+    """The song without its tracks of ``stems`` (the context an engine writes for), and their indices."""
+    roles = roles if roles is not None else assign_roles(song)
+    existing = sorted({i for s in stems for i in tracks_with_role(roles, s)})
+    context = song.with_tracks([t for i, t in enumerate(song.tracks) if i not in set(existing)])
+    if not any(len(t.notes) for t in context.tracks):
+        names = ", ".join(stems)
+        raise OptionError(f"the song has no parts besides the {names}; nothing to write a {names} part for")
+    return context, existing
+
+
+def fit_activity(context: Song, active: np.ndarray | None) -> np.ndarray:
+    """One play/rest flag per bar of ``context``: the mask given (cut or padded), or where the song plays."""
+    num_bars = context.num_bars
+    if active is None:
+        return default_activity(context)
+    mask = np.asarray(active, dtype=bool)[:num_bars]
+    return np.concatenate([mask, np.zeros(num_bars - len(mask), dtype=bool)])
+
+
+def empty_song(bars: int, qpm: float, meter: tuple[int, int], ticks_per_beat: int = 480) -> Song:
+    """A song with a tempo and a meter and no tracks, after checking the length and tempo asked for."""
+    if not 1 <= bars <= 1000:
+        raise OptionError(f"--bars {bars}: choose between 1 and 1000")
+    if not 20 <= qpm <= 300:
+        raise OptionError(f"--tempo {qpm}: choose between 20 and 300 quarter notes per minute")
+    return Song(
+        ticks_per_beat=ticks_per_beat,
+        tempos=[Tempo(0, float(qpm))],
+        time_signatures=[TimeSignature(0, int(meter[0]), int(meter[1]))],
+    )
 
 
 def default_activity(context: Song) -> np.ndarray:

@@ -15,7 +15,16 @@ from typing import Any
 import numpy as np
 
 from midiarr.attributes import BINS, bin_edges
-from midiarr.engines.base import GENERATE_ORDER, Controls, Engine, InsertResult, default_activity, register_engine
+from midiarr.engines.base import (
+    GENERATE_ORDER,
+    Controls,
+    Engine,
+    InsertResult,
+    empty_song,
+    fit_activity,
+    register_engine,
+    split_off,
+)
 from midiarr.engines.rules import NAMES, PROGRAMS
 from midiarr.errors import InputError, OptionError
 from midiarr.pianoroll import (
@@ -29,8 +38,8 @@ from midiarr.pianoroll import (
     song_to_rolls,
     steps_to_notes,
 )
-from midiarr.roles import assign_roles, check_stem, tracks_with_role
-from midiarr.song import NOTE_DTYPE, Song, Tempo, TimeSignature, Track
+from midiarr.roles import check_stem
+from midiarr.song import NOTE_DTYPE, Song, Track
 
 BUNDLED = "diffusion"
 PASSES = ("1", "2", "k")
@@ -156,20 +165,15 @@ class DiffusionEngine(Engine):
         stems = [check_stem(s, self.stems) for s in stems]
         if not stems:
             raise OptionError("name at least one stem")
-        roles = roles if roles is not None else assign_roles(song)
-        existing = {i for s in stems for i in tracks_with_role(roles, s)}
-        context = song.with_tracks([t for i, t in enumerate(song.tracks) if i not in existing])
-        if not any(len(t.notes) for t in context.tracks):
-            raise OptionError(f"the song has no parts besides the {', '.join(stems)}; nothing to write them for")
-        mask = default_activity(context) if active is None else np.asarray(active, dtype=bool)
-        mask = np.concatenate([mask, np.zeros(max(0, context.num_bars - len(mask)), dtype=bool)])[: context.num_bars]
+        context, existing = split_off(song, stems, roles)
+        mask = fit_activity(context, active)
         tracks = self.write_stems(context, stems, controls or Controls(), mask, seed)
         out = context.with_tracks(context.tracks + tracks)
         return InsertResult(
             song=out,
             stem=",".join(stems),
             new_tracks=list(range(len(context.tracks), len(out.tracks))),
-            replaced_tracks=[song.tracks[i].name or f"track {i}" for i in sorted(existing)],
+            replaced_tracks=[song.tracks[i].name or f"track {i}" for i in existing],
         )
 
     def generate(
@@ -183,15 +187,7 @@ class DiffusionEngine(Engine):
         ticks_per_beat: int = 480,
     ) -> Song:
         """A new song of ``bars`` bars with all ``stems`` written together (or in --passes)."""
-        if not 1 <= bars <= 1000:
-            raise OptionError(f"--bars {bars}: choose between 1 and 1000")
-        if not 20 <= qpm <= 300:
-            raise OptionError(f"--tempo {qpm}: choose between 20 and 300 quarter notes per minute")
-        song = Song(
-            ticks_per_beat=ticks_per_beat,
-            tempos=[Tempo(0, float(qpm))],
-            time_signatures=[TimeSignature(0, int(meter[0]), int(meter[1]))],
-        )
+        song = empty_song(bars, qpm, meter, ticks_per_beat)
         steps = int(np.ceil(bars * 4 * meter[0] / meter[1] * STEPS_PER_BEAT))
         tracks = self.write_stems(
             song, stems, controls or Controls(), np.ones(bars, dtype=bool), seed=seed, min_steps=steps

@@ -8,9 +8,7 @@ The best checkpoint by validation loss is kept; every evaluation is appended to
 from __future__ import annotations
 
 import json
-import math
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,23 +18,9 @@ import torch
 
 from midiarr.config import load_config
 from midiarr.errors import InputError
+from midiarr.training import adamw, cosine_lr, invoked_command
 from midiarr.transformer.data import Augmentation, WindowSampler, build_corpus, fixed_windows, load_corpus
 from midiarr.transformer.model import gpt2_config, perplexity, read_checkpoint, save_checkpoint
-
-
-def _lr(step: int, cfg: dict[str, Any], elapsed_minutes: float = 0.0) -> float:
-    """Linear warm-up, then cosine decay to the minimum.
-
-    Progress is whichever budget is further spent, steps or wall-clock minutes: a run that stops
-    on time (the usual case on a CPU) still ends at the minimum rate instead of mid-schedule.
-    """
-    peak, low = float(cfg["learning_rate"]), float(cfg["min_learning_rate"])
-    if step < cfg["warmup_steps"]:
-        return peak * (step + 1) / cfg["warmup_steps"]
-    by_steps = (step - cfg["warmup_steps"]) / max(1, cfg["max_steps"] - cfg["warmup_steps"])
-    by_time = elapsed_minutes / max(float(cfg["max_minutes"]), 1e-9)
-    progress = min(1.0, max(by_steps, by_time))
-    return low + 0.5 * (peak - low) * (1 + math.cos(math.pi * progress))
 
 
 def _batches(windows: list[tuple[np.ndarray, np.ndarray]], size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -131,13 +115,7 @@ def train(
                 "command": init_config.get("command"),
             }
         }
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": float(tcfg["weight_decay"])}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=float(tcfg["learning_rate"]),
-        betas=(0.9, 0.95),
-    )
+    optimizer = adamw(model, float(tcfg["learning_rate"]), float(tcfg["weight_decay"]), (0.9, 0.95))
     model, optimizer = accelerator.prepare(model, optimizer)
     aug = Augmentation(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["augmentation"].items()})
     sampler = WindowSampler(train_items, int(tcfg["seq_len"]), aug, seed=int(tcfg["seed"]))
@@ -151,7 +129,7 @@ def train(
     log_path = out / "train_log.jsonl"
     log_path.write_text("", encoding="utf-8")
     meta = {
-        "command": " ".join(["midiarr", *sys.argv[1:]]) if sys.argv and "midiarr" in sys.argv[0] else "",
+        "command": invoked_command(),
         "config": config,
         "train_items": len(train_items),
         "valid_items": len(valid_items),
@@ -168,7 +146,7 @@ def train(
     while step < int(tcfg["max_steps"]) and (time.time() - started) < 60 * float(tcfg["max_minutes"]):
         ids, labels = sampler.batch(int(tcfg["batch_size"]))
         for group in optimizer.param_groups:
-            group["lr"] = _lr(step, tcfg, (time.time() - started) / 60)
+            group["lr"] = cosine_lr(step, (time.time() - started) / 60, tcfg)
         ids_t = torch.from_numpy(ids).to(accelerator.device)
         labels_t = torch.from_numpy(labels).to(accelerator.device)
         loss = model(input_ids=ids_t, labels=labels_t).loss
@@ -188,7 +166,7 @@ def train(
                 "train_loss": round(float(np.mean(running)), 4),
                 "valid_loss": round(val, 4),
                 "valid_perplexity": round(perplexity(val), 3),
-                "lr": round(_lr(step, tcfg, (time.time() - started) / 60), 6),
+                "lr": round(cosine_lr(step, (time.time() - started) / 60, tcfg), 6),
             }
             running = []
             with open(log_path, "a", encoding="utf-8") as f:
