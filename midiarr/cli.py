@@ -230,7 +230,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
         if any(v is not None for v in (args.checkpoint, args.steps, args.guidance, args.scheduler)):
             raise OptionError("--checkpoint/--steps/--guidance/--scheduler apply to --method diffusion")
         out = pitch_range_split(song, stems)
-        counts = {t.role: len(t.notes) for t in out.tracks if t.role in stems}
+        counts = {t.role: len(t.notes) for t in out.tracks if not t.is_drum}
     else:
         from midiarr.engines.diffusion import DiffusionEngine
 
@@ -295,15 +295,76 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from midiarr.evaluation.report import markdown_table, write_report
     from midiarr.roles import check_stem
 
-    engines = check_engines(args.engine)
+    options: dict[str, dict[str, Any]] = {}
+    for item in args.checkpoint or []:
+        name, sep, path = item.partition("=")
+        if not sep or name not in ("transformer", "diffusion") or not path:
+            raise OptionError(f"--checkpoint {item!r}: expected transformer=PATH or diffusion=PATH")
+        options[name] = {"checkpoint": Path(path)}
+    engines = check_engines(args.engine, options)
     stems = [check_stem(s) for s in args.stems.split(",") if s.strip()]
     result = evaluate(
-        engines, stems, args.data, split=args.split, limit=args.limit, seed=args.seed, progress=not args.quiet
+        engines,
+        stems,
+        args.data,
+        split=args.split,
+        limit=args.limit,
+        seed=args.seed,
+        progress=not args.quiet,
+        engine_options=options,
     )
     command = "midiarr " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "eval" in sys.argv[1:] else ""
     paths = write_report(result, args.output, command=command)
     _say(args, markdown_table(result["aggregate"]))
     _say(args, f"wrote {len(paths)} files to {args.output} ({len(result['failures'])} failures)")
+    return 0
+
+
+def cmd_eval_diffusion(args: argparse.Namespace) -> int:
+    import shlex
+
+    from midiarr.engines.diffusion import DiffusionEngine
+    from midiarr.evaluation import diffusion_eval as D
+    from midiarr.roles import check_stem
+
+    if args.limit < 1 or args.max_bars < 2:
+        raise OptionError("--limit must be at least 1 and --max-bars at least 2")
+    try:
+        guidances = [float(g) for g in args.guidance.split(",") if g.strip()]
+    except ValueError:
+        raise OptionError(f"--guidance {args.guidance!r}: expected numbers such as 0,1,2") from None
+    if not guidances or min(guidances) < 0:
+        raise OptionError(f"--guidance {args.guidance!r}: give one or more values of 0 or more")
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    known = ("separation", "activity", "partial", "passes")
+    if not parts or any(p not in known for p in parts):
+        raise OptionError(f"--parts {args.parts!r}: choose from {', '.join(known)}")
+    stems = [check_stem(s.strip(), ("bass", "drums", "guitar", "piano")) for s in args.stems.split(",") if s.strip()]
+    engine = DiffusionEngine(args.checkpoint)
+    result: dict[str, Any] = {"split": args.split, "limit": args.limit, "max_bars": args.max_bars, "seed": args.seed}
+    if "separation" in parts:
+        cases = D.separation_cases(args.data, args.split, args.limit, args.max_bars)
+        result["separation"] = D.evaluate_separation(engine, cases, guidances, args.seed)
+        _say(
+            args,
+            "separation: "
+            + ", ".join(f"{k} {v['note_accuracy']:.3f}" for k, v in result["separation"]["methods"].items()),
+        )
+    if "activity" in parts:
+        result["activity"] = D.evaluate_activity(
+            engine, args.data, args.split, stems, args.limit, args.max_bars, args.seed
+        )
+        _say(args, "activity F1: " + ", ".join(f"{k} {v['f1']:.3f}" for k, v in result["activity"].items()))
+    if "partial" in parts:
+        result["partial_modes"] = D.evaluate_partial_modes(
+            args.checkpoint, args.data, args.split, stems, args.limit, args.max_bars, args.seed
+        )
+    if "passes" in parts:
+        order = [s for s in ("piano", "guitar", "bass", "drums") if s in stems] or ["piano", "bass", "drums"]
+        result["passes"] = D.evaluate_passes(args.checkpoint, order, min(args.max_bars, 16), args.limit)
+    command = "midiarr " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "eval-diffusion" in sys.argv else ""
+    paths = D.write_diffusion_report(result, args.output, command)
+    _say(args, f"wrote {', '.join(str(p) for p in paths)}")
     return 0
 
 
@@ -544,6 +605,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--donor", action="append", type=Path, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_generate)
 
+    p = add("eval-diffusion", "Measure separation, activity control, partial modes and passes of the diffusion engine.")
+    p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
+    p.add_argument("--split", choices=["train", "valid", "test"], default="valid")
+    p.add_argument("-o", "--output", type=Path, required=True, help="report folder")
+    p.add_argument("--checkpoint", type=Path, help="diffusion checkpoint folder (default: the bundled weights)")
+    p.add_argument("--stems", default="bass,drums,guitar", help="stems for activity and partial modes")
+    p.add_argument("--limit", type=int, default=12, help="songs per measurement (default 12)")
+    p.add_argument("--max-bars", type=int, default=16, help="each song cut to its first N bars (default 16)")
+    p.add_argument("--guidance", default="0,1,2,4", help="guidance weights for separation (default 0,1,2,4)")
+    p.add_argument("--parts", default="separation,activity,partial,passes", help="which measurements to run")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_eval_diffusion)
+
     p = add("separate", "Split a flattened MIDI (pitched notes on one track) into bass, guitar and piano tracks.")
     p.add_argument("file", type=Path, help="the flattened song; drum tracks are kept as they are")
     p.add_argument("-o", "--output", type=Path, required=True, help="the song with one track per stem")
@@ -568,6 +642,12 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", "Remove each stem from held-out songs, let engines write it back, and measure against the real part."
     )
     p.add_argument("--engine", action="append", required=True, help="engine to evaluate (repeatable)")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        metavar="ENGINE=PATH",
+        help="weights for a model engine instead of the bundled ones, e.g. diffusion=runs/diffusion (repeatable)",
+    )
     p.add_argument("--stems", default="bass,drums,guitar", help="comma-separated stems (default bass,drums,guitar)")
     p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
     p.add_argument("--split", choices=["train", "valid", "test"], default="test")

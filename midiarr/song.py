@@ -215,6 +215,27 @@ class Song:
         )
         return out
 
+    def first_bars(self, count: int) -> Song:
+        """The song's first ``count`` bars: later notes and events dropped, held notes cut at the end."""
+        bars = self.bar_starts(max(self.end_tick, 1))
+        if count >= len(bars):
+            return self.with_tracks(self.tracks)
+        end = int(bars[count])
+        tracks = []
+        for t in self.tracks:
+            c = t.copy()
+            c.notes = c.notes[c.notes["start"] < end]
+            c.notes["duration"] = np.minimum(c.notes["duration"], end - c.notes["start"])
+            c.controls = c.controls[c.controls["time"] < end]
+            c.pitch_bends = c.pitch_bends[c.pitch_bends["time"] < end]
+            tracks.append(c)
+        out = self.with_tracks(tracks)
+        out.tempos = [x for x in out.tempos if x.tick < end] or out.tempos[:1]
+        out.time_signatures = [x for x in out.time_signatures if x.tick < end] or out.time_signatures[:1]
+        out.key_signatures = [x for x in out.key_signatures if x.tick < end]
+        out.markers = [x for x in out.markers if x.tick < end]
+        return out
+
     # -------------------------------------------------------------- tempo map
     def _tempo_segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Start tick, start second and seconds-per-tick of each tempo segment."""

@@ -234,3 +234,46 @@ def test_bad_options_are_one_line_errors(tiny_diffusion: Path, tmp_path: Path) -
         proc = run_cli_process(*args, "-o", tmp_path / "o.mid")
         assert proc.returncode in (1, 2), args
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_eval_diffusion_reports_every_measurement(tiny_diffusion: Path, tmp_path: Path) -> None:
+    cache = tiny_diffusion.parent / "cache"
+    out = tmp_path / "report"
+    code = run_cli(
+        "eval-diffusion",
+        "--data",
+        cache,
+        "--split",
+        "train",
+        "--checkpoint",
+        tiny_diffusion,
+        "--limit",
+        "2",
+        "--max-bars",
+        "4",
+        "--guidance",
+        "0,2",
+        "--stems",
+        "bass,drums",
+        "-o",
+        out,
+        "-q",
+    )
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    methods = report["separation"]["methods"]
+    assert set(methods) == {"pitch-range", "diffusion (guidance 0)", "diffusion (guidance 2)"}
+    assert all(0 <= m["note_accuracy"] <= 1 for m in methods.values())
+    assert set(report["activity"]) == {"bass", "drums"}
+    assert set(report["partial_modes"]) == {"conditional", "repaint"}
+    assert set(report["passes"]["modes"]) == {"1-pass", "2-pass", "K-pass (K=2)"}
+    assert "## Separation" in (out / "report.md").read_text()
+
+
+def test_first_bars_cuts_the_song() -> None:
+    song = band_song(bars=8)
+    cut = song.first_bars(3)
+    assert cut.num_bars == 3
+    end = 3 * 4 * song.ticks_per_beat
+    for t in cut.tracks:
+        assert (t.notes["start"] + t.notes["duration"] <= end).all()

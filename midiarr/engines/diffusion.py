@@ -39,7 +39,7 @@ from midiarr.pianoroll import (
     steps_to_notes,
 )
 from midiarr.roles import check_stem
-from midiarr.song import NOTE_DTYPE, Song, Track
+from midiarr.song import Song, Track
 
 BUNDLED = "diffusion"
 PASSES = ("1", "2", "k")
@@ -204,59 +204,73 @@ class DiffusionEngine(Engine):
         output track, with its original timing, pitch and velocity. Returns the song and the note
         count per stem.
         """
+        stems = _check_separation_stems(stems)
+        flat, assigned = self.assign_notes(song, stems, seed=seed, progress=progress)
+        return _split_song(song, flat, assigned, stems)
+
+    def assign_notes(
+        self, song: Song, stems: list[str], seed: int = 0, progress: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """All pitched notes of ``song`` (sorted by start, pitch) and, per note, the index of its stem."""
         from midiarr.diffusion.sample import StemRequest
 
-        stems = list(stems or PITCHED)
-        for s in stems:
-            if s not in PITCHED:
-                raise OptionError(f"--stems: {s!r} cannot be separated (choose from {', '.join(PITCHED)})")
-        pitched = [t for t in song.tracks if not t.is_drum and len(t.notes)]
-        drums = [t for t in song.tracks if t.is_drum]
-        if not pitched:
-            raise InputError("the song has no pitched notes to separate")
-        flat = np.concatenate([t.notes for t in pitched])
-        flat = flat[np.lexsort((flat["pitch"], flat["start"]))]
-        context = song.with_tracks(drums)
+        flat = _pitched_notes(song)
+        context = song.with_tracks([t for t in song.tracks if t.is_drum])
         rolls = song_to_rolls(context, min_steps=song_steps(song))
-        steps = rolls.steps
         mix_notes = notes_to_steps(flat, song, drums=False)
-        mix = rasterize(mix_notes, 0, steps)
-        requests = [StemRequest(s) for s in stems]
-        result = self.sampler.run(rolls, requests, seed=seed, mix=mix, progress=progress)
+        mix = rasterize(mix_notes, 0, rolls.steps)
+        result = self.sampler.run(rolls, [StemRequest(s) for s in stems], seed=seed, mix=mix, progress=progress)
         # each input note goes to the stem whose onset logit is highest at its row and step
-        start = np.clip(mix_notes.start, 0, steps - 1)
+        start = np.clip(mix_notes.start, 0, rolls.steps - 1)
         scores = np.stack([result.onset_logits[s][mix_notes.row, start] for s in stems])
-        choice = np.argmax(scores, axis=0)
-        order = np.lexsort((flat["pitch"], flat["start"]))  # mix_notes are in (start, row) order
         assigned = np.empty(len(flat), dtype=np.int64)
-        assigned[order] = choice
-        tracks = list(drums)
-        counts: dict[str, int] = {}
-        for k, s in enumerate(stems):
-            notes = flat[assigned == k]
-            counts[s] = len(notes)
-            tracks.append(Track(name=NAMES[s], program=PROGRAMS[s], notes=notes.copy(), role=s))
-        return song.with_tracks(tracks), counts
+        # mix_notes are ordered by (start, row); flat by (start, pitch): the same order
+        assigned[np.lexsort((flat["pitch"], flat["start"]))] = np.argmax(scores, axis=0)
+        return flat, assigned
+
+
+def _check_separation_stems(stems: list[str] | None) -> list[str]:
+    stems = list(stems or PITCHED)
+    for s in stems:
+        if s not in PITCHED:
+            raise OptionError(f"--stems: {s!r} cannot be separated (choose from {', '.join(PITCHED)})")
+    return stems
+
+
+def _pitched_notes(song: Song) -> np.ndarray:
+    pitched = [t.notes for t in song.tracks if not t.is_drum and len(t.notes)]
+    if not pitched:
+        raise InputError("the song has no pitched notes to separate")
+    flat = np.concatenate(pitched)
+    return flat[np.lexsort((flat["pitch"], flat["start"]))]
+
+
+def _split_song(song: Song, flat: np.ndarray, assigned: np.ndarray, stems: list[str]) -> tuple[Song, dict[str, int]]:
+    tracks = [t for t in song.tracks if t.is_drum]
+    counts: dict[str, int] = {}
+    for k, s in enumerate(stems):
+        notes = flat[assigned == k]
+        counts[s] = len(notes)
+        tracks.append(Track(name=NAMES[s], program=PROGRAMS[s], notes=notes.copy(), role=s))
+    return song.with_tracks(tracks), counts
+
+
+def pitch_range_roles(notes: np.ndarray, stems: list[str]) -> np.ndarray:
+    """The baseline's choice per note: the index in ``stems`` of the stem whose pitch range holds it
+    (bass below C3, guitar C3-D#4, piano from E4; a range whose stem is not asked goes to the
+    asked stem with the nearest typical pitch)."""
+    bounds = {"bass": (0, 48), "guitar": (48, 64), "piano": (64, 128)}
+    centers = {"bass": 36, "guitar": 56, "piano": 72}
+    owner = np.empty(128, dtype=np.int64)
+    for p in range(128):
+        home = next(s for s, (lo, hi) in bounds.items() if lo <= p < hi)
+        pick = home if home in stems else min(stems, key=lambda s: abs(centers[s] - p))
+        owner[p] = stems.index(pick)
+    return owner[np.clip(notes["pitch"], 0, 127)]
 
 
 def pitch_range_split(song: Song, stems: list[str] | None = None) -> Song:
-    """The baseline separation: each pitched note to a stem by pitch alone (bass lowest, piano highest)."""
-    stems = list(stems or PITCHED)
-    bounds = {"bass": (0, 48), "guitar": (48, 64), "piano": (64, 128)}
-    pitched = [t for t in song.tracks if not t.is_drum and len(t.notes)]
-    flat = np.concatenate([t.notes for t in pitched]) if pitched else np.zeros(0, NOTE_DTYPE)
-    # stems that are not asked for hand their range to the nearest asked stem
-    centers = {"bass": 36, "guitar": 56, "piano": 72}
-    asked = [s for s in PITCHED if s in stems]
-    tracks = [t for t in song.tracks if t.is_drum]
-    owner = np.array([min(asked, key=lambda s: abs(centers[s] - p)) for p in range(128)])
-    for s in PITCHED:
-        lo, hi = bounds[s]
-        owner[lo:hi] = s if s in asked else owner[lo:hi]
-    for s in asked:
-        notes = flat[owner[flat["pitch"]] == s]
-        tracks.append(Track(name=NAMES[s], program=PROGRAMS[s], notes=notes.copy(), role=s))
-    return song.with_tracks(tracks)
-
-
-__all__ = ["DiffusionEngine", "pitch_range_split"]
+    """The baseline separation: each pitched note to a stem by its pitch alone."""
+    stems = _check_separation_stems(stems)
+    flat = _pitched_notes(song)
+    return _split_song(song, flat, pitch_range_roles(flat, stems), stems)[0]

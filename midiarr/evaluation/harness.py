@@ -81,8 +81,12 @@ def evaluate(
     limit: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    engine_options: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Run the evaluation; returns per-part scores and aggregates (see `report.write_report`)."""
+    """Run the evaluation; returns per-part scores and aggregates (see `report.write_report`).
+
+    ``engine_options`` gives an engine its keyword arguments (a checkpoint, sampling settings).
+    """
     from tqdm import tqdm
 
     cache = Path(cache_dir)
@@ -94,6 +98,9 @@ def evaluate(
     if not rows:
         raise InputError(f"{cache}: no {split} triplets for stems {', '.join(stems)}")
     donors = {stem: [str(cache / r["full"]) for r in rows if r["stem"] == stem] for stem in stems}
+    options = engine_options or {}
+    # model engines load their weights once, not once per part
+    loaded = {name: get_engine(name, **options.get(name, {})) for name in engines if name != "borrow"}
     scores: list[PartScore] = []
     examples: list[dict[str, Any]] = []
     failures: list[str] = []
@@ -111,8 +118,12 @@ def evaluate(
         requested = {k2: v for k2, v in parse_instruction(row["instruction"]).bins.items() if k2 in CONTROLLED}
         parts = {REAL: (real, 0.0, True)}
         for name in engines:
-            kwargs = {"donors": [d for d in donors[stem] if d != str(cache / row["full"])]} if name == "borrow" else {}
-            engine = get_engine(name, **kwargs)
+            if name == "borrow":
+                engine = get_engine(name, donors=[d for d in donors[stem] if d != str(cache / row["full"])])
+            else:
+                engine = loaded[name]
+            if stem not in engine.stems:
+                continue
             start = time.perf_counter()
             try:
                 result = engine.insert(
@@ -192,10 +203,10 @@ def aggregate(scores: list[PartScore], engines: list[str], stems: list[str]) -> 
     return out
 
 
-def check_engines(names: list[str]) -> list[str]:
-    """Validate engine names before a long run."""
+def check_engines(names: list[str], engine_options: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """Validate engine names (and load their weights) before a long run."""
     for name in names:
-        get_engine(name)
+        get_engine(name, **(engine_options or {}).get(name, {}))
     if not names:
         raise OptionError("give at least one --engine")
     return names
