@@ -31,6 +31,44 @@ from midiarr.pianoroll import (
 
 SCHEDULERS = ("ddim", "dpm")
 PARTIAL_MODES = ("conditional", "repaint")
+DECODERS = ("columns", "cells")
+# most notes a stem starts at once when decoding by columns
+MAX_CHORD = {"bass": 2, "guitar": 6, "piano": 8}
+
+
+def decode_roll(logits: np.ndarray, stem: str, threshold: float, mode: str = "columns") -> np.ndarray:
+    """A boolean (2, rows, steps) roll from final logits.
+
+    "cells" keeps every cell whose probability passes ``threshold``. "columns" (pitched stems)
+    first decides whether a step starts notes at all (the expected number of onsets there,
+    the sum of the column's probabilities, reaches ``threshold``), then starts that many notes,
+    rounded, on the likeliest rows: a model unsure between a root and its octave still plays one
+    of them instead of neither. A started note is held while its sustain probability passes 0.5.
+    Drums are always decided per cell: each class is its own instrument.
+    """
+    prob = 1.0 / (1.0 + np.exp(-np.clip(logits, -30, 30)))
+    roll = np.zeros(prob.shape, dtype=bool)
+    if stem == "drums":
+        roll[ONSET, :NUM_DRUM_CLASSES] = prob[ONSET, :NUM_DRUM_CLASSES] > threshold
+        return roll
+    if mode == "cells":
+        roll[ONSET] = prob[ONSET] > threshold
+        roll[SUSTAIN] = (prob[SUSTAIN] > 0.5) & ~roll[ONSET]
+        return roll
+    expected = prob[ONSET].sum(axis=0)
+    ranked = np.argsort(-prob[ONSET], axis=0)
+    for step in np.flatnonzero(expected >= threshold):
+        count = int(np.clip(np.rint(expected[step]), 1, MAX_CHORD.get(stem, 6)))
+        roll[ONSET, ranked[:count, step], step] = True
+    # hold each started note while its row's sustain stays likely and no new onset takes the row
+    steps = prob.shape[-1]
+    rows, cols = np.nonzero(roll[ONSET])
+    for row, col in zip(rows, cols, strict=True):
+        nxt = col + 1
+        while nxt < steps and not roll[ONSET, row, nxt] and prob[SUSTAIN, row, nxt] > 0.5:
+            roll[SUSTAIN, row, nxt] = True
+            nxt += 1
+    return roll
 
 
 @dataclass
@@ -45,6 +83,9 @@ class SampleSettings:
     threshold: float = 0.5
     shared_noise: bool = True
     hard_activity: bool = True
+    decode: str = "columns"  # pitched stems: "columns" (notes per step by expected count) or "cells"
+    eta: float = 0.0  # DDIM: 0 deterministic, 1 ancestral (DDPM-like fresh noise each step)
+    logit_bias: float = 0.0  # added to every written cell's logit: trades silence against busyness
 
     def check(self) -> SampleSettings:
         """Self, after refusing settings that cannot work."""
@@ -56,6 +97,10 @@ class SampleSettings:
             raise OptionError(f"--partial {self.partial!r}: choose one of {', '.join(PARTIAL_MODES)}")
         if self.guidance < 0:
             raise OptionError(f"--guidance {self.guidance}: must be 0 or more")
+        if self.decode not in DECODERS:
+            raise OptionError(f"decode {self.decode!r}: choose one of {', '.join(DECODERS)}")
+        if not 0 <= self.eta <= 1:
+            raise OptionError(f"--eta {self.eta}: choose between 0 and 1")
         if not 0 < self.threshold < 1:
             raise OptionError(f"--threshold {self.threshold}: choose between 0 and 1")
         return self
@@ -184,12 +229,7 @@ class RollDiffusion:
                     lg = np.where(cell_active[slot][None, None, :], lg, -30.0)
                 if mix is not None:  # a separated stem can only hold what the mix holds
                     lg = np.where(given[SLOTS.index("mix")], lg, -30.0)
-                on = lg[ONSET] > np.log(s.threshold / (1 - s.threshold))
-                held = (lg[SUSTAIN] > 0) & ~on
-                roll = np.stack([on, held])
-                if r.stem == "drums":
-                    roll[:, NUM_DRUM_CLASSES:] = False
-                    roll[SUSTAIN] = False
+                roll = decode_roll(lg, r.stem, s.threshold, s.decode if mix is None else "cells")
                 span = end - begin
                 out[r.stem][:, :, begin + keep_from : end] = roll[:, :, keep_from:span]
                 logits_out[r.stem][:, begin + keep_from : end] = lg[ONSET][:, keep_from:span]
@@ -269,7 +309,10 @@ class RollDiffusion:
             out, cols = self._model_logits(batch_inp, int(t), pres, batch_known, activity, density, bar_position)
             lg = out[0] if not guided else out[1] + s.guidance * (out[0] - out[1])
             logits = torch.full((len(SLOTS), 2, PITCH_ROWS, self.window), -30.0)
-            logits[cols] = lg
+            logits[cols] = lg + s.logit_bias
             x0_hat = torch.tanh(logits / 2)[None]
-            x = sched.step(x0_hat, t, x).prev_sample
+            if s.scheduler == "ddim":
+                x = sched.step(x0_hat, t, x, eta=s.eta, generator=gen).prev_sample
+            else:
+                x = sched.step(x0_hat, t, x, generator=gen).prev_sample
         return logits.numpy() if logits is not None else np.full(given.shape, -30.0, dtype=np.float32)
