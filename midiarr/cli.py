@@ -401,6 +401,7 @@ def cmd_train_diffusion(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         limit=args.limit,
         threads=args.threads,
+        init_from=args.init_from,
         log=lambda line: _say(args, line),
     )
     _say(
@@ -713,6 +714,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="optimizer steps (overrides the config)")
     p.add_argument("--limit", type=int, help="use only the first N songs of each split (smoke runs)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--init-from", type=Path, help="start from this checkpoint's weights (same network)")
     p.set_defaults(func=cmd_train_diffusion)
 
     p = add("tokenize", "Show a song's REMI tokens bar by bar.")

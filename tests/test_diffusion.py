@@ -277,3 +277,25 @@ def test_first_bars_cuts_the_song() -> None:
     end = 3 * 4 * song.ticks_per_beat
     for t in cut.tracks:
         assert (t.notes["start"] + t.notes["duration"] <= end).all()
+
+
+def test_training_continues_from_a_checkpoint(tiny_diffusion: Path, tmp_path: Path) -> None:
+    cache = tiny_diffusion.parent / "cache"
+    config = tiny_diffusion.parent / "tiny.toml"
+    out = tmp_path / "more"
+    code = run_cli(
+        "train-diffusion",
+        "--data",
+        cache,
+        "--config",
+        config,
+        "-o",
+        out,
+        "--init-from",
+        tiny_diffusion,
+        "--max-steps",
+        "1",
+        "-q",
+    )
+    assert code == 0
+    assert json.loads((out / "config.json").read_text())["init_from"]["step"] == 6

@@ -13,6 +13,7 @@ import copy
 import json
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ import torch.nn.functional as F
 
 from midiarr.config import load_config
 from midiarr.diffusion.data import GroupSampler, TaskMix, build_roll_corpus, load_roll_corpus
-from midiarr.diffusion.model import DiTConfig, StemDiT, save_model
+from midiarr.diffusion.model import DiTConfig, StemDiT, load_model, save_model
+from midiarr.errors import InputError
 from midiarr.training import adamw, cosine_lr, invoked_command
 
 
@@ -86,9 +88,13 @@ def train(
     max_steps: int | None = None,
     limit: int | None = None,
     threads: int | None = None,
+    init_from: str | Path | None = None,
     log: Any = print,
 ) -> dict[str, Any]:
-    """Train on a prepare cache's train split, validate on its valid split, save the best EMA weights."""
+    """Train on a prepare cache's train split, validate on its valid split, save the best EMA weights.
+
+    ``init_from`` starts from an earlier checkpoint's weights (same network) with a fresh schedule.
+    """
     from accelerate import Accelerator
 
     config = load_config("diffusion.toml", config_path)
@@ -113,6 +119,21 @@ def train(
     torch.manual_seed(int(tcfg["seed"]))
     accelerator = Accelerator()
     model = StemDiT(net)
+    init_meta: dict[str, Any] = {}
+    if init_from is not None:
+        earlier, earlier_config = load_model(init_from)
+        if asdict(earlier.config) != asdict(net):
+            raise InputError(f"{init_from}: its network differs from the config's [network]")
+        model.load_state_dict(earlier.state_dict())
+        init_meta = {
+            "init_from": {
+                "path": str(init_from),
+                "step": earlier_config.get("step"),
+                "valid_loss": earlier_config.get("valid_loss"),
+                "command": earlier_config.get("command"),
+            }
+        }
+    model.train()
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -128,6 +149,7 @@ def train(
         "train_songs": len(train_songs),
         "valid_songs": len(valid_songs),
         "parameters": n_params,
+        **init_meta,
         "data_split": f"prepare cache splits.json: train for training, {validation_split} for validation; "
         "test never read",
     }
@@ -154,7 +176,7 @@ def train(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         # early on the average would mostly remember the random start: warm the decay up
-        d = min(ema_decay, (1 + step) / (10 + step))
+        d = ema_decay if init_from is not None else min(ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), accelerator.unwrap_model(model).parameters(), strict=True):
                 pe.mul_(d).add_(pm.detach().cpu(), alpha=1 - d)
