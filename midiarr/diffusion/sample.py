@@ -84,6 +84,7 @@ class SampleSettings:
     shared_noise: bool = True
     hard_activity: bool = True
     decode: str = "columns"  # pitched stems: "columns" (notes per step by expected count) or "cells"
+    assign_to_mix: bool = True  # separation: each mix cell belongs to exactly one written stem
     eta: float = 0.0  # DDIM: 0 deterministic, 1 ancestral (DDPM-like fresh noise each step)
     logit_bias: float = 0.0  # added to every written cell's logit: trades silence against busyness
 
@@ -121,6 +122,19 @@ class SongResult:
 
     rolls: dict[str, np.ndarray]
     onset_logits: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _share_the_mix(logits: torch.Tensor, mix_on: torch.Tensor, targets: list[int]) -> torch.Tensor:
+    """Separation's constraint inside the sampler: a written stem holds nothing the mix lacks, and
+    each cell the mix holds is shared out among the written stems (their probabilities there sum
+    to one, a softmax of their logits), so the estimate of every step already adds up to the mix."""
+    out = logits.clone()
+    idx = torch.tensor(targets)
+    share = torch.softmax(logits[idx], dim=0)  # (targets, 2, rows, steps)
+    # back to logits of the shared probabilities, clipped away from 0 and 1
+    shared = torch.logit(share.clamp(1e-4, 1 - 1e-4))
+    out[idx] = torch.where(mix_on[None], shared, torch.full_like(shared, -30.0))
+    return out
 
 
 class RollDiffusion:
@@ -310,6 +324,8 @@ class RollDiffusion:
             lg = out[0] if not guided else out[1] + s.guidance * (out[0] - out[1])
             logits = torch.full((len(SLOTS), 2, PITCH_ROWS, self.window), -30.0)
             logits[cols] = lg + s.logit_bias
+            if present[mix_slot] and s.assign_to_mix:
+                logits = _share_the_mix(logits, x0_given[0, mix_slot] > 0, targets)
             x0_hat = torch.tanh(logits / 2)[None]
             if s.scheduler == "ddim":
                 x = sched.step(x0_hat, t, x, eta=s.eta, generator=gen).prev_sample

@@ -77,6 +77,7 @@ class DiffusionEngine(Engine):
         partial: str | None = None,
         passes: str = "1",
         hard_activity: bool = True,
+        threshold: float | None = None,
     ) -> None:
         from midiarr.diffusion.model import load_model
         from midiarr.diffusion.sample import RollDiffusion, SampleSettings
@@ -95,7 +96,14 @@ class DiffusionEngine(Engine):
         settings = SampleSettings(**{k: v for k, v in defaults.items() if k in SampleSettings.__dataclass_fields__})
         settings.shared_noise = bool(cfg.get("schedule", {}).get("shared_noise", True))
         settings.hard_activity = hard_activity
-        for name, value in (("steps", steps), ("scheduler", scheduler), ("guidance", guidance), ("partial", partial)):
+        chosen = (
+            ("steps", steps),
+            ("scheduler", scheduler),
+            ("guidance", guidance),
+            ("partial", partial),
+            ("threshold", threshold),
+        )
+        for name, value in chosen:
             if value is not None:
                 setattr(settings, name, value)
         self.sampler = RollDiffusion(model, cfg.get("schedule", {}), settings)
