@@ -301,6 +301,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not sep or name not in ("transformer", "diffusion") or not path:
             raise OptionError(f"--checkpoint {item!r}: expected transformer=PATH or diffusion=PATH")
         options[name] = {"checkpoint": Path(path)}
+    if args.max_bars is not None and args.max_bars < 1:
+        raise OptionError("--max-bars must be at least 1")
     engines = check_engines(args.engine, options)
     stems = [check_stem(s) for s in args.stems.split(",") if s.strip()]
     result = evaluate(
@@ -312,6 +314,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.quiet,
         engine_options=options,
+        max_bars=args.max_bars,
     )
     command = "midiarr " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "eval" in sys.argv[1:] else ""
     paths = write_report(result, args.output, command=command)
@@ -649,6 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ENGINE=PATH",
         help="weights for a model engine instead of the bundled ones, e.g. diffusion=runs/diffusion (repeatable)",
     )
+    p.add_argument("--max-bars", type=int, help="cut every song to its first N bars (all engines alike)")
     p.add_argument("--stems", default="bass,drums,guitar", help="comma-separated stems (default bass,drums,guitar)")
     p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
     p.add_argument("--split", choices=["train", "valid", "test"], default="test")

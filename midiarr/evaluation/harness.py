@@ -82,10 +82,12 @@ def evaluate(
     seed: int = 0,
     progress: bool = True,
     engine_options: dict[str, dict[str, Any]] | None = None,
+    max_bars: int | None = None,
 ) -> dict[str, Any]:
     """Run the evaluation; returns per-part scores and aggregates (see `report.write_report`).
 
-    ``engine_options`` gives an engine its keyword arguments (a checkpoint, sampling settings).
+    ``engine_options`` gives an engine its keyword arguments (a checkpoint, sampling settings);
+    ``max_bars`` cuts every song to its first bars (so slow engines can be compared on a CPU).
     """
     from tqdm import tqdm
 
@@ -109,6 +111,8 @@ def evaluate(
         try:
             full = load(cache / row["full"])
             partial = load(cache / row["partial"])
+            if max_bars is not None:
+                full, partial = full.first_bars(max_bars), partial.first_bars(max_bars)
         except MidiarrError as exc:
             failures.append(f"{row['id']}: {exc}")
             continue
