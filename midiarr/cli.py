@@ -392,21 +392,27 @@ def _check_training_options(args: argparse.Namespace) -> None:
         raise OptionError("--threads must be at least 1")
 
 
-def cmd_train_diffusion(args: argparse.Namespace) -> int:
-    from midiarr.diffusion.train import train
-
+def _run_training(args: argparse.Namespace, train: Any, **extra: Any) -> dict[str, Any]:
+    """Check the options every training command shares, then train with them."""
     _check_training_options(args)
-    result = train(
+    return train(
         args.data,
         args.output,
         config_path=args.config,
         max_minutes=args.max_minutes,
         max_steps=args.max_steps,
         limit=args.limit,
-        threads=args.threads,
         init_from=args.init_from,
+        threads=args.threads,
         log=lambda line: _say(args, line),
+        **extra,
     )
+
+
+def cmd_train_diffusion(args: argparse.Namespace) -> int:
+    from midiarr.diffusion.train import train
+
+    result = _run_training(args, train)
     _say(
         args,
         f"wrote {args.output}: {result['parameters'] / 1e6:.2f}M parameters, {result['steps']} steps, "
@@ -418,18 +424,7 @@ def cmd_train_diffusion(args: argparse.Namespace) -> int:
 def cmd_train_transformer(args: argparse.Namespace) -> int:
     from midiarr.transformer.train import train
 
-    _check_training_options(args)
-    result = train(
-        args.data,
-        args.output,
-        config_path=args.config,
-        max_minutes=args.max_minutes,
-        max_steps=args.max_steps,
-        limit=args.limit,
-        init_from=args.init_from,
-        threads=args.threads,
-        log=lambda line: _say(args, line),
-    )
+    result = _run_training(args, train)
     _say(
         args,
         f"wrote {args.output}: {result['parameters'] / 1e6:.2f}M parameters, {result['steps']} steps, "
