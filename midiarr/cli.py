@@ -485,6 +485,7 @@ def cmd_render_dataset(args: argparse.Namespace) -> int:
         workers=args.workers,
         split=args.split,
         limit=args.limit,
+        require_roles=tuple(args.require_roles),
         progress=not args.quiet,
     )
     _say(
@@ -505,6 +506,16 @@ def _sample_rate(text: str) -> int:
     if not 8000 <= value <= 96000:
         raise argparse.ArgumentTypeError(f"sample rate {value} is outside 8000..96000 Hz")
     return value
+
+
+def _role_list(text: str) -> tuple[str, ...]:
+    from midiarr.roles import ROLES
+
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = [n for n in names if n not in ROLES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown role {', '.join(unknown) or text!r}; roles: {', '.join(ROLES)}")
+    return names
 
 
 # -------------------------------------------------------------------- parser
@@ -692,6 +703,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["train", "valid", "test"], help="render only this split")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--limit", type=int, default=None, help="take only the first N songs")
+    p.add_argument(
+        "--require-roles",
+        type=_role_list,
+        default=(),
+        metavar="ROLES",
+        help="render only songs that have all these roles, e.g. bass,drums,guitar",
+    )
     p.set_defaults(func=cmd_render_dataset)
 
     p = add("train-transformer", "Train the stem transformer on a prepare cache (train split; valid for validation).")
@@ -722,6 +740,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bars", type=int, help="show only the first N bars")
     p.add_argument("--json", action="store_true", help="print token ids per bar as JSON")
     p.set_defaults(func=cmd_tokenize)
+
+    from midiarr.audio.commands import register as register_audio
+
+    register_audio(add)
     return parser
 
 

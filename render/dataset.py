@@ -37,6 +37,7 @@ class DatasetItem:
     song_id: str
     split: str
     source: str
+    roles: tuple[str, ...] = ()
 
 
 def list_items(src: Path) -> list[DatasetItem]:
@@ -44,18 +45,23 @@ def list_items(src: Path) -> list[DatasetItem]:
     index = src / "index.jsonl"
     if index.exists():
         rows = [json.loads(line) for line in index.read_text().splitlines() if line.strip()]
-        return [DatasetItem(str(src / "songs" / r["id"] / "full.mid"), r["id"], r["split"], r["source"]) for r in rows]
+        return [
+            DatasetItem(str(src / "songs" / r["id"] / "full.mid"), r["id"], r["split"], r["source"], tuple(r["roles"]))
+            for r in rows
+        ]
     if not src.is_dir():
         raise OptionError(f"{src}: not a folder or a prepare cache")
     items, seen = [], set()
     for path in find_songs(src):
         try:
-            song_id = content_hash(load(path))
+            song = load(path)
         except MidiarrError:
             continue  # unreadable files are reported when rendering is attempted
+        song_id = content_hash(song)
         if song_id not in seen:
             seen.add(song_id)
-            items.append(DatasetItem(str(path), song_id, split_of(song_id), str(path.relative_to(src))))
+            roles = tuple(sorted(set(assign_roles(song).values())))
+            items.append(DatasetItem(str(path), song_id, split_of(song_id), str(path.relative_to(src)), roles))
     return items
 
 
@@ -169,6 +175,7 @@ def render_dataset(
     workers: int | None = None,
     split: str | None = None,
     limit: int | None = None,
+    require_roles: tuple[str, ...] = (),
     progress: bool = True,
 ) -> dict[str, Any]:
     """Render every song of ``src`` into ``out_dir``; returns the summary (also written as summary.json)."""
@@ -184,6 +191,8 @@ def render_dataset(
     items = list_items(Path(src))
     if split:
         items = [i for i in items if i.split == split]
+    if require_roles:
+        items = [i for i in items if set(require_roles) <= set(i.roles)]
     if limit is not None:
         items = items[:limit]
     if not items:

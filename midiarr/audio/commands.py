@@ -1,0 +1,262 @@
+"""The audio stem models' commands: `train-audio`, `audio separate|insert|generate`, `eval-audio`.
+
+`register(add)` adds them to the main parser; `add(name, help)` is its subcommand factory.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from midiarr.errors import OptionError
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(text)
+
+
+def cmd_train_audio(args: argparse.Namespace) -> int:
+    from midiarr.audio import train
+
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        raise OptionError("--max-minutes must be positive")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise OptionError("--max-steps must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise OptionError("--threads must be at least 1")
+    common = dict(config_path=args.config, max_minutes=args.max_minutes, max_steps=args.max_steps,
+                  threads=args.threads, log=lambda line: _say(args, line))  # fmt: skip
+    if args.model == "vae":
+        result = train.train_vae(args.data, args.output, **common)
+    else:
+        if args.vae is None:
+            raise OptionError(f"train-audio {args.model} needs --vae (a trained mel VAE folder)")
+        fn = train.train_ldm if args.model == "ldm" else train.train_gmsdi
+        result = fn(args.data, args.output, args.vae, **common)
+    _say(args, f"wrote {args.output}: {result['parameters'] / 1e6:.2f}M parameters, {result['steps']} steps, "
+               f"valid loss {result['valid_loss']:.5f}")  # fmt: skip
+    return 0
+
+
+def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    p = add("train-audio", "Train an audio stem model (mel VAE, stem LDM or GMSDI) on a render-dataset folder.")
+    p.add_argument("model", choices=["vae", "ldm", "gmsdi"])
+    p.add_argument("--data", type=Path, required=True, help="a `midiarr render-dataset --clip 4` folder")
+    p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint folder (safetensors, config, log)")
+    p.add_argument("--vae", type=Path, help="the trained mel VAE (ldm and gmsdi work in its latent space)")
+    p.add_argument("--config", type=Path, help="TOML (default: the bundled configs/audio.toml)")
+    p.add_argument("--max-minutes", type=float, help="wall-clock budget (overrides the config)")
+    p.add_argument("--max-steps", type=int, help="optimizer steps (overrides the config)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.set_defaults(func=cmd_train_audio)
+    register_audio(add)
+
+
+# ------------------------------------------------------------------ audio separate | insert | generate
+def _check_sampling(args: argparse.Namespace) -> None:
+    if args.steps is not None and not 1 <= args.steps <= 1000:
+        raise OptionError("--steps must be within 1..1000")
+    if getattr(args, "guidance", None) is not None and args.guidance < 0:
+        raise OptionError("--guidance must be 0 or more")
+    if getattr(args, "overlap", 0.5) is not None and not 0 <= args.overlap < 2.0:
+        raise OptionError("--overlap must be within 0..2 seconds")
+
+
+def _write(path: Path, wave: object, sr: int) -> Path:
+    import numpy as np
+
+    from midiarr.render.audio import write_audio
+
+    data = np.asarray(wave, dtype=np.float32)[:, None]
+    return write_audio(path, data, sr, fmt=path.suffix.lstrip(".") or "wav", bits=16)
+
+
+def _check_not_input(src: Path, out: Path) -> None:
+    if out.exists() and src.exists() and out.resolve() == src.resolve():
+        raise OptionError(f"{out}: the output would overwrite the input")
+
+
+def _stems_arg(text: str) -> list[str]:
+    from midiarr.audio.pipeline import stem_indices
+
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    stem_indices(names)
+    if len(set(names)) != len(names):
+        raise OptionError(f"--stems {text}: a stem is named twice")
+    return names
+
+
+def cmd_audio_separate(args: argparse.Namespace) -> int:
+    from midiarr.audio.data import STEMS
+    from midiarr.audio.io import read_audio
+    from midiarr.audio.pipeline import process_file
+
+    _check_sampling(args)
+    stems = _stems_arg(args.stems) if args.stems else list(STEMS)
+    if args.output.exists() and not args.output.is_dir():
+        raise OptionError(f"-o {args.output}: not a folder")
+    pipe = _load_pipeline(args.method, args.checkpoint)
+    wave = read_audio(args.file, pipe.spec.sr)
+    steps = args.steps or 25
+    if args.method == "ldm":
+        guidance = 2.0 if args.guidance is None else args.guidance
+        fn = lambda x, j: pipe.separate_clips(x, steps, guidance, args.seed + j)["waves"]  # noqa: E731
+    else:
+        if args.guidance is not None:
+            raise OptionError("--guidance applies to --method ldm (GMSDI couples to the mix instead)")
+        fn = lambda x, j: pipe.separate_clips(x, steps, seed=args.seed + j)["waves"]  # noqa: E731
+    out = process_file(wave, pipe.spec.clip_samples, int(args.overlap * pipe.spec.sr), fn,
+                       progress=not args.quiet, desc="separate")  # fmt: skip
+    for k, stem in enumerate(STEMS):
+        if stem in stems:
+            path = _write(args.output / f"{stem}.wav", out[k].numpy(), pipe.spec.sr)
+            _say(args, f"wrote {path}")
+    return 0
+
+
+def cmd_audio_insert(args: argparse.Namespace) -> int:
+    from midiarr.audio.io import read_audio
+    from midiarr.audio.pipeline import process_file
+
+    _check_sampling(args)
+    stems = _stems_arg(args.stem)
+    _check_not_input(args.file, args.output)
+    if args.mix is not None:
+        _check_not_input(args.file, args.mix)
+    pipe = _load_pipeline(args.method, args.checkpoint)
+    wave = read_audio(args.file, pipe.spec.sr)
+    steps = args.steps or 25
+    if args.method == "ldm":
+        guidance = 2.0 if args.guidance is None else args.guidance
+        fn = lambda x, j: pipe.insert_clips(x, stems, steps, guidance, args.seed + j)["waves"]  # noqa: E731
+    else:
+        if args.guidance is not None:
+            raise OptionError("--guidance applies to --method ldm")
+        fn = lambda x, j: pipe.insert_clips(x, stems, steps, seed=args.seed + j)["waves"]  # noqa: E731
+    out = process_file(wave, pipe.spec.clip_samples, int(args.overlap * pipe.spec.sr), fn,
+                       progress=not args.quiet, desc="insert")  # fmt: skip
+    written = out.sum(dim=0)
+    _say(args, f"wrote {_write(args.output, written.numpy(), pipe.spec.sr)}: {', '.join(stems)}")
+    if args.mix is not None:
+        _say(args, f"wrote {_write(args.mix, (wave + written).numpy(), pipe.spec.sr)}: the input with it")
+    return 0
+
+
+def cmd_audio_generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from midiarr.audio.pipeline import StemLDMPipeline, process_file
+
+    _check_sampling(args)
+    stems = _stems_arg(args.stems)
+    if not 1 <= args.seconds <= 600:
+        raise OptionError("--seconds must be within 1..600")
+    if args.output.exists() and not args.output.is_dir():
+        raise OptionError(f"-o {args.output}: not a folder")
+    pipe = StemLDMPipeline.load(args.checkpoint)
+    steps = args.steps or 25
+    length = int(args.seconds * pipe.spec.sr)
+
+    def fn(x: torch.Tensor, j: int) -> torch.Tensor:
+        return pipe.generate_clips(len(x), stems, steps, args.seed + j)["waves"]
+
+    out = process_file(torch.zeros(length), pipe.spec.clip_samples, int(args.overlap * pipe.spec.sr), fn,
+                       progress=not args.quiet, desc="generate")  # fmt: skip
+    for k, stem in enumerate(stems):
+        _say(args, f"wrote {_write(args.output / f'{stem}.wav', out[k].numpy(), pipe.spec.sr)}")
+    _say(args, f"wrote {_write(args.output / 'mix.wav', out.sum(dim=0).numpy(), pipe.spec.sr)}")
+    return 0
+
+
+def _load_pipeline(method: str, checkpoint: Path | None) -> object:
+    from midiarr.audio.gmsdi import GMSDIPipeline
+    from midiarr.audio.pipeline import StemLDMPipeline
+
+    return StemLDMPipeline.load(checkpoint) if method == "ldm" else GMSDIPipeline.load(checkpoint)
+
+
+def cmd_eval_audio(args: argparse.Namespace) -> int:
+    import json
+
+    from midiarr.audio.evaluate import evaluate_audio
+
+    _check_sampling(args)
+    parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
+    bad = [p for p in parts if p not in ("separation", "insertion", "generation")]
+    if bad or not parts:
+        raise OptionError(f"--parts {args.parts}: choose from separation, insertion, generation")
+    if args.limit < 2:
+        raise OptionError("--limit must be at least 2")
+    report = evaluate_audio(
+        args.data, args.split, args.ldm, args.gmsdi, limit=args.limit, steps=args.steps or 25,
+        guidance=2.0 if args.guidance is None else args.guidance, seed=args.seed, parts=parts,
+        log=lambda line: _say(args, line),
+    )  # fmt: skip
+    text = json.dumps(report, indent=1)
+    if args.output:
+        from midiarr.io import atomic_write_text
+
+        atomic_write_text(args.output, text + "\n")
+        _say(args, f"wrote {args.output}")
+    print(text)
+    return 0
+
+
+def _sampling_options(p: argparse.ArgumentParser, guidance: bool = True) -> None:
+    p.add_argument("--steps", type=int, help="DDIM steps (default 25)")
+    if guidance:
+        p.add_argument("--guidance", type=float, help="classifier-free guidance on the given audio (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same output")
+    p.add_argument("--overlap", type=float, default=0.5, help="seconds shared by neighbouring 4 s windows")
+
+
+def register_audio(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    p = add("audio", "Audio stem models: separate a mix, insert a stem into audio, generate stems.")
+    sub = p.add_subparsers(dest="audio_command", metavar="ACTION", parser_class=type(p))
+    sub.required = True
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        q = sub.add_parser(name, help=help_text, description=help_text)
+        q.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="print only errors")
+        return q
+
+    q = action("separate", "Split a mix (WAV/FLAC) into bass, drums, guitar and piano stems.")
+    q.add_argument("file", type=Path)
+    q.add_argument("-o", "--output", type=Path, required=True, help="folder for <stem>.wav")
+    q.add_argument("--stems", help="comma-separated subset to write (default: all four)")
+    q.add_argument("--method", choices=["ldm", "gmsdi"], default="ldm",
+                   help="ldm: the stem-trained latent diffusion model; gmsdi: the mixture-trained one")  # fmt: skip
+    q.add_argument("--checkpoint", type=Path, help="model folder (default: the bundled weights)")
+    _sampling_options(q)
+    q.set_defaults(func=cmd_audio_separate)
+
+    q = action("insert", "Write a missing stem for audio of a song without it.")
+    q.add_argument("file", type=Path, help="the song without the stem (WAV/FLAC)")
+    q.add_argument("--stem", required=True, help="bass, drums, guitar or piano (comma-separated for several)")
+    q.add_argument("-o", "--output", type=Path, required=True, help="WAV of the new stem")
+    q.add_argument("--mix", type=Path, help="also write the input with the new stem added")
+    q.add_argument("--method", choices=["ldm", "gmsdi"], default="ldm")
+    q.add_argument("--checkpoint", type=Path, help="model folder (default: the bundled weights)")
+    _sampling_options(q)
+    q.set_defaults(func=cmd_audio_insert)
+
+    q = action("generate", "Generate stems from nothing (total generation).")
+    q.add_argument("--stems", default="bass,drums,guitar,piano", help="comma-separated stems")
+    q.add_argument("--seconds", type=float, default=8.0)
+    q.add_argument("-o", "--output", type=Path, required=True, help="folder for <stem>.wav and mix.wav")
+    q.add_argument("--checkpoint", type=Path, help="stem LDM folder (default: the bundled weights)")
+    _sampling_options(q, guidance=False)
+    q.set_defaults(func=cmd_audio_generate)
+
+    p = add("eval-audio", "Separation, insertion and generation numbers of the audio models on a rendered split.")
+    p.add_argument("--data", type=Path, required=True, help="a `midiarr render-dataset --clip 4` folder")
+    p.add_argument("--split", choices=["train", "valid", "test"], default="test")
+    p.add_argument("--ldm", type=Path, help="stem LDM folder (default: bundled)")
+    p.add_argument("--gmsdi", type=Path, help="GMSDI folder (default: bundled, when there is one)")
+    p.add_argument("--parts", default="separation,insertion,generation")
+    p.add_argument("--limit", type=int, default=48, help="clips drawn from the split (with 2+ stems sounding)")
+    p.add_argument("-o", "--output", type=Path, help="also write the report as JSON here")
+    _sampling_options(p)
+    p.set_defaults(func=cmd_eval_audio)

@@ -1,0 +1,278 @@
+"""`midiarr eval-audio`: separation, insertion and generation quality of the audio stem models.
+
+Separation (per stem, on clips where the stem sounds): SI-SDR of the waveform against the
+rendered truth, and on mel spectrograms the log-mel MSE and the SI-SDR of mel amplitudes;
+beside a supervised-NMF baseline (per-stem mel dictionaries learned from train stems,
+masks from the fitted activations). Insertion and generation: Fréchet distance on mel
+statistics (per clip, mean and std of each normalized log-mel band) against real stems and
+real mixes, and how well the written stem's onsets line up with the real stem's (Pearson
+correlation of spectral-flux envelopes), beside a stem borrowed from another clip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from midiarr.audio.data import STEMS, ClipSet, load_clips
+from midiarr.audio.features import MelFrontend, MelSpec, normalize
+
+ACTIVE_DB = -45.0  # a truth stem quieter than this (RMS dBFS) counts as silent in the clip
+
+
+# ----------------------------------------------------------------- metrics
+def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-8) -> float:
+    """Scale-invariant SDR in dB of two 1-d signals."""
+    est = estimate.double() - estimate.double().mean()
+    ref = reference.double() - reference.double().mean()
+    target = (est @ ref) / (ref @ ref + eps) * ref
+    noise = est - target
+    return float(10 * torch.log10((target @ target + eps) / (noise @ noise + eps)))
+
+
+def rms_db(wave: torch.Tensor) -> float:
+    return float(20 * torch.log10(wave.double().pow(2).mean().sqrt() + 1e-12))
+
+
+def mel_stats(log_mel: torch.Tensor) -> np.ndarray:
+    """(N, n_mels, frames) -> (N, 2 n_mels): per band mean and std over time."""
+    return torch.cat([log_mel.mean(dim=-1), log_mel.std(dim=-1)], dim=1).double().numpy()
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (rows = examples, 2 or more each)."""
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("a Fréchet distance needs two or more examples on each side")
+    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    # tr(sqrt(A B)) from the eigenvalues of sqrt(A) B sqrt(A), which is symmetric
+    w, v = np.linalg.eigh(cov_a)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    middle = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+    trace_root = np.sqrt(np.clip(middle, 0, None)).sum()
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root)
+
+
+def onset_envelope(log_mel: torch.Tensor) -> torch.Tensor:
+    """Spectral flux per frame, (N, frames - 1)."""
+    return torch.relu(log_mel[..., 1:] - log_mel[..., :-1]).sum(dim=-2)
+
+
+def onset_sync(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson correlation of two onset envelopes (1-d)."""
+    a, b = a - a.mean(), b - b.mean()
+    return float((a @ b) / (a.norm() * b.norm() + 1e-9))
+
+
+# ----------------------------------------------------------------- NMF baseline
+def _nmf(v: torch.Tensor, atoms: int, iters: int, gen: torch.Generator) -> torch.Tensor:
+    """Dictionary W (bands, atoms) of V ~ W H under the KL divergence (multiplicative updates)."""
+    w = torch.rand(v.shape[0], atoms, generator=gen, dtype=torch.float64) + 0.1
+    h = torch.rand(atoms, v.shape[1], generator=gen, dtype=torch.float64) + 0.1
+    for _ in range(iters):
+        h *= (w.T @ (v / (w @ h + 1e-9))) / w.sum(dim=0)[:, None]
+        w *= ((v / (w @ h + 1e-9)) @ h.T) / h.sum(dim=1)[None, :]
+        scale = w.sum(dim=0, keepdim=True)
+        w, h = w / scale, h * scale.T
+    return w
+
+
+class NMFBaseline:
+    """Supervised NMF: a mel dictionary per stem plus one for the rest of the mix, learned on train clips."""
+
+    def __init__(self, clips: ClipSet, front: MelFrontend, atoms: int = 24, clips_per_stem: int = 200,
+                 iters: int = 150, seed: int = 0) -> None:  # fmt: skip
+        gen = torch.Generator().manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        self.front = front
+        dictionaries = []
+        for k in range(len(STEMS) + 1):
+            pool = np.flatnonzero(clips.active[:, k]) if k < len(STEMS) else np.flatnonzero(clips.other)
+            pick = rng.choice(pool, size=min(clips_per_stem, len(pool)), replace=False) if len(pool) else []
+            if len(pick) == 0:
+                dictionaries.append(torch.rand(front.spec.n_mels, atoms, generator=gen, dtype=torch.float64) + 0.1)
+                continue
+            waves = torch.from_numpy(clips.waves(np.asarray(pick)))
+            sig = waves[:, 1 + k] if k < len(STEMS) else waves[:, 0] - waves[:, 1:].sum(dim=1)
+            v = front.mel_amplitude(sig).double().permute(1, 0, 2).reshape(front.spec.n_mels, -1)
+            v = v[:, v.sum(dim=0) > 1e-3]
+            dictionaries.append(_nmf(v, atoms, iters, gen))
+        self.w = torch.cat(dictionaries, dim=1)
+        self.atoms = atoms
+
+    def separate_clips(self, mix: torch.Tensor, iters: int = 100) -> dict[str, Any]:
+        v = self.front.mel_amplitude(mix).double()  # (B, M, T)
+        h = torch.full((len(mix), self.w.shape[1], v.shape[-1]), 0.1, dtype=torch.float64)
+        w = self.w
+        for _ in range(iters):
+            h *= (w.T @ (v / (w @ h + 1e-9))) / w.sum(dim=0)[None, :, None]
+        parts = torch.stack(
+            [w[:, k * self.atoms : (k + 1) * self.atoms] @ h[:, k * self.atoms : (k + 1) * self.atoms]
+             for k in range(len(STEMS) + 1)], dim=1,
+        ).float()  # fmt: skip
+        waves = self.front.masked_sources(mix, parts)
+        return {"waves": waves[:, : len(STEMS)], "mels": parts[:, : len(STEMS)]}
+
+
+# ----------------------------------------------------------------- evaluation
+def pick_clips(clips: ClipSet, limit: int, seed: int, min_active: int = 2) -> np.ndarray:
+    """Clips with at least ``min_active`` of the stems sounding, drawn with a seed."""
+    pool = np.flatnonzero(clips.active.sum(axis=1) >= min_active)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(pool, size=min(limit, len(pool)), replace=False))
+
+
+def _in_batches(fn: Callable[[torch.Tensor, int], dict[str, Any]], x: torch.Tensor, batch: int) -> torch.Tensor:
+    return torch.cat([fn(x[i : i + batch], i // batch)["waves"] for i in range(0, len(x), batch)])
+
+
+def separation_scores(est: torch.Tensor, truth: torch.Tensor, front: MelFrontend) -> dict[str, dict[str, float]]:
+    """Per stem means of SI-SDR, mel MSE and mel SI-SDR over clips where the true stem sounds."""
+    out: dict[str, dict[str, float]] = {}
+    for k, stem in enumerate(STEMS):
+        rows = [i for i in range(len(truth)) if rms_db(truth[i, k]) > ACTIVE_DB]
+        if not rows:
+            continue
+        e, t = est[rows, k], truth[rows, k]
+        le, lt = front.log_mel(e), front.log_mel(t)
+        amp_e, amp_t = front.mel_amplitude(e), front.mel_amplitude(t)
+        out[stem] = {
+            "clips": len(rows),
+            "si_sdr": float(np.mean([si_sdr(e[i], t[i]) for i in range(len(rows))])),
+            "mel_mse": float((le - lt).pow(2).mean()),
+            "mel_si_sdr": float(np.mean([si_sdr(amp_e[i].flatten(), amp_t[i].flatten()) for i in range(len(rows))])),
+        }
+    return out
+
+
+def evaluate_audio(
+    data: str | Path,
+    split: str = "test",
+    ldm_path: str | Path | None = None,
+    gmsdi_path: str | Path | None = None,
+    limit: int = 48,
+    steps: int = 25,
+    guidance: float = 2.0,
+    seed: int = 0,
+    parts: tuple[str, ...] = ("separation", "insertion", "generation"),
+    batch: int = 8,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """All numbers of the audio models on one split of a render-dataset folder."""
+    from midiarr.audio.gmsdi import GMSDIPipeline
+    from midiarr.audio.pipeline import StemLDMPipeline
+
+    ldm = StemLDMPipeline.load(ldm_path)
+    gmsdi = GMSDIPipeline.load(gmsdi_path) if gmsdi_path is not None or _bundled("audio-gmsdi") else None
+    spec: MelSpec = ldm.spec
+    front = MelFrontend(spec)
+    clips = load_clips(data, split, log=log)
+    chosen = pick_clips(clips, limit, seed)
+    waves = torch.from_numpy(clips.waves(chosen))[..., : spec.clip_samples]
+    mix, truth = waves[:, 0], waves[:, 1:]
+    report: dict[str, Any] = {"split": split, "clips": len(chosen), "steps": steps, "guidance": guidance,
+                              "seed": seed, "sr": spec.sr, "clip_seconds": spec.clip_seconds}  # fmt: skip
+    if "separation" in parts:
+        log("separation: NMF baseline")
+        nmf = NMFBaseline(load_clips(data, "train", log=log), front, seed=seed)
+        sep = {"nmf": separation_scores(_in_batches(lambda x, _: nmf.separate_clips(x), mix, batch), truth, front)}
+        log("separation: stem LDM")
+        sep["ldm"] = separation_scores(
+            _in_batches(lambda x, j: ldm.separate_clips(x, steps, guidance, seed + j), mix, batch), truth, front
+        )
+        if gmsdi is not None:
+            log("separation: GMSDI")
+            sep["gmsdi"] = separation_scores(
+                _in_batches(lambda x, j: gmsdi.separate_clips(x, steps, seed=seed + j), mix, batch), truth, front
+            )
+        report["separation"] = sep
+    real_stems = {k: truth[[i for i in range(len(truth)) if rms_db(truth[i, k]) > ACTIVE_DB], k]
+                  for k in range(len(STEMS))}  # fmt: skip
+    if "insertion" in parts:
+        ins: dict[str, Any] = {}
+        rng = np.random.default_rng(seed)
+        for k, stem in enumerate(STEMS):
+            rows = [i for i in range(len(truth)) if rms_db(truth[i, k]) > ACTIVE_DB]
+            if len(rows) < 2:
+                continue
+            partial = mix[rows] - truth[rows, k]
+            real = truth[rows, k]
+            borrowed = real[np.roll(np.arange(len(rows)), 1 + int(rng.integers(0, len(rows) - 1)))]
+            methods = {"ldm": lambda x, j, s=stem: ldm.insert_clips(x, [s], steps, guidance, seed + j)}
+            if gmsdi is not None:
+                methods["gmsdi"] = lambda x, j, s=stem: gmsdi.insert_clips(x, [s], steps, seed=seed + j)
+            ins[stem] = {"clips": len(rows), "borrow": _insertion_scores(borrowed, real, partial, mix[rows], front)}
+            for name, fn in methods.items():
+                log(f"insertion: {stem} by {name}")
+                written = _in_batches(fn, partial, batch)[:, 0]
+                ins[stem][name] = _insertion_scores(written, real, partial, mix[rows], front)
+        report["insertion"] = ins
+    if "generation" in parts:
+        log("generation: all stems from nothing")
+        count = min(len(mix), 32)
+        gen_waves = torch.cat([
+            ldm.generate_clips(min(batch, count - i), list(STEMS), steps, seed + i)["waves"]
+            for i in range(0, count, batch)
+        ])  # fmt: skip
+        gen: dict[str, Any] = {}
+        for k, stem in enumerate(STEMS):
+            if len(real_stems[k]) >= 2:
+                gen[stem] = {"fd": frechet_distance(mel_stats(front.log_mel(gen_waves[:, k])),
+                                                    mel_stats(front.log_mel(real_stems[k])))}  # fmt: skip
+        gen["mix"] = {"fd": frechet_distance(mel_stats(front.log_mel(gen_waves.sum(dim=1))),
+                                             mel_stats(front.log_mel(mix)))}  # fmt: skip
+        report["generation"] = gen
+    report["reference"] = _reference_fd(data, split, clips, chosen, front, seed)
+    return report
+
+
+def _insertion_scores(written: torch.Tensor, real: torch.Tensor, partial: torch.Tensor, mix: torch.Tensor,
+                      front: MelFrontend) -> dict[str, float]:  # fmt: skip
+    lw, lr = front.log_mel(written), front.log_mel(real)
+    ow, orr = onset_envelope(lw), onset_envelope(lr)
+    sub = front.log_mel(partial + written)
+    amp_w, amp_r = front.mel_amplitude(written), front.mel_amplitude(real)
+    return {
+        "fd_stem": frechet_distance(mel_stats(lw), mel_stats(lr)),
+        "fd_submix": frechet_distance(mel_stats(sub), mel_stats(front.log_mel(mix))),
+        "onset_sync": float(np.mean([onset_sync(ow[i], orr[i]) for i in range(len(written))])),
+        "mel_si_sdr": float(np.mean([si_sdr(amp_w[i].flatten(), amp_r[i].flatten()) for i in range(len(written))])),
+        "level_db": float(np.mean([rms_db(w) for w in written])),
+        "real_level_db": float(np.mean([rms_db(r) for r in real])),
+    }
+
+
+def _reference_fd(data: str | Path, split: str, clips: ClipSet, chosen: np.ndarray, front: MelFrontend,
+                  seed: int) -> dict[str, float]:  # fmt: skip
+    """FD between real clips of this split and real clips of another split: the floor to read FDs against."""
+    other_split = "valid" if split != "valid" else "train"
+    try:
+        other = load_clips(data, other_split, log=None)
+    except Exception:
+        return {}
+    pick = pick_clips(other, len(chosen), seed + 1)
+    if len(pick) < 2 or len(chosen) < 2:
+        return {}
+    a = torch.from_numpy(clips.waves(chosen))[..., : front.spec.clip_samples]
+    b = torch.from_numpy(other.waves(pick))[..., : front.spec.clip_samples]
+    out = {"against": other_split, "mix": frechet_distance(mel_stats(front.log_mel(a[:, 0])),
+                                                           mel_stats(front.log_mel(b[:, 0])))}  # fmt: skip
+    for k, stem in enumerate(STEMS):
+        ra = [i for i in range(len(a)) if rms_db(a[i, 1 + k]) > ACTIVE_DB]
+        rb = [i for i in range(len(b)) if rms_db(b[i, 1 + k]) > ACTIVE_DB]
+        if len(ra) >= 2 and len(rb) >= 2:
+            out[stem] = frechet_distance(mel_stats(front.log_mel(a[ra, 1 + k])), mel_stats(front.log_mel(b[rb, 1 + k])))
+    return out
+
+
+def _bundled(name: str) -> bool:
+    from midiarr.audio.pipeline import WEIGHTS
+
+    return (WEIGHTS / name / "model.safetensors").is_file()
+
+
+__all__ = ["NMFBaseline", "evaluate_audio", "frechet_distance", "normalize", "si_sdr"]

@@ -1,0 +1,205 @@
+"""Separation, insertion and generation with the stem LDM, on clips and on whole files.
+
+A file is cut into clip-length windows that overlap by `overlap` seconds; each window
+is processed on its own and the outputs are cross-faded back together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from midiarr.audio.data import STEMS
+from midiarr.audio.features import MelFrontend, denormalize, fit_frames
+from midiarr.audio.ldm import Conditions, StemLDM, cat_conditions, load_ldm
+from midiarr.audio.vae import MelVAE, load_vae
+from midiarr.errors import InputError, OptionError
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_LDM = WEIGHTS / "audio-ldm"
+
+
+def stem_indices(stems: Sequence[str]) -> list[int]:
+    unknown = [s for s in stems if s not in STEMS]
+    if unknown or not stems:
+        raise OptionError(f"unknown stem {', '.join(unknown) or '(none)'}; the audio models know {', '.join(STEMS)}")
+    return [STEMS.index(s) for s in stems]
+
+
+def resolve_vae(ldm_dir: Path, config: dict[str, Any]) -> Path:
+    """The VAE a latent model was trained with: beside it (bundled layout) or where training found it."""
+    beside = ldm_dir.parent / "audio-vae"
+    if (beside / "model.safetensors").is_file():
+        return beside
+    recorded = Path(str(config.get("vae", "")))
+    if (recorded / "model.safetensors").is_file():
+        return recorded
+    raise InputError(f"{ldm_dir}: cannot find the mel VAE it was trained with ({recorded})")
+
+
+class StemLDMPipeline:
+    """The stem LDM with its VAE and mel front end."""
+
+    def __init__(self, ldm: StemLDM, vae: MelVAE, config: dict[str, Any]) -> None:
+        self.ldm, self.vae, self.config = ldm, vae, config
+        self.front = MelFrontend(vae.spec)
+        self.spec = vae.spec
+        from diffusers import DDPMScheduler
+
+        ldm_cfg = config["config"]["ldm"]
+        self.train_schedule = DDPMScheduler(
+            num_train_timesteps=int(ldm_cfg["train_timesteps"]), beta_schedule=str(ldm_cfg["beta_schedule"])
+        )
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> StemLDMPipeline:
+        folder = Path(path) if path is not None else DEFAULT_LDM
+        if path is None and not (folder / "model.safetensors").is_file():
+            raise InputError("no bundled audio LDM weights; train one with `midiarr train-audio ldm`")
+        ldm, config = load_ldm(folder)
+        vae, _ = load_vae(resolve_vae(folder, config))
+        return cls(ldm, vae, config)
+
+    # ----------------------------------------------------------------- sampling
+    def encode(self, waves: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.vae.encode(self.front.model_frames(self.front.log_mel(waves)))
+
+    def sample(self, cond: Conditions, steps: int = 25, guidance: float = 2.0, seed: int = 0) -> torch.Tensor:
+        """Stem latents (B, K, C, H, W) by DDIM with classifier-free guidance on the given audio.
+
+        Every stem of a clip starts from the same noise (STEMPHONIC's shared noise).
+        """
+        from diffusers import DDIMScheduler
+
+        if not 1 <= steps <= 1000:
+            raise OptionError("--steps must be within 1..1000")
+        sched = DDIMScheduler.from_config(self.train_schedule.config)
+        sched.set_timesteps(steps)
+        b, k = cond.in_given.shape
+        gen = torch.Generator().manual_seed(int(seed))
+        x = torch.randn((b, 1, *self.vae.latent_shape()), generator=gen).expand(b, k, -1, -1, -1).contiguous()
+        use_cfg = guidance != 1.0 and bool(cond.given_present.any())
+        with torch.no_grad():
+            for t in sched.timesteps:
+                tt = torch.full((b,), int(t), dtype=torch.long)
+                if guidance == 0.0:
+                    eps = self.ldm(x, tt, cond.without_given())
+                elif use_cfg:
+                    out = self.ldm(torch.cat([x, x]), torch.cat([tt, tt]), cat_conditions(cond, cond.without_given()))
+                    eps_c, eps_u = out[:b], out[b:]
+                    eps = eps_u + guidance * (eps_c - eps_u)
+                else:
+                    eps = self.ldm(x, tt, cond)
+                x = sched.step(eps, t, x).prev_sample
+        return x
+
+    def decode_mels(self, latents: torch.Tensor, frames: int) -> torch.Tensor:
+        """Mel amplitudes (B, K, n_mels, frames) of stem latents, padded to the STFT's frame count."""
+        b, k = latents.shape[:2]
+        with torch.no_grad():
+            log_mel = self.vae.decode(latents.reshape(b * k, *latents.shape[2:]))
+        return denormalize(fit_frames(log_mel, frames)).reshape(b, k, self.spec.n_mels, frames)
+
+    def _conditions(self, given: torch.Tensor | None, b: int, in_given: list[int],
+                    active_on: list[int], active_off: list[int]) -> Conditions:  # fmt: skip
+        k = len(STEMS)
+        flags = [torch.zeros(b, k) for _ in range(3)]
+        for flag, idx in zip(flags, (in_given, active_on, active_off)):
+            flag[:, idx] = 1.0
+        if given is None:
+            return Conditions(torch.zeros(b, *self.vae.latent_shape()), torch.zeros(b), *flags)
+        return Conditions(self.encode(given), torch.ones(b), *flags)
+
+    # ------------------------------------------------------------ clip tasks
+    def separate_clips(
+        self, mix: torch.Tensor, steps: int = 25, guidance: float = 2.0, seed: int = 0
+    ) -> dict[str, Any]:
+        """Each clip's stems cut from its mix with masks from the sampled stem mels.
+
+        mix: (B, clip samples). Returns waves (B, K, samples) and mels (B, K, n_mels, frames).
+        """
+        cond = self._conditions(mix, len(mix), list(range(len(STEMS))), [], [])
+        latents = self.sample(cond, steps, guidance, seed)
+        frames = self.front.stft(mix[:1]).shape[-1]
+        mels = self.decode_mels(latents, frames)
+        waves = self.front.masked_sources(mix, mels, floor=self.front.mel_amplitude(mix))
+        return {"waves": waves, "mels": mels, "latents": latents}
+
+    def insert_clips(self, partial: torch.Tensor, stems: Sequence[str], steps: int = 25, guidance: float = 2.0,
+                     seed: int = 0, vocoder_iters: int = 48) -> dict[str, Any]:  # fmt: skip
+        """New stems written for each clip of a partial mix (the song without them), vocoded."""
+        target = stem_indices(stems)
+        given_idx = [i for i in range(len(STEMS)) if i not in target]
+        cond = self._conditions(partial, len(partial), given_idx, target, [])
+        latents = self.sample(cond, steps, guidance, seed)
+        frames = self.front.stft(partial[:1]).shape[-1]
+        mels = self.decode_mels(latents[:, target], frames)
+        waves = self._vocode(mels, partial.shape[-1], vocoder_iters, seed)
+        return {"waves": waves, "mels": mels, "latents": latents}
+
+    def generate_clips(self, count: int, stems: Sequence[str], steps: int = 25, seed: int = 0,
+                       vocoder_iters: int = 48) -> dict[str, Any]:  # fmt: skip
+        """Stems written from nothing; stems not asked for are held silent."""
+        target = stem_indices(stems)
+        silent = [i for i in range(len(STEMS)) if i not in target]
+        cond = self._conditions(None, count, [], target, silent)
+        latents = self.sample(cond, steps, 0.0, seed)
+        mels = self.decode_mels(latents[:, target], self.spec.clip_samples // self.spec.hop + 1)
+        waves = self._vocode(mels, self.spec.clip_samples, vocoder_iters, seed)
+        return {"waves": waves, "mels": mels, "latents": latents}
+
+    def _vocode(self, mels: torch.Tensor, length: int, iters: int, seed: int) -> torch.Tensor:
+        b, k = mels.shape[:2]
+        mag = self.front.linear_magnitude(mels.reshape(b * k, *mels.shape[2:]))
+        return self.front.griffin_lim(mag, length, iters, seed).reshape(b, k, -1)
+
+
+# ------------------------------------------------------------------ whole files
+def windows(wave: torch.Tensor, clip: int, overlap: int) -> tuple[torch.Tensor, list[int]]:
+    """Clip-length windows (N, clip) starting every clip - overlap samples, the last zero-padded."""
+    hop = clip - overlap
+    starts = list(range(0, max(1, len(wave) - overlap), hop)) or [0]
+    out = torch.zeros(len(starts), clip)
+    for i, s in enumerate(starts):
+        piece = wave[s : s + clip]
+        out[i, : len(piece)] = piece
+    return out, starts
+
+
+def overlap_add(parts: torch.Tensor, starts: list[int], length: int, overlap: int) -> torch.Tensor:
+    """Cross-fade window outputs (N, K, clip) back into (K, length) with linear fades over the overlap."""
+    n, k, clip = parts.shape
+    fade = torch.ones(clip)
+    if overlap > 0:
+        ramp = torch.linspace(0.0, 1.0, overlap + 2)[1:-1]
+        fade[:overlap] = ramp
+        fade[clip - overlap :] = ramp.flip(0)
+    total = torch.zeros(k, length + clip)
+    weight = torch.zeros(length + clip)
+    for i, s in enumerate(starts):
+        w = fade.clone()
+        if i == 0:
+            w[:overlap] = 1.0
+        if i == n - 1:
+            w[clip - overlap :] = 1.0
+        total[:, s : s + clip] += parts[i] * w
+        weight[s : s + clip] += w
+    return (total / weight.clamp(min=1e-6))[:, :length]
+
+
+def process_file(
+    wave: torch.Tensor, clip: int, overlap: int, fn: Callable[[torch.Tensor, int], torch.Tensor], batch: int = 8,
+    progress: bool = False, desc: str = "",
+) -> torch.Tensor:  # fmt: skip
+    """Run ``fn(windows, batch_number) -> (n, K, clip)`` over a whole waveform in batches."""
+    from tqdm import tqdm
+
+    parts, starts = windows(wave, clip, overlap)
+    outs = []
+    for j in tqdm(range(0, len(parts), batch), desc=desc, unit="batch", disable=not progress):
+        outs.append(fn(parts[j : j + batch], j // batch))
+    return overlap_add(torch.cat(outs), starts, len(wave), overlap)

@@ -1,0 +1,469 @@
+"""Training the audio models (`midiarr train-audio vae|ldm|gmsdi`) with `accelerate`.
+
+Each run trains on the render-dataset's train split, validates on its valid split
+(the test split is never read), keeps the best weights by validation loss and writes
+them with config, command and a JSON-lines log.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from midiarr.audio.data import STEMS, ClipSet, load_clips
+from midiarr.audio.features import MelFrontend, MelSpec
+from midiarr.config import load_config
+from midiarr.training import adamw, cosine_lr, invoked_command
+
+
+def audio_config(path: str | Path | None) -> dict[str, Any]:
+    return load_config("audio.toml", path)
+
+
+def mel_spec(config: dict[str, Any]) -> MelSpec:
+    return MelSpec(**config["mel"])
+
+
+def _budget(tcfg: dict[str, Any], max_minutes: float | None, max_steps: int | None) -> dict[str, Any]:
+    tcfg = dict(tcfg)
+    if max_minutes is not None:
+        tcfg["max_minutes"] = max_minutes
+    if max_steps is not None:
+        tcfg["max_steps"] = max_steps
+    return tcfg
+
+
+def _clips(data: str | Path, spec: MelSpec, log: Callable[[str], None]) -> tuple[ClipSet, ClipSet, str]:
+    train = load_clips(data, "train", log=log)
+    try:
+        valid, split = load_clips(data, "valid", log=log), "valid"
+    except Exception:
+        valid, split = train, "train"
+    if train.sr != spec.sr or train.audio.shape[-1] < spec.clip_samples:
+        raise ValueError(
+            f"{data}: clips are {train.sr} Hz, {train.audio.shape[-1]} samples; the config wants "
+            f"{spec.sr} Hz, {spec.clip_samples} samples"
+        )
+    return train, valid, split
+
+
+def _log_line(log_path: Path, entry: dict[str, Any], log: Callable[[str], None]) -> None:
+    with open(log_path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+    log(json.dumps(entry))
+
+
+# ---------------------------------------------------------------------- VAE
+def vae_examples(clips: ClipSet, front: MelFrontend, count: int, rng: np.random.Generator) -> torch.Tensor:
+    """Normalized log-mels of a random mix, a random stem or the mix without a random stem per clip."""
+    index = rng.integers(0, len(clips), size=count)
+    waves = torch.from_numpy(clips.waves(index))  # (B, rows, S)
+    pick = rng.integers(0, 3, size=count)
+    stem = torch.from_numpy(rng.integers(1, 1 + len(STEMS), size=count))
+    rows = torch.arange(count)
+    chosen = torch.where(
+        torch.from_numpy(pick == 0)[:, None],
+        waves[:, 0],
+        torch.where(torch.from_numpy(pick == 1)[:, None], waves[rows, stem], waves[:, 0] - waves[rows, stem]),
+    )
+    return front.model_frames(front.log_mel(chosen[:, : front.spec.clip_samples]))
+
+
+def train_vae(
+    data: str | Path,
+    out_dir: str | Path,
+    config_path: str | Path | None = None,
+    max_minutes: float | None = None,
+    max_steps: int | None = None,
+    threads: int | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train the mel VAE; its latent scale (1 / latent std on train clips) is saved with it."""
+    from accelerate import Accelerator
+
+    from midiarr.audio.vae import MelVAE, VAEConfig, save_vae
+
+    config = audio_config(config_path)
+    spec = mel_spec(config)
+    tcfg = _budget(config["vae"]["train"], max_minutes, max_steps)
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(int(tcfg["seed"]))
+    rng = np.random.default_rng(int(tcfg["seed"]))
+    front = MelFrontend(spec)
+    train, valid, split = _clips(data, spec, log)
+    net = VAEConfig(width=int(config["vae"]["width"]), latent_channels=int(config["vae"]["latent_channels"]))
+    kl_weight = float(config["vae"]["kl_weight"])
+    accelerator = Accelerator()
+    model = MelVAE(net, spec)
+    optimizer = adamw(model, float(tcfg["learning_rate"]), float(tcfg["weight_decay"]), (0.9, 0.99))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    val_x = vae_examples(valid, front, 96, np.random.default_rng(12345))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "train_log.jsonl"
+    log_path.write_text("", encoding="utf-8")
+    n_params = sum(p.numel() for p in model.parameters())
+    meta = {
+        "command": invoked_command(),
+        "config": config,
+        "train_clips": len(train),
+        "valid_clips": len(valid),
+        "parameters": n_params,
+        "data_split": f"render-dataset train split for training, {split} for validation; test never read",
+    }
+    log(f"mel VAE: {n_params / 1e3:.0f}k parameters; train {len(train)} clips, valid {len(valid)}")
+
+    def validate(m: MelVAE) -> float:
+        with torch.no_grad():
+            return float((m.decoder(m.moments(val_x)[0]).squeeze(1) - val_x).abs().mean())
+
+    best, started, step, running = float("inf"), time.time(), 0, []
+    while step < int(tcfg["max_steps"]) and time.time() - started < 60 * float(tcfg["max_minutes"]):
+        x = vae_examples(train, front, int(tcfg["batch_size"]), rng).to(accelerator.device)
+        lr = cosine_lr(step, (time.time() - started) / 60, tcfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss, rec = accelerator.unwrap_model(model).loss(x, kl_weight)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        running.append(float(rec.detach()))
+        step += 1
+        if step % int(tcfg["eval_every"]) == 0:
+            plain = accelerator.unwrap_model(model).eval()
+            val = validate(plain)
+            plain.train()
+            entry = {
+                "step": step,
+                "minutes": round((time.time() - started) / 60, 2),
+                "train_l1": round(float(np.mean(running)), 5),
+                "valid_l1": round(val, 5),
+                "lr": round(lr, 7),
+            }
+            running = []
+            _log_line(log_path, entry, log)
+            if val < best:
+                best = val
+                best_state = copy.deepcopy(plain.state_dict())
+                best_step = step
+    plain = accelerator.unwrap_model(model).eval()
+    if best == float("inf"):
+        best, best_state, best_step = validate(plain), plain.state_dict(), step
+    plain.load_state_dict(best_state)
+    with torch.no_grad():  # unit-std latents for the diffusion models
+        lat = plain.moments(vae_examples(train, front, 256, np.random.default_rng(7)))[0]
+        plain.scale.fill_(float(1.0 / lat.std().clamp(min=1e-4)))
+    save_vae(
+        plain, out, {**meta, "step": best_step, "steps_run": step, "valid_l1": best, "latent_scale": float(plain.scale)}
+    )
+    if config_path is not None:
+        shutil.copyfile(config_path, out / "audio.toml")
+    return {"steps": step, "valid_loss": best, "parameters": n_params}
+
+
+# ---------------------------------------------------------------------- latents
+def encode_waves(vae: Any, front: MelFrontend, waves: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """Scaled VAE latents of (N, samples) waveforms, (N, C, H, W)."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(waves), batch):
+            chunk = waves[i : i + batch, : front.spec.clip_samples]
+            out.append(vae.encode(front.model_frames(front.log_mel(chunk))))
+    return torch.cat(out) if out else torch.zeros(0, *vae.latent_shape())
+
+
+def clip_latents(
+    data: str | Path, split: str, clips: ClipSet, vae: Any, vae_path: str | Path, log: Callable[[str], None]
+) -> torch.Tensor:
+    """Latents of every clip's mix and stems, (N, 1 + K, C, H, W) float16, cached beside the clips."""
+    import hashlib
+
+    digest = hashlib.sha1((Path(vae_path) / "model.safetensors").read_bytes()).hexdigest()[:12]
+    cache = Path(data) / f"{split}-latents-{digest}.pt"
+    if cache.exists():
+        return torch.load(cache)
+    front = MelFrontend(vae.spec)
+    rows = []
+    for start in range(0, len(clips), 256):
+        index = np.arange(start, min(len(clips), start + 256))
+        waves = torch.from_numpy(clips.waves(index))
+        n, r, s = waves.shape
+        rows.append(encode_waves(vae, front, waves.reshape(n * r, s)).reshape(n, r, *vae.latent_shape()).half())
+        log(f"encoded {index[-1] + 1}/{len(clips)} {split} clips")
+    latents = torch.cat(rows)
+    tmp = cache.with_suffix(".tmp")
+    torch.save(latents, tmp)
+    tmp.replace(cache)
+    return latents
+
+
+# ---------------------------------------------------------------------- LDM
+class LDMBatches:
+    """Training batches for the stem LDM: separation, partial and total generation mixed."""
+
+    def __init__(self, clips: ClipSet, latents: torch.Tensor, vae: Any, tasks: dict[str, Any], seed: int) -> None:
+        self.clips, self.latents, self.vae, self.tasks = clips, latents, vae, tasks
+        self.front = MelFrontend(vae.spec)
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, count: int) -> dict[str, Any]:
+        from midiarr.audio.ldm import Conditions
+
+        rng, tasks = self.rng, self.tasks
+        idx = rng.integers(0, len(self.clips), size=count)
+        lat = self.latents[idx].float()
+        stems = lat[:, 1:]
+        k = stems.shape[1]
+        active = torch.from_numpy(self.clips.active[idx].copy())
+        draw = rng.random(count)
+        sep = draw < tasks["separation"]
+        partial = (draw >= tasks["separation"]) & (draw < tasks["separation"] + tasks["partial"])
+        given = torch.zeros_like(lat[:, 0])
+        present = torch.zeros(count)
+        in_given = torch.zeros(count, k)
+        given[sep], present[sep], in_given[sep] = lat[sep, 0], 1.0, 1.0
+        rows = [i for i in np.flatnonzero(partial) if active[i].any()]
+        if rows:
+            waves = torch.from_numpy(self.clips.waves(idx[rows]))
+            order = np.argsort(idx[rows], kind="stable")  # waves() returns rows sorted by clip index
+            sub = []
+            for j, i in enumerate(np.asarray(rows)[order]):
+                on = np.flatnonzero(active[i].numpy())
+                drop = rng.choice(on, size=rng.integers(1, min(3, len(on)) + 1), replace=False)
+                in_given[i] = 1.0
+                in_given[i, drop] = 0.0
+                sub.append(waves[j, 0] - waves[j, 1 + drop].sum(dim=0))
+                present[i] = 1.0
+            given[np.asarray(rows)[order]] = encode_waves(self.vae, self.front, torch.stack(sub))
+        for i in np.flatnonzero(partial):
+            if not active[i].any():  # nothing to take out: a separation example instead
+                given[i], present[i], in_given[i] = lat[i, 0], 1.0, 1.0
+        dropped = torch.from_numpy(rng.random(count) < tasks["drop_given"])
+        given[dropped], present[dropped] = 0.0, 0.0
+        reveal = torch.from_numpy(rng.random((count, k)) < tasks["reveal_activity"])
+        cond = Conditions(given, present, in_given, (active & reveal).float(), (~active & reveal).float())
+        noise = torch.randn_like(stems)
+        shared = torch.from_numpy(rng.random(count) < tasks["shared_noise"])
+        noise[shared] = noise[shared, :1].expand(-1, k, -1, -1, -1).clone()
+        t = torch.from_numpy(rng.integers(0, self._timesteps, size=count))
+        return {"target": stems, "cond": cond, "noise": noise, "t": t}
+
+    _timesteps = 1000
+
+
+def ldm_schedule(config: dict[str, Any]) -> Any:
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(
+        num_train_timesteps=int(config["ldm"]["train_timesteps"]), beta_schedule=str(config["ldm"]["beta_schedule"])
+    )
+
+
+def ldm_loss(model: Any, batch: dict[str, Any], alphas: torch.Tensor) -> torch.Tensor:
+    a = alphas[batch["t"]].view(-1, 1, 1, 1, 1)
+    noisy = a.sqrt() * batch["target"] + (1 - a).sqrt() * batch["noise"]
+    return torch.nn.functional.mse_loss(model(noisy, batch["t"], batch["cond"]), batch["noise"])
+
+
+def train_ldm(
+    data: str | Path,
+    out_dir: str | Path,
+    vae_path: str | Path,
+    config_path: str | Path | None = None,
+    max_minutes: float | None = None,
+    max_steps: int | None = None,
+    threads: int | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train the multi-track latent diffusion model on the VAE's latents of rendered clips."""
+    from accelerate import Accelerator
+
+    from midiarr.audio.ldm import LDMConfig, StemLDM, save_ldm
+    from midiarr.audio.vae import load_vae
+
+    config = audio_config(config_path)
+    tcfg = _budget(config["ldm"]["train"], max_minutes, max_steps)
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(int(tcfg["seed"]))
+    vae, _ = load_vae(vae_path)
+    train, valid, split = _clips(data, vae.spec, log)
+    train_lat = clip_latents(data, "train", train, vae, vae_path, log)
+    valid_lat = clip_latents(data, split, valid, vae, vae_path, log)
+    c, h, w = vae.latent_shape()
+    net = LDMConfig(
+        stems=len(STEMS),
+        latent_channels=c,
+        latent_height=h,
+        latent_frames=w,
+        channels=tuple(config["ldm"]["channels"]),
+        attention_last=bool(config["ldm"]["attention_last"]),
+    )
+    alphas = ldm_schedule(config).alphas_cumprod.float()
+    tasks = dict(config["ldm"]["tasks"])
+    accelerator = Accelerator()
+    model = StemLDM(net)
+    ema = copy.deepcopy(model).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    optimizer = adamw(model, float(tcfg["learning_rate"]), float(tcfg["weight_decay"]), (0.9, 0.999))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    batches = LDMBatches(train, train_lat, vae, tasks, int(tcfg["seed"]))
+    val_batches = LDMBatches(valid, valid_lat, vae, tasks, 12345)
+    fixed = [val_batches(int(tcfg["batch_size"])) for _ in range(int(tcfg["eval_batches"]))]
+    return _diffusion_loop(
+        model, ema, optimizer, accelerator, batches, fixed, alphas, tcfg, out_dir, config_path,
+        lambda m, out, extra: save_ldm(m, out, {**extra, "vae": str(vae_path), "mel": vae.spec.as_dict()}),
+        {"command": invoked_command(), "config": config, "train_clips": len(train), "valid_clips": len(valid),
+         "data_split": f"render-dataset train split for training, {split} for validation; test never read"},
+        log,
+    )  # fmt: skip
+
+
+def _diffusion_loop(
+    model: Any, ema: Any, optimizer: Any, accelerator: Any, batches: Callable[[int], dict[str, Any]],
+    fixed: list[dict[str, Any]], alphas: torch.Tensor, tcfg: dict[str, Any], out_dir: str | Path,
+    config_path: str | Path | None, save: Callable[[Any, Path, dict[str, Any]], Any], meta: dict[str, Any],
+    log: Callable[[str], None], loss_fn: Callable[..., torch.Tensor] = ldm_loss,
+) -> dict[str, Any]:  # fmt: skip
+    """The EMA diffusion training loop both latent models share."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "train_log.jsonl"
+    log_path.write_text("", encoding="utf-8")
+    n_params = sum(p.numel() for p in ema.parameters())
+    meta = {**meta, "parameters": n_params}
+    log(f"model: {n_params / 1e6:.2f}M parameters")
+
+    def validate() -> float:
+        with torch.no_grad():
+            return float(np.mean([float(loss_fn(ema, b, alphas)) for b in fixed]))
+
+    best, started, step, running = float("inf"), time.time(), 0, []
+    ema_decay = float(tcfg["ema_decay"])
+    while step < int(tcfg["max_steps"]) and time.time() - started < 60 * float(tcfg["max_minutes"]):
+        batch = batches(int(tcfg["batch_size"]))
+        lr = cosine_lr(step, (time.time() - started) / 60, tcfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = loss_fn(model, batch, alphas)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        d = min(ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), accelerator.unwrap_model(model).parameters(), strict=True):
+                pe.mul_(d).add_(pm.detach().cpu(), alpha=1 - d)
+        running.append(float(loss.detach()))
+        step += 1
+        if step % int(tcfg["eval_every"]) == 0:
+            val = validate()
+            entry = {
+                "step": step,
+                "minutes": round((time.time() - started) / 60, 2),
+                "train_loss": round(float(np.mean(running)), 5),
+                "valid_loss": round(val, 5),
+                "lr": round(lr, 7),
+            }
+            running = []
+            _log_line(log_path, entry, log)
+            if val < best:
+                best = val
+                save(ema, out, {**meta, "step": step, "valid_loss": val})
+    if best == float("inf"):
+        best = validate()
+        save(ema, out, {**meta, "step": step, "valid_loss": best})
+    if config_path is not None:
+        shutil.copyfile(config_path, out / "audio.toml")
+    return {"steps": step, "valid_loss": best, "parameters": n_params}
+
+
+# ---------------------------------------------------------------------- GMSDI
+class MixtureBatches:
+    """Mixture latents with their source labels: all GMSDI ever sees (no isolated stems)."""
+
+    def __init__(self, clips: ClipSet, latents: torch.Tensor, drop_label: float, seed: int) -> None:
+        self.mix = latents[:, 0]
+        self.labels = torch.from_numpy(np.concatenate([clips.active, clips.other[:, None]], axis=1).astype(np.float32))
+        self.drop = drop_label
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, count: int) -> dict[str, Any]:
+        idx = self.rng.integers(0, len(self.mix), size=count)
+        labels = self.labels[idx].clone()
+        labels[torch.from_numpy(self.rng.random(count) < self.drop)] = 0.0
+        target = self.mix[idx].float()
+        return {
+            "target": target,
+            "labels": labels,
+            "noise": torch.randn_like(target),
+            "t": torch.from_numpy(self.rng.integers(0, 1000, size=count)),
+        }
+
+
+def train_gmsdi(
+    data: str | Path,
+    out_dir: str | Path,
+    vae_path: str | Path,
+    config_path: str | Path | None = None,
+    max_minutes: float | None = None,
+    max_steps: int | None = None,
+    threads: int | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train the GMSDI mixture model: mix latents and per-source labels only."""
+    from accelerate import Accelerator
+
+    from midiarr.audio.gmsdi import MixtureLDM, gmsdi_loss, save_gmsdi
+    from midiarr.audio.ldm import LDMConfig
+    from midiarr.audio.vae import load_vae
+
+    config = audio_config(config_path)
+    tcfg = _budget(config["gmsdi"]["train"], max_minutes, max_steps)
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(int(tcfg["seed"]))
+    vae, _ = load_vae(vae_path)
+    train, valid, split = _clips(data, vae.spec, log)
+    train_lat = clip_latents(data, "train", train, vae, vae_path, log)
+    valid_lat = clip_latents(data, split, valid, vae, vae_path, log)
+    c, h, w = vae.latent_shape()
+    net = LDMConfig(
+        stems=1,
+        latent_channels=c,
+        latent_height=h,
+        latent_frames=w,
+        channels=tuple(config["ldm"]["channels"]),
+        attention_last=bool(config["ldm"]["attention_last"]),
+    )
+    alphas = ldm_schedule(config).alphas_cumprod.float()
+    accelerator = Accelerator()
+    model = MixtureLDM(net)
+    ema = copy.deepcopy(model).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    optimizer = adamw(model, float(tcfg["learning_rate"]), float(tcfg["weight_decay"]), (0.9, 0.999))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    drop = float(tcfg["drop_label"])
+    batches = MixtureBatches(train, train_lat, drop, int(tcfg["seed"]))
+    val = MixtureBatches(valid, valid_lat, drop, 12345)
+    fixed = [val(int(tcfg["batch_size"])) for _ in range(int(tcfg["eval_batches"]))]
+    return _diffusion_loop(
+        model, ema, optimizer, accelerator, batches, fixed, alphas, tcfg, out_dir, config_path,
+        lambda m, out, extra: save_gmsdi(m, out, {**extra, "vae": str(vae_path), "mel": vae.spec.as_dict()}),
+        {"command": invoked_command(), "config": config, "train_clips": len(train), "valid_clips": len(valid),
+         "data_split": f"render-dataset train split (mixes and source labels only) for training, {split} for "
+                       "validation; test never read"},
+        log, loss_fn=gmsdi_loss,
+    )  # fmt: skip

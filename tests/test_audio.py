@@ -1,0 +1,276 @@
+"""Audio stem models: features and metrics, the clip set, the three training commands on a tiny
+render of fixture songs, and the `audio` / `eval-audio` commands."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from midiarr.audio.data import STEMS, load_clips
+from midiarr.audio.evaluate import frechet_distance, onset_sync, si_sdr
+from midiarr.audio.features import MelFrontend, MelSpec, denormalize, normalize
+from midiarr.audio.io import read_audio, resample
+from midiarr.audio.pipeline import overlap_add, windows
+from midiarr.errors import InputError
+from midiarr.fixtures import band_song
+from midiarr.io import write_midi
+from tests.conftest import run_cli, run_cli_process
+
+SR = 16000
+
+TINY = """
+[mel]
+sr = 16000
+n_fft = 1024
+hop = 256
+n_mels = 64
+clip_seconds = 4.0
+frames = 248
+[vae]
+width = 8
+latent_channels = 4
+kl_weight = 1e-4
+[vae.train]
+batch_size = 4
+learning_rate = 1e-3
+min_learning_rate = 1e-4
+warmup_steps = 1
+weight_decay = 0.0
+max_steps = 3
+max_minutes = 5
+eval_every = 1
+seed = 0
+[ldm]
+channels = [16, 32, 32]
+attention_last = true
+train_timesteps = 1000
+beta_schedule = "squaredcos_cap_v2"
+[ldm.tasks]
+separation = 0.4
+partial = 0.4
+drop_given = 0.1
+reveal_activity = 0.7
+shared_noise = 0.5
+[ldm.train]
+batch_size = 4
+learning_rate = 1e-3
+min_learning_rate = 1e-4
+warmup_steps = 1
+weight_decay = 0.0
+ema_decay = 0.9
+max_steps = 2
+max_minutes = 5
+eval_every = 1
+eval_batches = 1
+seed = 0
+[gmsdi.train]
+batch_size = 4
+learning_rate = 1e-3
+min_learning_rate = 1e-4
+warmup_steps = 1
+weight_decay = 0.0
+ema_decay = 0.9
+max_steps = 2
+max_minutes = 5
+eval_every = 1
+eval_batches = 1
+drop_label = 0.1
+seed = 0
+[sample]
+steps = 2
+guidance = 2.0
+griffin_lim_iters = 4
+"""
+
+
+def tone(freq: float, seconds: float = 1.0, sr: int = SR) -> torch.Tensor:
+    t = torch.arange(int(seconds * sr)) / sr
+    return 0.3 * torch.sin(2 * math.pi * freq * t)
+
+
+# ------------------------------------------------------------------ features and metrics
+def test_log_mel_normalization_round_trips() -> None:
+    amp = torch.rand(2, 64, 10) * 3
+    assert torch.allclose(denormalize(normalize(amp)), amp, atol=1e-4)
+
+
+def test_oracle_masks_separate_two_tones() -> None:
+    front = MelFrontend(MelSpec())
+    low, high = tone(110.0), tone(2000.0)
+    mix = (low + high)[None]
+    mels = torch.stack([front.mel_amplitude(low[None])[0], front.mel_amplitude(high[None])[0]])[None]
+    out = front.masked_sources(mix, mels)
+    assert out.shape == (1, 2, len(low))
+    assert si_sdr(out[0, 0], low) > 15 and si_sdr(out[0, 1], high) > 15
+
+
+def test_griffin_lim_recovers_a_tone_spectrum() -> None:
+    front = MelFrontend(MelSpec())
+    wave = (tone(440.0) + tone(1250.0))[None]
+    target = front.stft(wave).abs()
+
+    def spectral_error(iters: int) -> float:
+        rebuilt = front.griffin_lim(target, wave.shape[-1], iters=iters)
+        return float((front.stft(rebuilt).abs() - target).norm() / target.norm())
+
+    assert spectral_error(32) < 0.25 < spectral_error(0)
+
+
+def test_si_sdr_and_frechet_distance() -> None:
+    x = tone(300.0)
+    assert si_sdr(2.0 * x, x) > 60
+    assert si_sdr(torch.randn(len(x)), x) < 0
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(500, 3))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(a, a + np.array([3.0, 0, 0])) == pytest.approx(9.0, rel=1e-3)
+    env = torch.rand(100)
+    assert onset_sync(env, env) == pytest.approx(1.0) and onset_sync(env, -env) == pytest.approx(-1.0)
+
+
+def test_windows_overlap_add_rebuild_the_signal() -> None:
+    wave = torch.randn(40000)
+    parts, starts = windows(wave, 16000, 4000)
+    rebuilt = overlap_add(parts[:, None], starts, len(wave), 4000)
+    assert torch.allclose(rebuilt[0], wave, atol=1e-5)
+
+
+def test_read_audio_resamples_and_refuses_bad_files(tmp_path: Path) -> None:
+    path = tmp_path / "tone.wav"
+    sf.write(path, tone(440.0, 1.0, 44100).numpy(), 44100)
+    wave = read_audio(path, SR)
+    assert len(wave) == SR
+    assert abs(int(torch.fft.rfft(wave).abs().argmax()) - 440) <= 1
+    assert len(resample(torch.zeros(100), 100, 100)) == 100
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00not audio")
+    with pytest.raises(InputError, match="not a readable audio file"):
+        read_audio(bad, SR)
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), SR)
+    with pytest.raises(InputError, match="empty"):
+        read_audio(empty, SR)
+    with pytest.raises(InputError, match="no such file"):
+        read_audio(tmp_path / "missing.wav", SR)
+
+
+# ------------------------------------------------------------------ a tiny rendered set and models
+@pytest.fixture(scope="module")
+def audio_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Fixture songs rendered into 4 s clips with real FluidSynth, all put in train (and one song in valid)."""
+    root = tmp_path_factory.mktemp("audioset")
+    midi = root / "midi"
+    midi.mkdir()
+    for i, qpm in enumerate((100.0, 120.0, 140.0)):
+        write_midi(band_song(bars=6, qpm=qpm), midi / f"song{i}.mid")
+    data = root / "data"
+    assert run_cli("render-dataset", midi, "-o", data, "--clip", "4", "--workers", "1", "-q") == 0
+    train = data / "train"
+    train.mkdir(exist_ok=True)
+    for split in ("valid", "test"):
+        if (data / split).is_dir():
+            for item in (data / split).iterdir():
+                shutil.move(str(item), train / item.name)
+    first = sorted(train.iterdir())[0]
+    shutil.copytree(first, data / "valid" / first.name)
+    return data
+
+
+@pytest.fixture(scope="module")
+def models(audio_set: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("audiomodels")
+    config = out / "tiny.toml"
+    config.write_text(TINY, encoding="utf-8")
+    assert run_cli("train-audio", "vae", "--data", audio_set, "-o", out / "audio-vae", "--config", config, "-q") == 0
+    for kind in ("ldm", "gmsdi"):
+        args = ("train-audio", kind, "--data", audio_set, "--vae", out / "audio-vae", "--config", config, "-q")
+        assert run_cli(*args, "-o", out / f"audio-{kind}") == 0
+    return out
+
+
+def test_clip_set_holds_aligned_mix_and_stems(audio_set: Path) -> None:
+    clips = load_clips(audio_set, "train")
+    assert clips.audio.shape[1:] == (1 + len(STEMS), 4 * SR)
+    assert clips.active.shape == (len(clips), len(STEMS)) and clips.active.all()  # the band plays throughout
+    waves = clips.waves(np.arange(len(clips)))
+    # the mix is the sum of the stems (16-bit rounding aside): the band has no parts outside STEMS
+    assert np.abs(waves[:, 0] - waves[:, 1:].sum(axis=1)).max() < 1e-3
+    assert (audio_set / "train-clips.npy").exists()  # cached for the next run
+
+
+def test_training_writes_checkpoints_with_logs(models: Path) -> None:
+    for kind in ("vae", "ldm", "gmsdi"):
+        folder = models / f"audio-{kind}"
+        config = json.loads((folder / "config.json").read_text())
+        assert (folder / "model.safetensors").stat().st_size > 0
+        assert len((folder / "train_log.jsonl").read_text().splitlines()) >= 2
+        assert "test never read" in config["data_split"]
+        assert (folder / "audio.toml").exists()
+    assert json.loads((models / "audio-vae" / "config.json").read_text())["latent_scale"] > 0
+
+
+def test_audio_commands_write_stems_of_the_input_length(models: Path, audio_set: Path, tmp_path: Path) -> None:
+    clips = load_clips(audio_set, "train")
+    mix = clips.waves(np.array([0, 1]))[:, 0].reshape(-1)  # 8 s: two windows
+    mix_path = tmp_path / "mix.wav"
+    sf.write(mix_path, mix, SR)
+    ldm, gmsdi = models / "audio-ldm", models / "audio-gmsdi"
+    out = tmp_path / "sep"
+    assert run_cli("audio", "separate", mix_path, "-o", out, "--checkpoint", ldm, "--steps", "2", "-q") == 0
+    for stem in STEMS:
+        data, sr = sf.read(out / f"{stem}.wav")
+        assert sr == SR and len(data) == len(mix)
+    out_g = tmp_path / "sep_g"
+    args = ("audio", "separate", mix_path, "-o", out_g, "--method", "gmsdi", "--checkpoint", gmsdi)
+    assert run_cli(*args, "--steps", "2", "--stems", "bass,drums", "-q") == 0
+    assert sorted(p.name for p in out_g.iterdir()) == ["bass.wav", "drums.wav"]
+    new = tmp_path / "drums.wav"
+    both = tmp_path / "with_drums.wav"
+    args = ("audio", "insert", mix_path, "--stem", "drums", "-o", new, "--mix", both, "--checkpoint", ldm)
+    assert run_cli(*args, "--steps", "2", "--seed", "3", "-q") == 0
+    first = sf.read(new)[0]
+    assert len(first) == len(mix) and np.abs(first).max() > 0
+    assert run_cli(*args, "--steps", "2", "--seed", "3", "-q") == 0
+    assert np.array_equal(sf.read(new)[0], first)  # same seed, same output
+    gen = tmp_path / "gen"
+    assert run_cli("audio", "generate", "--stems", "bass,piano", "--seconds", "5", "-o", gen, "--checkpoint", ldm,
+                   "--steps", "2", "-q") == 0  # fmt: skip
+    assert sorted(p.name for p in gen.iterdir()) == ["bass.wav", "mix.wav", "piano.wav"]
+    assert len(sf.read(gen / "mix.wav")[0]) == 5 * SR
+
+
+def test_eval_audio_reports_models_beside_baselines(models: Path, audio_set: Path, tmp_path: Path) -> None:
+    report_path = tmp_path / "report.json"
+    args = ("eval-audio", "--data", audio_set, "--split", "train", "--ldm", models / "audio-ldm", "--gmsdi",
+            models / "audio-gmsdi", "--limit", "3", "--steps", "2", "-o", report_path, "-q")  # fmt: skip
+    assert run_cli(*args) == 0
+    report = json.loads(report_path.read_text())
+    assert set(report["separation"]) == {"nmf", "ldm", "gmsdi"}
+    assert set(report["separation"]["nmf"]["bass"]) == {"clips", "si_sdr", "mel_mse", "mel_si_sdr"}
+    assert {"borrow", "ldm", "gmsdi"} <= set(report["insertion"]["drums"])
+    assert "fd" in report["generation"]["mix"]
+
+
+def test_audio_command_errors_are_one_line(tmp_path: Path, models: Path) -> None:
+    wav = tmp_path / "x.wav"
+    sf.write(wav, tone(220.0).numpy(), SR)
+    ldm = models / "audio-ldm"
+    cases = [
+        (("audio", "insert", wav, "--stem", "kazoo", "-o", tmp_path / "o.wav", "--checkpoint", ldm), "unknown stem"),
+        (("audio", "separate", tmp_path / "none.wav", "-o", tmp_path / "s", "--checkpoint", ldm), "no such file"),
+        (("audio", "insert", wav, "--stem", "bass", "-o", wav, "--checkpoint", ldm), "overwrite the input"),
+        (("audio", "separate", wav, "-o", tmp_path / "s", "--checkpoint", tmp_path), "not an audio model"),
+        (("audio", "separate", wav, "-o", tmp_path / "s", "--steps", "0", "--checkpoint", ldm), "--steps"),
+        (("train-audio", "ldm", "--data", tmp_path, "-o", tmp_path / "m"), "needs --vae"),
+    ]
+    for args, message in cases:
+        proc = run_cli_process(*args)
+        assert proc.returncode != 0, args
+        assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
