@@ -274,3 +274,21 @@ def test_audio_command_errors_are_one_line(tmp_path: Path, models: Path) -> None
         proc = run_cli_process(*args)
         assert proc.returncode != 0, args
         assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_arrange_runs_the_whole_chain(models: Path, tmp_path: Path) -> None:
+    song = band_song(bars=4)
+    song.tracks = [t for t in song.tracks if t.name != "Bass"]
+    src = tmp_path / "no_bass.mid"
+    write_midi(song, src)
+    out = tmp_path / "arranged"
+    args = ("arrange", src, "--stem", "bass", "-o", out, "--audio", "--checkpoint", models / "audio-ldm")
+    assert run_cli(*args, "--steps", "2", "-q") == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"song.mid", "mix.wav", "bass.wav", "audio_bass.wav", "audio_mix.wav"} <= names
+    rendered, sr = sf.read(out / "mix.wav")
+    audio_mix, audio_sr = sf.read(out / "audio_mix.wav")
+    assert sr == 44100 and audio_sr == SR
+    assert abs(len(audio_mix) / audio_sr - len(rendered) / sr) < 0.01
+    proc = run_cli_process("arrange", src, "--stem", "strings", "-o", out, "--audio")
+    assert proc.returncode != 0 and "audio models write" in proc.stderr

@@ -52,6 +52,7 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.set_defaults(func=cmd_train_audio)
     register_audio(add)
+    register_arrange(add)
 
 
 # ------------------------------------------------------------------ audio separate | insert | generate
@@ -260,3 +261,74 @@ def register_audio(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("-o", "--output", type=Path, help="also write the report as JSON here")
     _sampling_options(p)
     p.set_defaults(func=cmd_eval_audio)
+
+
+# ------------------------------------------------------------------ arrange: the whole chain
+def cmd_arrange(args: argparse.Namespace) -> int:
+    """Symbolic insertion -> render through the SoundFont -> (with --audio) the audio models write the stem too."""
+    import torch
+
+    from midiarr.audio.data import STEMS
+    from midiarr.audio.io import resample
+    from midiarr.audio.pipeline import process_file
+    from midiarr.cli import _load_song_with_notes
+    from midiarr.engines import Controls, get_engine
+    from midiarr.io import save
+    from midiarr.render import render, render_to_dir
+    from midiarr.roles import check_stem
+
+    stems = [check_stem(s.strip()) for s in args.stem.split(",") if s.strip()]
+    if not stems or len(set(stems)) != len(stems):
+        raise OptionError(f"--stem {args.stem}: name each stem once")
+    if args.audio:
+        unknown = [s for s in stems if s not in STEMS]
+        if unknown:
+            raise OptionError(f"--audio: the audio models write {', '.join(STEMS)}, not {', '.join(unknown)}")
+    _check_sampling(args)
+    if args.output.exists() and not args.output.is_dir():
+        raise OptionError(f"-o {args.output}: not a folder")
+    song = _load_song_with_notes(args.file)
+    engine = get_engine(args.engine)
+    result = engine.insert_stems(song, stems, Controls.build(args.instruction), seed=args.seed)
+    out_dir = args.output
+    save(result.song, out_dir / "song.mid")
+    _say(args, f"wrote {out_dir / 'song.mid'}: {', '.join(stems)} by {engine.name}")
+    files = render_to_dir(result.song, out_dir, soundfont=args.soundfont, sr=44100, stems=True)
+    _say(args, f"rendered {', '.join(sorted(files))} into {out_dir}")
+    if not args.audio:
+        return 0
+    pipe = _load_pipeline(args.method, args.checkpoint)
+    sr = pipe.spec.sr
+    audio = render(result.song, args.soundfont, 44100, stems=True)
+    mono = {name: torch.from_numpy(a.mean(axis=1)) for name, a in audio.items()}
+    partial = mono["mix"] - sum(mono[s] for s in stems if s in mono)
+    partial = resample(partial, 44100, sr)
+    steps = args.steps or 25
+    guidance = 2.0 if args.guidance is None else args.guidance
+
+    def fn(x: torch.Tensor, j: int) -> torch.Tensor:
+        if args.method == "ldm":
+            return pipe.insert_clips(x, stems, steps, guidance, args.seed + j)["waves"]
+        return pipe.insert_clips(x, stems, steps, seed=args.seed + j)["waves"]
+
+    written = process_file(partial, pipe.spec.clip_samples, int(args.overlap * sr), fn,
+                           progress=not args.quiet, desc="audio insert")  # fmt: skip
+    for k, stem in enumerate(stems):
+        _say(args, f"wrote {_write(out_dir / f'audio_{stem}.wav', written[k].numpy(), sr)}: {stem} by the audio model")
+    _say(args, f"wrote {_write(out_dir / 'audio_mix.wav', (partial + written.sum(dim=0)).numpy(), sr)}")
+    return 0
+
+
+def register_arrange(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    p = add("arrange", "Insert a stem into a MIDI song, render it, and with --audio let the audio models write it too.")
+    p.add_argument("file", type=Path, help="MIDI or MusicXML song")
+    p.add_argument("--stem", required=True, help="stems to write, e.g. bass or bass,drums")
+    p.add_argument("-o", "--output", type=Path, required=True, help="folder: song.mid, mix.wav, <role>.wav, audio_*")
+    p.add_argument("--engine", default="rules", help="symbolic engine (default: %(default)s)")
+    p.add_argument("--instruction", help='free text such as "busy syncopated bass, soft"')
+    p.add_argument("--soundfont", default=None, help="SoundFont (default as in `render`)")
+    p.add_argument("--audio", action="store_true", help="also write audio_<stem>.wav with the audio stem models")
+    p.add_argument("--method", choices=["ldm", "gmsdi"], default="ldm", help="audio model for --audio")
+    p.add_argument("--checkpoint", type=Path, help="audio model folder (default: the bundled weights)")
+    _sampling_options(p)
+    p.set_defaults(func=cmd_arrange)
