@@ -156,7 +156,8 @@ def evaluate_audio(
     gmsdi_path: str | Path | None = None,
     limit: int = 48,
     steps: int = 25,
-    guidance: float = 2.0,
+    guidance: float = 4.0,
+    insert_guidance: float = 2.0,
     seed: int = 0,
     parts: tuple[str, ...] = ("separation", "insertion", "generation"),
     batch: int = 8,
@@ -175,11 +176,19 @@ def evaluate_audio(
     waves = torch.from_numpy(clips.waves(chosen))[..., : spec.clip_samples]
     mix, truth = waves[:, 0], waves[:, 1:]
     report: dict[str, Any] = {"split": split, "clips": len(chosen), "steps": steps, "guidance": guidance,
+                              "insert_guidance": insert_guidance,
                               "seed": seed, "sr": spec.sr, "clip_seconds": spec.clip_seconds}  # fmt: skip
     if "separation" in parts:
         log("separation: NMF baseline")
         nmf = NMFBaseline(load_clips(data, "train", log=log), front, seed=seed)
         sep = {"nmf": separation_scores(_in_batches(lambda x, _: nmf.separate_clips(x), mix, batch), truth, front)}
+        # the ceiling the latent space allows: masks from the VAE's reconstruction of the true stems
+        frames = front.stft(mix[:1]).shape[-1]
+        b, k, n = truth.shape
+        oracle = ldm.decode_mels(ldm.encode(truth.reshape(b * k, n)).reshape(b, k, *ldm.vae.latent_shape()), frames)
+        sep["vae_oracle"] = separation_scores(
+            front.masked_sources(mix, oracle, floor=front.mel_amplitude(mix)), truth, front
+        )
         log("separation: stem LDM")
         sep["ldm"] = separation_scores(
             _in_batches(lambda x, j: ldm.separate_clips(x, steps, guidance, seed + j), mix, batch), truth, front
@@ -202,7 +211,7 @@ def evaluate_audio(
             partial = mix[rows] - truth[rows, k]
             real = truth[rows, k]
             borrowed = real[np.roll(np.arange(len(rows)), 1 + int(rng.integers(0, len(rows) - 1)))]
-            methods = {"ldm": lambda x, j, s=stem: ldm.insert_clips(x, [s], steps, guidance, seed + j)}
+            methods = {"ldm": lambda x, j, s=stem: ldm.insert_clips(x, [s], steps, insert_guidance, seed + j)}
             if gmsdi is not None:
                 methods["gmsdi"] = lambda x, j, s=stem: gmsdi.insert_clips(x, [s], steps, seed=seed + j)
             ins[stem] = {"clips": len(rows), "borrow": _insertion_scores(borrowed, real, partial, mix[rows], front)}

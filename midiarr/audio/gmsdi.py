@@ -120,7 +120,7 @@ class GMSDIPipeline:
 
         if not 1 <= steps <= 1000:
             raise OptionError("--steps must be within 1..1000")
-        sched = DDIMScheduler.from_config(self.train_schedule.config)
+        sched = DDIMScheduler.from_config(self.train_schedule.config, clip_sample=False)
         sched.set_timesteps(steps)
         alphas = sched.alphas_cumprod
         b, n = len(mix), len(LABELS)
@@ -156,7 +156,7 @@ class GMSDIPipeline:
         from midiarr.audio.pipeline import stem_indices
 
         target = stem_indices(stems)
-        sched = DDIMScheduler.from_config(self.train_schedule.config)
+        sched = DDIMScheduler.from_config(self.train_schedule.config, clip_sample=False)
         sched.set_timesteps(steps)
         alphas = sched.alphas_cumprod
         b, n = len(partial), len(target)

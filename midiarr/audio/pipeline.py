@@ -71,13 +71,16 @@ class StemLDMPipeline:
     def sample(self, cond: Conditions, steps: int = 25, guidance: float = 2.0, seed: int = 0) -> torch.Tensor:
         """Stem latents (B, K, C, H, W) by DDIM with classifier-free guidance on the given audio.
 
+        Guidance combines the model's two outputs linearly whichever it predicts (noise or clean latents).
+
         Every stem of a clip starts from the same noise (STEMPHONIC's shared noise).
         """
         from diffusers import DDIMScheduler
 
         if not 1 <= steps <= 1000:
             raise OptionError("--steps must be within 1..1000")
-        sched = DDIMScheduler.from_config(self.train_schedule.config)
+        prediction = str(self.config["config"]["ldm"].get("prediction", "epsilon"))
+        sched = DDIMScheduler.from_config(self.train_schedule.config, clip_sample=False, prediction_type=prediction)
         sched.set_timesteps(steps)
         b, k = cond.in_given.shape
         gen = torch.Generator().manual_seed(int(seed))
@@ -116,7 +119,7 @@ class StemLDMPipeline:
 
     # ------------------------------------------------------------ clip tasks
     def separate_clips(
-        self, mix: torch.Tensor, steps: int = 25, guidance: float = 2.0, seed: int = 0
+        self, mix: torch.Tensor, steps: int = 25, guidance: float = 4.0, seed: int = 0
     ) -> dict[str, Any]:
         """Each clip's stems cut from its mix with masks from the sampled stem mels.
 

@@ -8,6 +8,7 @@ them with config, command and a JSON-lines log.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import shutil
 import time
@@ -269,10 +270,12 @@ def ldm_schedule(config: dict[str, Any]) -> Any:
     )
 
 
-def ldm_loss(model: Any, batch: dict[str, Any], alphas: torch.Tensor) -> torch.Tensor:
+def ldm_loss(model: Any, batch: dict[str, Any], alphas: torch.Tensor, prediction: str = "epsilon") -> torch.Tensor:
+    """MSE of the model's output against the noise ("epsilon") or the clean latents ("sample")."""
     a = alphas[batch["t"]].view(-1, 1, 1, 1, 1)
     noisy = a.sqrt() * batch["target"] + (1 - a).sqrt() * batch["noise"]
-    return torch.nn.functional.mse_loss(model(noisy, batch["t"], batch["cond"]), batch["noise"])
+    goal = batch["noise"] if prediction == "epsilon" else batch["target"]
+    return torch.nn.functional.mse_loss(model(noisy, batch["t"], batch["cond"]), goal)
 
 
 def train_ldm(
@@ -321,12 +324,15 @@ def train_ldm(
     batches = LDMBatches(train, train_lat, vae, tasks, int(tcfg["seed"]))
     val_batches = LDMBatches(valid, valid_lat, vae, tasks, 12345)
     fixed = [val_batches(int(tcfg["batch_size"])) for _ in range(int(tcfg["eval_batches"]))]
+    prediction = str(config["ldm"].get("prediction", "epsilon"))
+    if prediction not in ("epsilon", "sample"):
+        raise ValueError(f"[ldm] prediction = {prediction!r}: choose epsilon or sample")
     return _diffusion_loop(
         model, ema, optimizer, accelerator, batches, fixed, alphas, tcfg, out_dir, config_path,
         lambda m, out, extra: save_ldm(m, out, {**extra, "vae": str(vae_path), "mel": vae.spec.as_dict()}),
         {"command": invoked_command(), "config": config, "train_clips": len(train), "valid_clips": len(valid),
          "data_split": f"render-dataset train split for training, {split} for validation; test never read"},
-        log,
+        log, loss_fn=functools.partial(ldm_loss, prediction=prediction),
     )  # fmt: skip
 
 
