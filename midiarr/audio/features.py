@@ -73,6 +73,8 @@ class MelFrontend:
         # mel -> linear: spread each band back over the bins it covers, weighted by the filter
         weights = self.fb.T  # (bins, mels)
         self.fb_back = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-8)
+        # a flat magnitude c gives mel band m the value c * band_sum[m]: divide it out to get magnitudes back
+        self.band_sum = self.fb.sum(dim=1).clamp(min=1e-8)
 
     # ------------------------------------------------------------------ forward
     def stft(self, wave: torch.Tensor) -> torch.Tensor:
@@ -96,8 +98,8 @@ class MelFrontend:
 
     # ------------------------------------------------------------------ inverse
     def linear_magnitude(self, mel_amp: torch.Tensor) -> torch.Tensor:
-        """An STFT magnitude that has this mel amplitude (the filters' mean spread back over bins)."""
-        return self.fb_back @ mel_amp
+        """An STFT magnitude that has this mel amplitude: each band's mean magnitude spread back over its bins."""
+        return self.fb_back @ (mel_amp / self.band_sum[:, None])
 
     def griffin_lim(self, magnitude: torch.Tensor, length: int, iters: int = 48, seed: int = 0) -> torch.Tensor:
         """Waveforms whose STFT magnitude approaches ``magnitude`` (fast Griffin-Lim, momentum 0.99)."""
