@@ -24,13 +24,9 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 def cmd_train_audio(args: argparse.Namespace) -> int:
     from midiarr.audio import train
+    from midiarr.cli import _check_training_options
 
-    if args.max_minutes is not None and args.max_minutes <= 0:
-        raise OptionError("--max-minutes must be positive")
-    if args.max_steps is not None and args.max_steps < 1:
-        raise OptionError("--max-steps must be at least 1")
-    if args.threads is not None and args.threads < 1:
-        raise OptionError("--threads must be at least 1")
+    _check_training_options(args)
     common = dict(config_path=args.config, max_minutes=args.max_minutes, max_steps=args.max_steps,
                   threads=args.threads, log=lambda line: _say(args, line))  # fmt: skip
     if args.model == "vae":

@@ -13,6 +13,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -278,6 +279,60 @@ def ldm_loss(model: Any, batch: dict[str, Any], alphas: torch.Tensor, prediction
     return torch.nn.functional.mse_loss(model(noisy, batch["t"], batch["cond"]), goal)
 
 
+@dataclass
+class _LatentRun:
+    """What both latent diffusion trainings set up the same way."""
+
+    config: dict[str, Any]
+    tcfg: dict[str, Any]
+    vae: Any
+    train: ClipSet
+    valid: ClipSet
+    split: str
+    train_lat: torch.Tensor
+    valid_lat: torch.Tensor
+    alphas: torch.Tensor
+
+    def network(self, stems: int) -> Any:
+        from midiarr.audio.ldm import LDMConfig
+
+        c, h, w = self.vae.latent_shape()
+        ldm = self.config["ldm"]
+        return LDMConfig(stems=stems, latent_channels=c, latent_height=h, latent_frames=w,
+                         channels=tuple(ldm["channels"]), attention_last=bool(ldm["attention_last"]))  # fmt: skip
+
+    def prepare(self, model: torch.nn.Module) -> tuple[Any, Any, Any, Any]:
+        """(model, its EMA copy, optimizer, accelerator), the model and optimizer prepared by accelerate."""
+        from accelerate import Accelerator
+
+        accelerator = Accelerator()
+        ema = copy.deepcopy(model).eval()
+        for p in ema.parameters():
+            p.requires_grad_(False)
+        tcfg = self.tcfg
+        optimizer = adamw(model, float(tcfg["learning_rate"]), float(tcfg["weight_decay"]), (0.9, 0.999))
+        model, optimizer = accelerator.prepare(model, optimizer)
+        return model, ema, optimizer, accelerator
+
+
+def _latent_run(data: str | Path, vae_path: str | Path, config_path: str | Path | None, section: str,
+                max_minutes: float | None, max_steps: int | None, threads: int | None,
+                log: Callable[[str], None]) -> _LatentRun:  # fmt: skip
+    from midiarr.audio.vae import load_vae
+
+    config = audio_config(config_path)
+    tcfg = _budget(config[section]["train"], max_minutes, max_steps)
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(int(tcfg["seed"]))
+    vae, _ = load_vae(vae_path)
+    train, valid, split = _clips(data, vae.spec, log)
+    train_lat = clip_latents(data, "train", train, vae, vae_path, log)
+    valid_lat = clip_latents(data, split, valid, vae, vae_path, log)
+    alphas = ldm_schedule(config).alphas_cumprod.float()
+    return _LatentRun(config, tcfg, vae, train, valid, split, train_lat, valid_lat, alphas)
+
+
 def train_ldm(
     data: str | Path,
     out_dir: str | Path,
@@ -289,46 +344,20 @@ def train_ldm(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train the multi-track latent diffusion model on the VAE's latents of rendered clips."""
-    from accelerate import Accelerator
+    from midiarr.audio.ldm import StemLDM, save_ldm
 
-    from midiarr.audio.ldm import LDMConfig, StemLDM, save_ldm
-    from midiarr.audio.vae import load_vae
-
-    config = audio_config(config_path)
-    tcfg = _budget(config["ldm"]["train"], max_minutes, max_steps)
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(int(tcfg["seed"]))
-    vae, _ = load_vae(vae_path)
-    train, valid, split = _clips(data, vae.spec, log)
-    train_lat = clip_latents(data, "train", train, vae, vae_path, log)
-    valid_lat = clip_latents(data, split, valid, vae, vae_path, log)
-    c, h, w = vae.latent_shape()
-    net = LDMConfig(
-        stems=len(STEMS),
-        latent_channels=c,
-        latent_height=h,
-        latent_frames=w,
-        channels=tuple(config["ldm"]["channels"]),
-        attention_last=bool(config["ldm"]["attention_last"]),
-    )
-    alphas = ldm_schedule(config).alphas_cumprod.float()
+    run = _latent_run(data, vae_path, config_path, "ldm", max_minutes, max_steps, threads, log)
+    config, tcfg, vae, train, valid, split = run.config, run.tcfg, run.vae, run.train, run.valid, run.split
+    model, ema, optimizer, accelerator = run.prepare(StemLDM(run.network(len(STEMS))))
     tasks = dict(config["ldm"]["tasks"])
-    accelerator = Accelerator()
-    model = StemLDM(net)
-    ema = copy.deepcopy(model).eval()
-    for p in ema.parameters():
-        p.requires_grad_(False)
-    optimizer = adamw(model, float(tcfg["learning_rate"]), float(tcfg["weight_decay"]), (0.9, 0.999))
-    model, optimizer = accelerator.prepare(model, optimizer)
-    batches = LDMBatches(train, train_lat, vae, tasks, int(tcfg["seed"]))
-    val_batches = LDMBatches(valid, valid_lat, vae, tasks, 12345)
+    batches = LDMBatches(train, run.train_lat, vae, tasks, int(tcfg["seed"]))
+    val_batches = LDMBatches(valid, run.valid_lat, vae, tasks, 12345)
     fixed = [val_batches(int(tcfg["batch_size"])) for _ in range(int(tcfg["eval_batches"]))]
     prediction = str(config["ldm"].get("prediction", "epsilon"))
     if prediction not in ("epsilon", "sample"):
         raise ValueError(f"[ldm] prediction = {prediction!r}: choose epsilon or sample")
     return _diffusion_loop(
-        model, ema, optimizer, accelerator, batches, fixed, alphas, tcfg, out_dir, config_path,
+        model, ema, optimizer, accelerator, batches, fixed, run.alphas, tcfg, out_dir, config_path,
         lambda m, out, extra: save_ldm(m, out, {**extra, "vae": str(vae_path), "mel": vae.spec.as_dict()}),
         {"command": invoked_command(), "config": config, "train_clips": len(train), "valid_clips": len(valid),
          "data_split": f"render-dataset train split for training, {split} for validation; test never read"},
@@ -429,44 +458,17 @@ def train_gmsdi(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train the GMSDI mixture model: mix latents and per-source labels only."""
-    from accelerate import Accelerator
-
     from midiarr.audio.gmsdi import MixtureLDM, gmsdi_loss, save_gmsdi
-    from midiarr.audio.ldm import LDMConfig
-    from midiarr.audio.vae import load_vae
 
-    config = audio_config(config_path)
-    tcfg = _budget(config["gmsdi"]["train"], max_minutes, max_steps)
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(int(tcfg["seed"]))
-    vae, _ = load_vae(vae_path)
-    train, valid, split = _clips(data, vae.spec, log)
-    train_lat = clip_latents(data, "train", train, vae, vae_path, log)
-    valid_lat = clip_latents(data, split, valid, vae, vae_path, log)
-    c, h, w = vae.latent_shape()
-    net = LDMConfig(
-        stems=1,
-        latent_channels=c,
-        latent_height=h,
-        latent_frames=w,
-        channels=tuple(config["ldm"]["channels"]),
-        attention_last=bool(config["ldm"]["attention_last"]),
-    )
-    alphas = ldm_schedule(config).alphas_cumprod.float()
-    accelerator = Accelerator()
-    model = MixtureLDM(net)
-    ema = copy.deepcopy(model).eval()
-    for p in ema.parameters():
-        p.requires_grad_(False)
-    optimizer = adamw(model, float(tcfg["learning_rate"]), float(tcfg["weight_decay"]), (0.9, 0.999))
-    model, optimizer = accelerator.prepare(model, optimizer)
+    run = _latent_run(data, vae_path, config_path, "gmsdi", max_minutes, max_steps, threads, log)
+    config, tcfg, vae, train, valid, split = run.config, run.tcfg, run.vae, run.train, run.valid, run.split
+    model, ema, optimizer, accelerator = run.prepare(MixtureLDM(run.network(1)))
     drop = float(tcfg["drop_label"])
-    batches = MixtureBatches(train, train_lat, drop, int(tcfg["seed"]))
-    val = MixtureBatches(valid, valid_lat, drop, 12345)
+    batches = MixtureBatches(train, run.train_lat, drop, int(tcfg["seed"]))
+    val = MixtureBatches(valid, run.valid_lat, drop, 12345)
     fixed = [val(int(tcfg["batch_size"])) for _ in range(int(tcfg["eval_batches"]))]
     return _diffusion_loop(
-        model, ema, optimizer, accelerator, batches, fixed, alphas, tcfg, out_dir, config_path,
+        model, ema, optimizer, accelerator, batches, fixed, run.alphas, tcfg, out_dir, config_path,
         lambda m, out, extra: save_gmsdi(m, out, {**extra, "vae": str(vae_path), "mel": vae.spec.as_dict()}),
         {"command": invoked_command(), "config": config, "train_clips": len(train), "valid_clips": len(valid),
          "data_split": f"render-dataset train split (mixes and source labels only) for training, {split} for "
