@@ -31,8 +31,10 @@ def read_audio(path: str | Path, sr: int) -> torch.Tensor:
     import soundfile as sf
 
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise InputError(f"{p}: no such file")
+    if not p.is_file():
+        raise InputError(f"{p}: not a regular file")
     try:
         info = sf.info(str(p))
         if info.frames / max(info.samplerate, 1) > MAX_SECONDS:
