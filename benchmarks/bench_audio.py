@@ -25,6 +25,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--models", default="ldm,gmsdi", help="which models to time")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     audio = render(band_song(bars=90, qpm=120.0), sr=16000, stems=True)
@@ -33,7 +34,9 @@ def main() -> int:
     seconds = len(mix) / 16000
     print(f"date: {datetime.date.today()}  song: {seconds:.0f} s  threads: {args.threads}  steps: {args.steps}")
     rows = []
-    for name, loader in (("ldm", StemLDMPipeline.load), ("gmsdi", GMSDIPipeline.load)):
+    loaders = {"ldm": StemLDMPipeline.load, "gmsdi": GMSDIPipeline.load}
+    for name in args.models.split(","):
+        loader = loaders[name]
         t0 = time.perf_counter()
         pipe = loader()
         load = time.perf_counter() - t0
