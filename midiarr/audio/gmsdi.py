@@ -22,9 +22,9 @@ import torch
 from midiarr.audio.checkpoint import load_state, read_checkpoint, save_checkpoint
 from midiarr.audio.data import STEMS
 from midiarr.audio.features import MelFrontend, denormalize, fit_frames, normalize
-from midiarr.audio.ldm import LDMConfig, StemLDM
+from midiarr.audio.ldm import LDMConfig, StemLDM, ddim_schedule, noise_schedule
 from midiarr.audio.vae import MelVAE, load_vae
-from midiarr.errors import InputError, OptionError
+from midiarr.errors import InputError
 
 LABELS = (*STEMS, "other")
 
@@ -70,15 +70,10 @@ class GMSDIPipeline:
     """Separation and accompaniment with a mixture-trained model, coupled to the mix at each step."""
 
     def __init__(self, model: MixtureLDM, vae: MelVAE, config: dict[str, Any]) -> None:
-        from diffusers import DDPMScheduler
-
         self.model, self.vae, self.config = model, vae, config
         self.front = MelFrontend(vae.spec)
         self.spec = vae.spec
-        ldm_cfg = config["config"]["ldm"]
-        self.train_schedule = DDPMScheduler(
-            num_train_timesteps=int(ldm_cfg["train_timesteps"]), beta_schedule=str(ldm_cfg["beta_schedule"])
-        )
+        self.train_schedule = noise_schedule(config["config"])
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> GMSDIPipeline:
@@ -116,12 +111,7 @@ class GMSDIPipeline:
     def separate_clips(self, mix: torch.Tensor, steps: int = 25, negative: float = 1.0, seed: int = 0,
                        coupling: float = 1.0) -> dict[str, Any]:  # fmt: skip
         """Stems of each mix clip (B, samples): every source sampled under its label, the sum held to the mix."""
-        from diffusers import DDIMScheduler
-
-        if not 1 <= steps <= 1000:
-            raise OptionError("--steps must be within 1..1000")
-        sched = DDIMScheduler.from_config(self.train_schedule.config, clip_sample=False)
-        sched.set_timesteps(steps)
+        sched = ddim_schedule(self.train_schedule, steps)
         alphas = sched.alphas_cumprod
         b, n = len(mix), len(LABELS)
         mix_amp = self.front.mel_amplitude(mix)
@@ -151,13 +141,10 @@ class GMSDIPipeline:
     def insert_clips(self, partial: torch.Tensor, stems: list[str], steps: int = 25, negative: float = 1.0,
                      seed: int = 0, vocoder_iters: int = 48) -> dict[str, Any]:  # fmt: skip
         """New sources for each partial clip: what the union-label mixture holds beyond the given audio."""
-        from diffusers import DDIMScheduler
-
         from midiarr.audio.pipeline import stem_indices
 
         target = stem_indices(stems)
-        sched = DDIMScheduler.from_config(self.train_schedule.config, clip_sample=False)
-        sched.set_timesteps(steps)
+        sched = ddim_schedule(self.train_schedule, steps)
         alphas = sched.alphas_cumprod
         b, n = len(partial), len(target)
         given_amp = fit_frames(self.front.mel_amplitude(partial), self.spec.frames)

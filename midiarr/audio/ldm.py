@@ -100,6 +100,30 @@ class StemLDM(nn.Module):
         return self.unet(x, t).sample.reshape(b, k, c, h, w)
 
 
+def noise_schedule(config: dict[str, Any]) -> Any:
+    """The DDPM training schedule named by a config's [ldm] table (both latent models use it)."""
+    from diffusers import DDPMScheduler
+
+    ldm = config["ldm"]
+    return DDPMScheduler(num_train_timesteps=int(ldm["train_timesteps"]), beta_schedule=str(ldm["beta_schedule"]))
+
+
+def ddim_schedule(train_schedule: Any, steps: int, prediction: str = "epsilon") -> Any:
+    """DDIM over the training schedule with ``steps`` steps.
+
+    ``clip_sample`` is off: diffusers' default clips x0 to [-1, 1], which wrecks unit-variance latents.
+    """
+    from diffusers import DDIMScheduler
+
+    from midiarr.errors import OptionError
+
+    if not 1 <= steps <= 1000:
+        raise OptionError("--steps must be within 1..1000")
+    sched = DDIMScheduler.from_config(train_schedule.config, clip_sample=False, prediction_type=prediction)
+    sched.set_timesteps(steps)
+    return sched
+
+
 def save_ldm(model: StemLDM, out_dir: str | Path, meta: dict[str, Any]) -> Path:
     return save_checkpoint(model, out_dir, "stem-ldm", {"network": asdict(model.config), **meta})
 

@@ -14,7 +14,7 @@ import torch
 
 from midiarr.audio.data import STEMS
 from midiarr.audio.features import MelFrontend, denormalize, fit_frames
-from midiarr.audio.ldm import Conditions, StemLDM, cat_conditions, load_ldm
+from midiarr.audio.ldm import Conditions, StemLDM, cat_conditions, ddim_schedule, load_ldm, noise_schedule
 from midiarr.audio.vae import MelVAE, load_vae
 from midiarr.errors import InputError, OptionError
 
@@ -47,12 +47,7 @@ class StemLDMPipeline:
         self.ldm, self.vae, self.config = ldm, vae, config
         self.front = MelFrontend(vae.spec)
         self.spec = vae.spec
-        from diffusers import DDPMScheduler
-
-        ldm_cfg = config["config"]["ldm"]
-        self.train_schedule = DDPMScheduler(
-            num_train_timesteps=int(ldm_cfg["train_timesteps"]), beta_schedule=str(ldm_cfg["beta_schedule"])
-        )
+        self.train_schedule = noise_schedule(config["config"])
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> StemLDMPipeline:
@@ -75,13 +70,8 @@ class StemLDMPipeline:
 
         Every stem of a clip starts from the same noise (STEMPHONIC's shared noise).
         """
-        from diffusers import DDIMScheduler
-
-        if not 1 <= steps <= 1000:
-            raise OptionError("--steps must be within 1..1000")
         prediction = str(self.config["config"]["ldm"].get("prediction", "epsilon"))
-        sched = DDIMScheduler.from_config(self.train_schedule.config, clip_sample=False, prediction_type=prediction)
-        sched.set_timesteps(steps)
+        sched = ddim_schedule(self.train_schedule, steps, prediction)
         b, k = cond.in_given.shape
         gen = torch.Generator().manual_seed(int(seed))
         x = torch.randn((b, 1, *self.vae.latent_shape()), generator=gen).expand(b, k, -1, -1, -1).contiguous()

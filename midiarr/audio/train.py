@@ -22,6 +22,7 @@ import torch
 
 from midiarr.audio.data import STEMS, ClipSet, load_clips
 from midiarr.audio.features import MelFrontend, MelSpec
+from midiarr.audio.ldm import noise_schedule
 from midiarr.config import load_config
 from midiarr.training import adamw, cosine_lr, invoked_command
 
@@ -263,14 +264,6 @@ class LDMBatches:
     _timesteps = 1000
 
 
-def ldm_schedule(config: dict[str, Any]) -> Any:
-    from diffusers import DDPMScheduler
-
-    return DDPMScheduler(
-        num_train_timesteps=int(config["ldm"]["train_timesteps"]), beta_schedule=str(config["ldm"]["beta_schedule"])
-    )
-
-
 def ldm_loss(model: Any, batch: dict[str, Any], alphas: torch.Tensor, prediction: str = "epsilon") -> torch.Tensor:
     """MSE of the model's output against the noise ("epsilon") or the clean latents ("sample")."""
     a = alphas[batch["t"]].view(-1, 1, 1, 1, 1)
@@ -329,7 +322,7 @@ def _latent_run(data: str | Path, vae_path: str | Path, config_path: str | Path 
     train, valid, split = _clips(data, vae.spec, log)
     train_lat = clip_latents(data, "train", train, vae, vae_path, log)
     valid_lat = clip_latents(data, split, valid, vae, vae_path, log)
-    alphas = ldm_schedule(config).alphas_cumprod.float()
+    alphas = noise_schedule(config).alphas_cumprod.float()
     return _LatentRun(config, tcfg, vae, train, valid, split, train_lat, valid_lat, alphas)
 
 
