@@ -288,6 +288,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# Engine settings `eval --set` may change (the keyword arguments of each engine's constructor).
+ENGINE_SETTINGS = {
+    "transformer": ("temperature", "top_p", "candidates", "harmony_weight", "sync_weight", "control_weight", "int8"),
+    "diffusion": ("steps", "guidance", "scheduler", "partial", "passes"),
+}
+
+
+def _engine_setting(item: str) -> tuple[tuple[str, str], Any]:
+    """``ENGINE.KEY=VALUE`` to ((engine, key), value), numbers and booleans parsed."""
+    key, sep, raw = item.partition("=")
+    engine, dot, name = key.partition(".")
+    if not sep or not dot or name not in ENGINE_SETTINGS.get(engine, ()):
+        known = ", ".join(f"{e}.{k}" for e, keys in ENGINE_SETTINGS.items() for k in keys)
+        raise OptionError(f"--set {item!r}: expected ENGINE.KEY=VALUE with one of {known}")
+    value: Any = raw
+    if name in ("scheduler", "partial", "passes"):  # words, even when they look like numbers ("1")
+        pass
+    elif raw.lower() in ("true", "false"):
+        value = raw.lower() == "true"
+    else:
+        for kind in (int, float):
+            try:
+                value = kind(raw)
+                break
+            except ValueError:
+                continue
+    return (engine, name), value
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import shlex
 
@@ -300,7 +329,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         name, sep, path = item.partition("=")
         if not sep or name not in ("transformer", "diffusion") or not path:
             raise OptionError(f"--checkpoint {item!r}: expected transformer=PATH or diffusion=PATH")
-        options[name] = {"checkpoint": Path(path)}
+        options.setdefault(name, {})["checkpoint"] = Path(path)
+    for item in args.set or []:
+        name, value = _engine_setting(item)
+        options.setdefault(name[0], {})[name[1]] = value
     if args.max_bars is not None and args.max_bars < 1:
         raise OptionError("--max-bars must be at least 1")
     engines = check_engines(args.engine, options)
@@ -657,6 +689,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="ENGINE=PATH",
         help="weights for a model engine instead of the bundled ones, e.g. diffusion=runs/diffusion (repeatable)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="ENGINE.KEY=VALUE",
+        help="an engine setting instead of its default, e.g. transformer.harmony_weight=1.5 (repeatable)",
     )
     p.add_argument("--max-bars", type=int, help="cut every song to its first N bars (all engines alike)")
     p.add_argument("--stems", default="bass,drums,guitar", help="comma-separated stems (default bass,drums,guitar)")

@@ -11,6 +11,7 @@ import pytest
 from midiarr.cli import main
 from midiarr.fixtures import band_song
 from midiarr.io import write_midi
+from midiarr.prepare import prepare
 from midiarr.song import Song
 
 
@@ -34,3 +35,50 @@ def run_cli_process(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "midiarr.cli", *map(str, args)], capture_output=True, text=True, timeout=120
     )
+
+
+TINY_TRANSFORMER = """
+[model]
+n_layer = 1
+n_embd = 32
+n_head = 2
+n_positions = 1024
+[train]
+seq_len = 256
+batch_size = 2
+learning_rate = 1e-3
+min_learning_rate = 1e-4
+warmup_steps = 2
+weight_decay = 0.0
+max_steps = 4
+max_minutes = 5
+eval_every = 2
+eval_windows = 4
+seed = 0
+[augmentation]
+transpose = [-5, 6]
+drop_context_p = 0.5
+drop_role_p = 0.5
+no_context_p = 0.05
+blank_attribute_p = 0.3
+blank_all_p = 0.1
+[sample]
+temperature = 1.0
+top_p = 0.95
+history_tokens = 300
+candidates = 1
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stem transformer trained for four steps on eight fixture songs (shared by the transformer tests)."""
+    root = tmp_path_factory.mktemp("tiny")
+    for i in range(8):
+        write_midi(band_song(bars=4 + i, qpm=90 + 7 * i), root / "data" / f"song{i}.mid")
+    prepare(root / "data", root / "cache", workers=1, progress=False)
+    config = root / "tiny.toml"
+    config.write_text(TINY_TRANSFORMER)
+    code = run_cli("train-transformer", "--data", root / "cache", "--config", config, "-o", root / "ckpt", "-q")
+    assert code == 0
+    return root / "ckpt"

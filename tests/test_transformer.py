@@ -12,57 +12,11 @@ import torch
 from midiarr.engines import Controls, get_engine
 from midiarr.fixtures import band_song
 from midiarr.io import load, write_midi
-from midiarr.prepare import prepare
 from midiarr.song import Song, TimeSignature, Track
 from midiarr.transformer.encode import BarGrid, decode_target, encode_context, encode_target
 from midiarr.transformer.model import LeanDecoder, read_checkpoint
 from midiarr.transformer.vocab import VOCAB
 from tests.conftest import run_cli
-
-TINY = """
-[model]
-n_layer = 1
-n_embd = 32
-n_head = 2
-n_positions = 1024
-[train]
-seq_len = 256
-batch_size = 2
-learning_rate = 1e-3
-min_learning_rate = 1e-4
-warmup_steps = 2
-weight_decay = 0.0
-max_steps = 4
-max_minutes = 5
-eval_every = 2
-eval_windows = 4
-seed = 0
-[augmentation]
-transpose = [-5, 6]
-drop_context_p = 0.5
-drop_role_p = 0.5
-no_context_p = 0.05
-blank_attribute_p = 0.3
-blank_all_p = 0.1
-[sample]
-temperature = 1.0
-top_p = 0.95
-history_tokens = 300
-candidates = 1
-"""
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tiny")
-    for i in range(8):
-        write_midi(band_song(bars=4 + i, qpm=90 + 7 * i), root / "data" / f"song{i}.mid")
-    prepare(root / "data", root / "cache", workers=1, progress=False)
-    config = root / "tiny.toml"
-    config.write_text(TINY)
-    code = run_cli("train-transformer", "--data", root / "cache", "--config", config, "-o", root / "ckpt", "-q")
-    assert code == 0
-    return root / "ckpt"
 
 
 def test_target_round_trip_on_the_grid(band: Song) -> None:

@@ -35,6 +35,10 @@ class TransformerEngine(Engine):
         temperature: float | None = None,
         top_p: float | None = None,
         candidates: int | None = None,
+        harmony_weight: float | None = None,
+        sync_weight: float | None = None,
+        control_weight: float | None = None,
+        int8: bool = False,
     ) -> None:
         from midiarr.transformer.model import LeanDecoder
         from midiarr.transformer.sample import SampleSettings
@@ -42,7 +46,7 @@ class TransformerEngine(Engine):
         path = Path(checkpoint) if checkpoint is not None else bundled_checkpoint()
         if not path.exists():
             raise InputError(f"transformer checkpoint {path} not found")
-        self.decoder, self.config = LeanDecoder.load(path)
+        self.decoder, self.config = LeanDecoder.load(path, int8=int8)
         defaults: dict[str, Any] = dict(self.config.get("config", {}).get("sample", {}))
         settings = SampleSettings(**{k: v for k, v in defaults.items() if k in SampleSettings.__dataclass_fields__})
         if temperature is not None:
@@ -57,6 +61,15 @@ class TransformerEngine(Engine):
             if candidates < 1:
                 raise OptionError("--candidates must be at least 1")
             settings.candidates = candidates
+        for name, value in (
+            ("harmony_weight", harmony_weight),
+            ("sync_weight", sync_weight),
+            ("control_weight", control_weight),
+        ):
+            if value is not None:
+                if not 0 <= value <= 20:
+                    raise OptionError(f"{name.replace('_', '-')} must be between 0 and 20")
+                setattr(settings, name, float(value))
         self.settings = settings
         self.checkpoint = path
 

@@ -16,9 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from midiarr.transformer.encode import ContextBar, assemble, header_tokens
+from midiarr.attributes import bin_edges
+from midiarr.harmony import QUALITIES
+from midiarr.transformer.encode import ContextBar, assemble, bin_velocity, header_tokens
 from midiarr.transformer.model import LeanDecoder
 from midiarr.transformer.vocab import (
+    CHORD0,
     DRUM0,
     DRUM_CLASSES,
     DUR0,
@@ -39,6 +42,9 @@ MAX_BAR_TOKENS = 192  # a bar's stem tokens; the sampler closes the bar at this 
 MAX_CONTEXT_BAR_TOKENS = 320  # a context bar longer than this is cut (very dense drum bars)
 _EOB, _TGT, _PAD = VOCAB["EOB"], VOCAB["TGT"], VOCAB["PAD"]
 _V = len(VOCAB)
+_CHORD_TONES = [tuple(iv) for iv, _ in QUALITIES.values()]
+_ROLE_IDS = frozenset(VOCAB.family("ROLE_"))
+_MAX_GUIDE = 6.0  # cap of the density pull, in log-probability units
 
 
 @dataclass
@@ -49,6 +55,10 @@ class SampleSettings:
     top_p: float = 0.95
     candidates: int = 1
     history_tokens: int = 448
+    # Guidance, in log-probability units added before sampling (0 = the model alone):
+    harmony_weight: float = 0.0  # bonus for pitches of the chord sounding in the other parts
+    sync_weight: float = 0.0  # preference for onsets where another part has an onset (the song's groove)
+    control_weight: float = 0.0  # pull toward the asked dynamics and density bins when the part drifts out
 
 
 def _mask(ids: range | list[int] | np.ndarray) -> np.ndarray:
@@ -75,6 +85,8 @@ class _Row:
     logprob: float = 0.0
     sampled: int = 0
     done: bool = False
+    onsets: int = 0  # onsets written in this window's active bars (for density guidance)
+    quarters: float = 0.0  # quarter notes of this window's finished active bars
 
     @property
     def score(self) -> float:
@@ -108,6 +120,7 @@ class StemWriter:
         self.ctx = [bar.tokens()[:MAX_CONTEXT_BAR_TOKENS] for bar in context]
         self.header = header_tokens(stem, bins)
         self.rng = rng
+        self._prepare_guidance(context, stem, bins)
         n = len(self.ctx)
         written: list[list[int]] = [[] for _ in range(n)]
         bar = 0
@@ -116,8 +129,119 @@ class StemWriter:
             best = max(rows, key=lambda r: r.score) if len(rows) > 1 else rows[0]
             for k, tokens in enumerate(best.bars):
                 written[bar + k] = tokens
+            self.done_onsets += best.onsets
+            self.done_quarters += best.quarters
             bar += max(1, len(best.bars))
         return written
+
+    # ------------------------------------------------------------ guidance
+    def _prepare_guidance(self, context: list[ContextBar], stem: str, bins: dict[str, str]) -> None:
+        """Per bar: the chords (position, pitch classes) and the steps where another part has an onset;
+        the velocity and density ranges the instruction asks for."""
+        self.chords: list[list[tuple[int, np.ndarray]]] = []
+        self.context_onsets: list[np.ndarray] = []
+        for bar in context:
+            head = bar.head[1:]
+            chords = []
+            for pos_tok, chord_tok in zip(head[0::2], head[1::2]):
+                quality, root = divmod(chord_tok - CHORD0, 12)
+                tones = np.zeros(12, dtype=bool)
+                tones[[(root + i) % 12 for i in _CHORD_TONES[quality]]] = True
+                chords.append((pos_tok - POS0, tones))
+            self.chords.append(chords)
+            steps = np.zeros(MAX_STEPS, dtype=bool)
+            for block in bar.roles.values():
+                for t in block:
+                    if POS0 <= t < POS0 + MAX_STEPS:
+                        steps[t - POS0] = True
+            self.context_onsets.append(steps)
+        self.note_pc = (self.note_ids - PITCH0 + PITCH_LOW) % 12 if not self.drums else None
+        self.done_onsets, self.done_quarters = 0, 0.0
+        s = self.settings
+        self.vel_bias = np.zeros(NUM_VELOCITIES)
+        self.density_range: tuple[float, float] | None = None
+        if s.control_weight <= 0:
+            return
+        names = ("soft", "medium", "loud")
+        if bins.get("dynamics") in names:
+            lo, hi = _bin_range(bin_edges("dynamics", stem), names.index(bins["dynamics"]), 1.0, 128.0)
+            vel = np.array([bin_velocity(i) for i in range(NUM_VELOCITIES)], dtype=float)
+            # how many velocity bins (16 wide) each token lies outside the asked range
+            outside = np.maximum(lo - vel, 0) + np.maximum(vel - hi, 0)
+            self.vel_bias = -s.control_weight * np.ceil(outside / (128 / NUM_VELOCITIES))
+        names = ("sparse", "medium", "busy")
+        if bins.get("density") in names:
+            self.density_range = _bin_range(bin_edges("density", stem), names.index(bins["density"]), 0.0, 1e9)
+
+    def _density_bias(self, row: _Row) -> tuple[np.ndarray, float] | None:
+        """Bias over the next onset's position that pulls the part back into the asked density bin.
+
+        Density is distinct onsets per quarter note over what is written so far (with a prior of
+        two quarter notes at the bin's near edge, so the first bars do not swing it). While it lies
+        inside the bin nothing changes. Too sparse: positions within the bin's typical gap from the
+        current one get a bonus, later positions and ending the bar a malus; too busy: the reverse. The
+        size is ``control_weight`` at the bin's edge and grows with the log distance from it, capped at
+        `_MAX_GUIDE`. Returns the bias over positions and the bias of ``EOB``.
+        """
+        if self.density_range is None:
+            return None
+        lo, hi = self.density_range
+        quarters = self.done_quarters + row.quarters + max(row.pos + 1, 0) / 4
+        onsets = self.done_onsets + row.onsets
+        if hi < 1e9:
+            edge = hi * 0.9
+            rate = (onsets + 2 * edge) / (quarters + 2)
+            if rate > edge:
+                push = -min(_MAX_GUIDE, self.settings.control_weight * (1 + 4 * np.log(rate / edge)))
+                gap = 4 / hi  # in 16th steps: onsets closer than this keep the part too busy
+                return self._near(row, gap, push), -push
+        if lo > 0:
+            edge = lo * 1.1
+            rate = (onsets + 2 * edge) / (quarters + 2)
+            if rate < edge:
+                push = min(_MAX_GUIDE, self.settings.control_weight * (1 + 4 * np.log(edge / max(rate, 1e-3))))
+                return self._near(row, 4 / (lo * 1.25), push), -push
+        return None
+
+    @staticmethod
+    def _near(row: _Row, gap: float, value: float) -> np.ndarray:
+        """``value`` on the positions less than ``gap`` steps (at least one) after the current one,
+        ``-value`` on the later ones: the next onset is pulled closer (or pushed away)."""
+        out = np.full(MAX_STEPS, -value)
+        first = row.pos + 1
+        out[first : first + max(1, int(np.ceil(gap - 1e-9)))] = value
+        return out
+
+    def _guidance(self, row: _Row, mask: np.ndarray) -> np.ndarray | None:
+        """Bias added to the model's log-probabilities at this grammar state (None: no bias)."""
+        s = self.settings
+        if row.state == "vel":
+            return np.pad(self.vel_bias, (VEL0, _V - VEL0 - NUM_VELOCITIES)) if self.vel_bias.any() else None
+        bias = None
+        if row.state in ("start", "after") and self.active[row.bar]:
+            pos_bias, eob_bias = np.zeros(MAX_STEPS), 0.0
+            if s.sync_weight:
+                # half up where another part has an onset, half down elsewhere: the ratio between the
+                # two is exp(sync_weight), and an onset off the song's grid also loses to ending the bar
+                pos_bias += s.sync_weight * (self.context_onsets[row.bar] - 0.5)
+            density = self._density_bias(row)
+            if density is not None:
+                pos_bias += density[0]
+                eob_bias = density[1]
+            if pos_bias.any() or eob_bias:
+                bias = np.zeros(_V)
+                bias[POS0 : POS0 + MAX_STEPS] = pos_bias
+                bias[_EOB] = eob_bias
+        if row.state in ("note", "after") and not self.drums and s.harmony_weight and self.chords[row.bar]:
+            # the first note of an onset and any further notes stacked on it
+            tones = self.chords[row.bar][0][1]
+            for pos, chord_tones in self.chords[row.bar]:
+                if pos <= row.pos:
+                    tones = chord_tones
+            if bias is None:
+                bias = np.zeros(_V)
+            bias[self.note_ids] += s.harmony_weight * tones[self.note_pc]
+        return bias
 
     # ------------------------------------------------------------ windows
     def _prompt(self, written: list[list[int]], bar: int) -> list[int]:
@@ -210,7 +334,9 @@ class StemWriter:
     def _sample(self, row: _Row, logp: np.ndarray) -> int:
         mask = self._allowed(row)
         s = self.settings
-        scores = np.where(mask, logp / max(s.temperature, 1e-4), -np.inf)
+        bias = self._guidance(row, mask)
+        guided = logp if bias is None else logp + bias
+        scores = np.where(mask, guided / max(s.temperature, 1e-4), -np.inf)
         scores -= scores.max()
         probs = np.exp(scores)
         probs /= probs.sum()
@@ -232,6 +358,8 @@ class StemWriter:
                 row.state, row.pos, row.last_value, row.bar_tokens = "start", -1, -1, []
             return
         if token == _EOB:
+            if self.active[row.bar]:
+                row.quarters += self._bar_len(row.bar) / 4
             row.bars.append(row.bar_tokens)
             row.state = "forced"
             nxt = row.bar + 1
@@ -245,6 +373,7 @@ class StemWriter:
         row.bar_tokens.append(token)
         if POS0 <= token < POS0 + MAX_STEPS:
             row.pos, row.last_value, row.state = token - POS0, -1, "vel"
+            row.onsets += 1
         elif VEL0 <= token < VEL0 + NUM_VELOCITIES:
             row.state = "note"
         elif DUR0 <= token < DUR0 + len(DURATIONS):
@@ -252,3 +381,9 @@ class StemWriter:
         else:  # a pitch or drum
             row.last_value = token
             row.state = "after" if self.drums else "dur"
+
+
+def _bin_range(edges: list[float], index: int, floor: float, ceiling: float) -> tuple[float, float]:
+    """The value range of bin ``index`` of a three-bin attribute split at ``edges``."""
+    bounds = [floor, *edges, ceiling]
+    return float(bounds[index]), float(bounds[index + 1])

@@ -1,0 +1,106 @@
+"""Guided sampling of the stem transformer (harmony, groove, instruction controls) and the int8 decoder.
+
+The tiny session checkpoint is close to an untrained model, so what its parts do here comes from the
+guidance: with a weight of 0 the same checks fail, which the tests show side by side.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from midiarr.attributes import measure
+from midiarr.engines import Controls, get_engine
+from midiarr.evaluation import metrics as M
+from midiarr.fixtures import band_song
+from midiarr.harmony import estimate_chords
+from midiarr.song import Song
+from midiarr.transformer.model import LeanDecoder, int8_available, read_checkpoint
+from midiarr.transformer.vocab import VOCAB
+from tests.conftest import run_cli, run_cli_process
+
+
+def _without(song: Song, name: str) -> Song:
+    return song.with_tracks([t for t in song.tracks if t.name != name])
+
+
+def _chord_tone_share(song: Song, notes: np.ndarray) -> float:
+    chords = estimate_chords(song, [t for t in song.tracks if not t.is_drum and t.name != "Bass"])
+    starts = np.array([c.start for c in chords])
+    hits = [
+        notes["pitch"][i] % 12 in chords[max(0, np.searchsorted(starts, s, "right") - 1)].tones
+        for i, s in enumerate(notes["start"])
+    ]
+    return float(np.mean(hits))
+
+
+def test_harmony_guidance_keeps_the_bass_on_chord_tones(tiny_checkpoint: Path) -> None:
+    song = band_song(bars=8)
+    context = _without(song, "Bass")
+    shares = []
+    for weight in (0.0, 8.0):
+        engine = get_engine("transformer", checkpoint=tiny_checkpoint, harmony_weight=weight)
+        out = engine.insert(context, "bass", Controls(), seed=1)
+        shares.append(_chord_tone_share(out.song, out.song.tracks[out.new_tracks[0]].notes))
+    assert shares[1] >= 0.95 and shares[1] > shares[0] + 0.2
+
+
+def test_sync_guidance_locks_onsets_to_the_song(tiny_checkpoint: Path) -> None:
+    song = band_song(bars=8)
+    context = _without(song, "Bass")
+    others = np.concatenate([t.notes for t in context.tracks])
+    sync = []
+    for weight in (0.0, 8.0):
+        engine = get_engine("transformer", checkpoint=tiny_checkpoint, sync_weight=weight)
+        out = engine.insert(context, "bass", Controls(), seed=2)
+        sync.append(M.onset_sync(out.song.tracks[out.new_tracks[0]].notes, others, song.ticks_per_beat))
+    assert sync[1] >= 0.95 and sync[1] > sync[0]
+
+
+@pytest.mark.parametrize("stem", ["bass", "drums"])
+def test_control_guidance_meets_the_asked_density_and_dynamics(tiny_checkpoint: Path, stem: str) -> None:
+    song = band_song(bars=12)
+    context = _without(song, {"bass": "Bass", "drums": "Drums"}[stem])
+    guided = get_engine("transformer", checkpoint=tiny_checkpoint, control_weight=3.0)
+    for density, dynamics in (("sparse", "loud"), ("busy", "soft")):
+        controls = Controls.build(density=density, dynamics=dynamics)
+        out = guided.insert(context, stem, controls, seed=3)
+        got = measure(out.song, out.song.tracks[out.new_tracks[0]].notes, stem).bins
+        assert (got["density"], got["dynamics"]) == (density, dynamics)
+
+
+def test_guidance_weights_are_checked(tiny_checkpoint: Path) -> None:
+    from midiarr.errors import OptionError
+
+    with pytest.raises(OptionError, match="harmony-weight"):
+        get_engine("transformer", checkpoint=tiny_checkpoint, harmony_weight=-1.0)
+
+
+@pytest.mark.skipif(not int8_available(), reason="this torch build has no int8 kernels")
+def test_int8_decoder_stays_close_to_fp32(tiny_checkpoint: Path) -> None:
+    state, config = read_checkpoint(tiny_checkpoint)
+    ids = torch.randint(0, len(VOCAB), (2, 60), generator=torch.Generator().manual_seed(0))
+    logits = []
+    for int8 in (False, True):
+        dec = LeanDecoder(state, config["gpt2"], int8=int8)
+        assert dec.int8 == int8
+        dec.reset(2)
+        dec.forward(ids[:, :40])
+        logits.append(torch.stack([dec.forward(ids[:, i : i + 1]) for i in range(40, 60)]))
+    ref, q = (torch.log_softmax(x, -1) for x in logits)
+    kl = (ref.exp() * (ref - q)).sum(-1).mean()
+    assert float(kl) < 1e-3 and not torch.equal(ref, q)
+
+
+def test_eval_set_option_reaches_the_engine_and_rejects_unknown_keys(tmp_path: Path) -> None:
+    from midiarr.cli import _engine_setting
+
+    assert _engine_setting("transformer.harmony_weight=1.5") == (("transformer", "harmony_weight"), 1.5)
+    assert _engine_setting("transformer.int8=true") == (("transformer", "int8"), True)
+    assert _engine_setting("diffusion.passes=1") == (("diffusion", "passes"), "1")
+    assert run_cli("eval", "--engine", "rules", "--data", tmp_path, "-o", tmp_path / "r", "--set", "rules.x=1") == 2
+    proc = run_cli_process("eval", "--engine", "rules", "--data", tmp_path, "-o", tmp_path / "r", "--set", "oops")
+    assert proc.returncode == 2 and "ENGINE.KEY=VALUE" in proc.stderr and "Traceback" not in proc.stderr
