@@ -135,7 +135,14 @@ def _engine_from_args(args: argparse.Namespace) -> Any:
     options: dict[str, Any] = {}
     if args.engine == "borrow":
         options["donors"] = args.donor
-    sampling = {"temperature": args.temperature, "top_p": args.top_p, "candidates": args.candidates}
+    sampling = {
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "candidates": args.candidates,
+        "harmony_weight": args.harmony_weight,
+        "sync_weight": args.sync_weight,
+        "control_weight": args.control_weight,
+    }
     diffusion = {
         "steps": args.steps,
         "scheduler": args.scheduler,
@@ -146,7 +153,7 @@ def _engine_from_args(args: argparse.Namespace) -> Any:
     if args.engine == "transformer":
         options.update(checkpoint=args.checkpoint, **sampling)
     elif any(v is not None for v in sampling.values()):
-        raise OptionError(f"--temperature/--top-p/--candidates apply to the transformer, not {args.engine}")
+        raise OptionError(f"--temperature/--top-p/--candidates/--*-weight apply to the transformer, not {args.engine}")
     if args.engine == "diffusion":
         options.update(checkpoint=args.checkpoint, **{k: v for k, v in diffusion.items() if v is not None})
     elif any(v is not None for v in diffusion.values()):
@@ -567,6 +574,13 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, help="transformer sampling temperature (default from its config)")
     p.add_argument("--top-p", type=float, help="transformer nucleus sampling mass (default from its config)")
     p.add_argument("--candidates", type=int, help="transformer: sample N candidates per window, keep the likeliest")
+    p.add_argument(
+        "--harmony-weight", type=float, help="transformer: pull toward the song's chord tones (0 = the model alone)"
+    )
+    p.add_argument("--sync-weight", type=float, help="transformer: pull onsets onto the other parts' onsets (0 = off)")
+    p.add_argument(
+        "--control-weight", type=float, help="transformer: pull toward the asked density and dynamics (0 = off)"
+    )
     p.add_argument("--checkpoint", type=Path, help="model checkpoint folder (default: the engine's bundled weights)")
     p.add_argument("--steps", type=int, help="diffusion: sampling steps (default from its config)")
     p.add_argument("--scheduler", choices=["ddim", "dpm"], help="diffusion: sampler (default from its config)")

@@ -104,3 +104,11 @@ def test_eval_set_option_reaches_the_engine_and_rejects_unknown_keys(tmp_path: P
     assert run_cli("eval", "--engine", "rules", "--data", tmp_path, "-o", tmp_path / "r", "--set", "rules.x=1") == 2
     proc = run_cli_process("eval", "--engine", "rules", "--data", tmp_path, "-o", tmp_path / "r", "--set", "oops")
     assert proc.returncode == 2 and "ENGINE.KEY=VALUE" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_guided_generation_from_nothing_still_writes_every_stem(tiny_checkpoint: Path) -> None:
+    # the first stem has no other part to lock to: sync guidance must not silence it
+    engine = get_engine("transformer", checkpoint=tiny_checkpoint, harmony_weight=3, sync_weight=6, control_weight=2)
+    song = engine.generate(["drums", "bass"], bars=4, seed=4, qpm=110)
+    assert all(len(t.notes) >= 4 for t in song.tracks)
+    assert all(song.bar_activity(t.notes).sum() >= 3 for t in song.tracks)

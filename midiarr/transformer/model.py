@@ -167,7 +167,6 @@ class LeanDecoder:
             for i in range(self.n_layer)
         ]
         self.head_dim = self.n_embd // self.n_head
-        self.scale = 1.0 / math.sqrt(self.head_dim)
         self.keys: torch.Tensor | None = None
         self.values: torch.Tensor | None = None
         self.length = 0
@@ -218,12 +217,7 @@ class LeanDecoder:
             keys, values = self.keys[i], self.values[i]
             keys[:, :, start:end] = k
             values[:, :, start:end] = v
-            if t == 1:
-                # one query: two small matmuls beat the fused kernel's set-up cost here
-                w = torch.softmax((q @ keys[:, :, :end].transpose(-1, -2)) * self.scale, dim=-1)
-                att = w @ values[:, :, :end]
-            else:
-                att = F.scaled_dot_product_attention(q, keys[:, :, :end], values[:, :, :end], attn_mask=mask)
+            att = F.scaled_dot_product_attention(q, keys[:, :, :end], values[:, :, :end], attn_mask=mask)
             x = x + layer.out(att.transpose(1, 2).reshape(batch * t, self.n_embd))
             m = F.layer_norm(x, (self.n_embd,), layer.ln2_w, layer.ln2_b, self.eps)
             x = x + layer.proj(F.gelu(layer.fc(m), approximate="tanh"))

@@ -220,9 +220,10 @@ class StemWriter:
         bias = None
         if row.state in ("start", "after") and self.active[row.bar]:
             pos_bias, eob_bias = np.zeros(MAX_STEPS), 0.0
-            if s.sync_weight:
-                # half up where another part has an onset, half down elsewhere: the ratio between the
-                # two is exp(sync_weight), and an onset off the song's grid also loses to ending the bar
+            if s.sync_weight and self.context_onsets[row.bar].any():
+                # half up where another part has an onset, half down elsewhere: the ratio between the two
+                # is exp(sync_weight), and an onset off the song's grid also loses to ending the bar (a bar
+                # where nothing else plays has no grid to lock to)
                 pos_bias += s.sync_weight * (self.context_onsets[row.bar] - 0.5)
             density = self._density_bias(row)
             if density is not None:
