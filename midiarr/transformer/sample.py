@@ -36,8 +36,8 @@ from midiarr.transformer.vocab import (
     VOCAB,
 )
 
-# Pitches the sampler lets each pitched stem write (a little wider than the training data's bulk).
-PITCH_RANGES = {"bass": (23, 67), "guitar": (36, 96), "piano": (21, 108), "strings": (28, 105)}
+# Pitches the sampler lets each pitched stem write: the instruments' playable ranges (as the evaluation counts them).
+PITCH_RANGES = {"bass": (23, 67), "guitar": (40, 88), "piano": (21, 108), "strings": (28, 103)}
 MAX_BAR_TOKENS = 192  # a bar's stem tokens; the sampler closes the bar at this many
 MAX_CONTEXT_BAR_TOKENS = 320  # a context bar longer than this is cut (very dense drum bars)
 _EOB, _TGT, _PAD = VOCAB["EOB"], VOCAB["TGT"], VOCAB["PAD"]
@@ -155,7 +155,6 @@ class StemWriter:
                     if POS0 <= t < POS0 + MAX_STEPS:
                         steps[t - POS0] = True
             self.context_onsets.append(steps)
-        self.note_pc = (self.note_ids - PITCH0 + PITCH_LOW) % 12 if not self.drums else None
         self.done_onsets, self.done_quarters = 0, 0.0
         s = self.settings
         self.vel_bias = np.zeros(NUM_VELOCITIES)
@@ -212,7 +211,7 @@ class StemWriter:
         out[first : first + max(1, int(np.ceil(gap - 1e-9)))] = value
         return out
 
-    def _guidance(self, row: _Row, mask: np.ndarray) -> np.ndarray | None:
+    def _guidance(self, row: _Row, mask: np.ndarray, logp: np.ndarray) -> np.ndarray | None:
         """Bias added to the model's log-probabilities at this grammar state (None: no bias)."""
         s = self.settings
         if row.state == "vel":
@@ -239,9 +238,17 @@ class StemWriter:
             for pos, chord_tones in self.chords[row.bar]:
                 if pos <= row.pos:
                     tones = chord_tones
-            if bias is None:
-                bias = np.zeros(_V)
-            bias[self.note_ids] += s.harmony_weight * tones[self.note_pc]
+            # redistribute the mass the model gives to "a note here" among the pitches, never add to it:
+            # a bonus on top would make stacking one more note likelier than moving on, and chords
+            # would climb out of the instrument's range
+            notes = self.note_ids[mask[self.note_ids]]
+            if len(notes):
+                lift = s.harmony_weight * tones[(notes - PITCH0 + PITCH_LOW) % 12]
+                p = np.exp(logp[notes] - logp[notes].max())
+                shift = np.log((p * np.exp(lift)).sum() / p.sum())
+                if bias is None:
+                    bias = np.zeros(_V)
+                bias[notes] += lift - shift
         return bias
 
     # ------------------------------------------------------------ windows
@@ -335,7 +342,7 @@ class StemWriter:
     def _sample(self, row: _Row, logp: np.ndarray) -> int:
         mask = self._allowed(row)
         s = self.settings
-        bias = self._guidance(row, mask)
+        bias = self._guidance(row, mask, logp)
         guided = logp if bias is None else logp + bias
         scores = np.where(mask, guided / max(s.temperature, 1e-4), -np.inf)
         scores -= scores.max()
