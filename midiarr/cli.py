@@ -295,33 +295,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-# Engine settings `eval --set` may change (the keyword arguments of each engine's constructor).
-ENGINE_SETTINGS = {
-    "transformer": ("temperature", "top_p", "candidates", "harmony_weight", "sync_weight", "control_weight", "int8"),
-    "diffusion": ("steps", "guidance", "scheduler", "partial", "passes"),
+# Engine settings `eval --set` may change (keyword arguments of each engine's constructor) and their types.
+ENGINE_SETTINGS: dict[str, dict[str, type]] = {
+    "transformer": {
+        "temperature": float,
+        "top_p": float,
+        "candidates": int,
+        "harmony_weight": float,
+        "sync_weight": float,
+        "control_weight": float,
+        "int8": bool,
+    },
+    "diffusion": {"steps": int, "guidance": float, "scheduler": str, "partial": str, "passes": str},
 }
 
 
 def _engine_setting(item: str) -> tuple[tuple[str, str], Any]:
-    """``ENGINE.KEY=VALUE`` to ((engine, key), value), numbers and booleans parsed."""
+    """``ENGINE.KEY=VALUE`` to ((engine, key), value) with the value in the setting's type."""
     key, sep, raw = item.partition("=")
     engine, dot, name = key.partition(".")
-    if not sep or not dot or name not in ENGINE_SETTINGS.get(engine, ()):
+    kind = ENGINE_SETTINGS.get(engine, {}).get(name)
+    if not sep or not dot or kind is None:
         known = ", ".join(f"{e}.{k}" for e, keys in ENGINE_SETTINGS.items() for k in keys)
         raise OptionError(f"--set {item!r}: expected ENGINE.KEY=VALUE with one of {known}")
-    value: Any = raw
-    if name in ("scheduler", "partial", "passes"):  # words, even when they look like numbers ("1")
-        pass
-    elif raw.lower() in ("true", "false"):
-        value = raw.lower() == "true"
-    else:
-        for kind in (int, float):
-            try:
-                value = kind(raw)
-                break
-            except ValueError:
-                continue
-    return (engine, name), value
+    if kind is bool:
+        if raw.lower() not in ("true", "false"):
+            raise OptionError(f"--set {item!r}: {name} is true or false")
+        return (engine, name), raw.lower() == "true"
+    try:
+        return (engine, name), kind(raw)
+    except ValueError:
+        raise OptionError(f"--set {item!r}: {name} needs {'an integer' if kind is int else 'a number'}") from None
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -102,6 +102,8 @@ def test_eval_set_option_reaches_the_engine_and_rejects_unknown_keys(tmp_path: P
     assert _engine_setting("transformer.int8=true") == (("transformer", "int8"), True)
     assert _engine_setting("diffusion.passes=1") == (("diffusion", "passes"), "1")
     assert run_cli("eval", "--engine", "rules", "--data", tmp_path, "-o", tmp_path / "r", "--set", "rules.x=1") == 2
+    for bad in ("transformer.harmony_weight=abc", "transformer.candidates=1.5", "transformer.int8=maybe"):
+        assert run_cli("eval", "--engine", "transformer", "--data", tmp_path, "-o", tmp_path / "r", "--set", bad) == 2
     proc = run_cli_process("eval", "--engine", "rules", "--data", tmp_path, "-o", tmp_path / "r", "--set", "oops")
     assert proc.returncode == 2 and "ENGINE.KEY=VALUE" in proc.stderr and "Traceback" not in proc.stderr
 
