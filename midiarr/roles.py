@@ -18,6 +18,15 @@ from midiarr.song import Song, Track
 ROLES: tuple[str, ...] = ("drums", "bass", "guitar", "piano", "strings", "lead", "other")
 # Stems that `subtract`/`prepare` take out and engines write back.
 REMOVABLE_STEMS: tuple[str, ...] = ("bass", "drums", "guitar", "piano", "strings")
+# MIDI pitches each stem can play (drums: the GM percussion keys). Writers keep within them; the
+# evaluation's range validity counts notes inside them.
+PLAYABLE_RANGES: dict[str, tuple[int, int]] = {
+    "bass": (23, 67),
+    "guitar": (40, 88),
+    "piano": (21, 108),
+    "strings": (28, 103),
+    "drums": (27, 87),
+}
 
 # Word patterns per role, tried in this order (drums before bass: "bass drum").
 _NAME_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(

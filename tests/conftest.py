@@ -37,6 +37,14 @@ def run_cli_process(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def fixture_cache(root: Path, songs: int) -> Path:
+    """``root/cache``: a prepare cache of ``songs`` fixture band songs of growing length and tempo."""
+    for i in range(songs):
+        write_midi(band_song(bars=4 + i, qpm=90 + 7 * i), root / "data" / f"song{i}.mid")
+    prepare(root / "data", root / "cache", workers=1, progress=False)
+    return root / "cache"
+
+
 TINY_TRANSFORMER = """
 [model]
 n_layer = 1
@@ -74,9 +82,7 @@ candidates = 1
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A stem transformer trained for four steps on eight fixture songs (shared by the transformer tests)."""
     root = tmp_path_factory.mktemp("tiny")
-    for i in range(8):
-        write_midi(band_song(bars=4 + i, qpm=90 + 7 * i), root / "data" / f"song{i}.mid")
-    prepare(root / "data", root / "cache", workers=1, progress=False)
+    fixture_cache(root, songs=8)
     config = root / "tiny.toml"
     config.write_text(TINY_TRANSFORMER)
     code = run_cli("train-transformer", "--data", root / "cache", "--config", config, "-o", root / "ckpt", "-q")

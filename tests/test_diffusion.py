@@ -16,10 +16,9 @@ from midiarr.engines.diffusion import DiffusionEngine, pitch_range_split
 from midiarr.fixtures import band_song
 from midiarr.io import load, write_midi
 from midiarr.pianoroll import NUM_DRUM_CLASSES, SLOTS, song_to_rolls
-from midiarr.prepare import prepare
 from midiarr.roles import assign_roles
 from midiarr.song import Song, Track
-from tests.conftest import run_cli, run_cli_process
+from tests.conftest import fixture_cache, run_cli, run_cli_process
 
 TINY = """
 [network]
@@ -66,9 +65,7 @@ threshold = 0.5
 @pytest.fixture(scope="session")
 def tiny_diffusion(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tinydiff")
-    for i in range(6):
-        write_midi(band_song(bars=4 + i, qpm=90 + 7 * i), root / "data" / f"song{i}.mid")
-    prepare(root / "data", root / "cache", workers=1, progress=False)
+    fixture_cache(root, songs=6)
     config = root / "tiny.toml"
     config.write_text(TINY)
     code = run_cli("train-diffusion", "--data", root / "cache", "--config", config, "-o", root / "ckpt", "-q")

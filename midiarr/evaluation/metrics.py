@@ -8,10 +8,11 @@ from __future__ import annotations
 import numpy as np
 
 from midiarr.harmony import note_windows, sounding_pitch_classes
+from midiarr.roles import PLAYABLE_RANGES
 from midiarr.song import Song
 
 # Playable ranges (MIDI pitch) per stem; drums: the General MIDI percussion map.
-VALID_RANGES = {"bass": (23, 67), "guitar": (40, 88), "piano": (21, 108), "strings": (28, 103), "drums": (27, 87)}
+VALID_RANGES = PLAYABLE_RANGES
 
 
 def _tol(tpb: int) -> float:

@@ -18,6 +18,7 @@ import torch
 
 from midiarr.attributes import bin_edges
 from midiarr.harmony import QUALITIES
+from midiarr.roles import PLAYABLE_RANGES
 from midiarr.transformer.encode import ContextBar, assemble, bin_velocity, header_tokens
 from midiarr.transformer.model import LeanDecoder
 from midiarr.transformer.vocab import (
@@ -36,8 +37,8 @@ from midiarr.transformer.vocab import (
     VOCAB,
 )
 
-# Pitches the sampler lets each pitched stem write: the instruments' playable ranges (as the evaluation counts them).
-PITCH_RANGES = {"bass": (23, 67), "guitar": (40, 88), "piano": (21, 108), "strings": (28, 103)}
+# Pitches the sampler lets each pitched stem write: the instruments' playable ranges.
+PITCH_RANGES = {stem: PLAYABLE_RANGES[stem] for stem in ("bass", "guitar", "piano", "strings")}
 MAX_BAR_TOKENS = 192  # a bar's stem tokens; the sampler closes the bar at this many
 MAX_CONTEXT_BAR_TOKENS = 320  # a context bar longer than this is cut (very dense drum bars)
 _EOB, _TGT, _PAD = VOCAB["EOB"], VOCAB["TGT"], VOCAB["PAD"]
