@@ -18,7 +18,7 @@ from midiarr.audio.evaluate import frechet_distance, onset_sync, si_sdr
 from midiarr.audio.features import MelFrontend, MelSpec, denormalize, normalize
 from midiarr.audio.io import read_audio, resample
 from midiarr.audio.pipeline import overlap_add, windows
-from midiarr.errors import InputError
+from midiarr.errors import InputError, OptionError
 from midiarr.fixtures import band_song
 from midiarr.io import write_midi
 from tests.conftest import run_cli, run_cli_process
@@ -261,10 +261,66 @@ def test_eval_audio_reports_models_beside_baselines(models: Path, audio_set: Pat
             models / "audio-gmsdi", "--limit", "3", "--steps", "2", "-o", report_path, "-q")  # fmt: skip
     assert run_cli(*args) == 0
     report = json.loads(report_path.read_text())
-    assert set(report["separation"]) == {"nmf", "vae_oracle", "ldm", "gmsdi"}
+    assert set(report["separation"]) == {"nmf", "vae_oracle", "ldm", "ldm_sample", "gmsdi"}
+    assert report["estimator"] == "mean"
     assert set(report["separation"]["nmf"]["bass"]) == {"clips", "si_sdr", "mel_mse", "mel_si_sdr"}
     assert {"borrow", "ldm", "gmsdi"} <= set(report["insertion"]["drums"])
     assert "fd" in report["generation"]["mix"]
+
+
+def test_posterior_mean_is_one_call_that_hears_the_mix(models: Path, audio_set: Path, tmp_path: Path) -> None:
+    from midiarr.audio.pipeline import StemLDMPipeline
+
+    pipe = StemLDMPipeline.load(models / "audio-ldm")
+    mixes = torch.from_numpy(load_clips(audio_set, "train").waves(np.array([0, 1]))[:, 0])
+    calls = []
+    forward = pipe.ldm.forward
+    pipe.ldm.forward = lambda *a, **k: calls.append(1) or forward(*a, **k)  # count the network's calls
+    out = pipe.separate_clips(mixes, steps=5, guidance=1.0, estimator="mean")
+    assert len(calls) == 1 and out["waves"].shape == (2, len(STEMS), mixes.shape[-1])
+    again = pipe.separate_clips(mixes, steps=5, guidance=1.0, estimator="mean")
+    assert torch.equal(out["latents"], again["latents"])  # deterministic
+    # each clip's estimate depends on its own mix ...
+    assert not torch.allclose(out["latents"][0], out["latents"][1])
+    # ... and at guidance 0 on no mix at all: the clips swapped, each batch slot (its noise) answers the same
+    free = pipe.separate_clips(mixes, steps=5, guidance=0.0, estimator="mean")["latents"]
+    assert torch.allclose(free, pipe.separate_clips(mixes.flip(0), guidance=0.0, estimator="mean")["latents"])
+    heard = pipe.separate_clips(mixes.flip(0), guidance=1.0, estimator="mean")["latents"]
+    assert not torch.allclose(out["latents"], heard)
+    drawn = pipe.separate_clips(mixes, steps=3, guidance=2.0, estimator="sample")
+    assert len(calls) == 1 + 1 + 1 + 1 + 1 + 3  # a DDIM draw calls the network once per step (both branches batched)
+    assert not torch.allclose(drawn["latents"], out["latents"])
+    with pytest.raises(OptionError, match="--estimator"):
+        pipe.separate_clips(mixes, estimator="median")
+    mix_path = tmp_path / "mix.wav"
+    sf.write(mix_path, mixes.reshape(-1).numpy(), SR)
+    for estimator in ("mean", "sample"):
+        out_dir = tmp_path / estimator
+        args = ("audio", "separate", mix_path, "-o", out_dir, "--checkpoint", models / "audio-ldm")
+        assert run_cli(*args, "--estimator", estimator, "--steps", "2", "-q") == 0
+        assert len(sf.read(out_dir / "bass.wav")[0]) == mixes.numel()
+
+
+def test_latent_training_continues_from_a_checkpoint(models: Path, audio_set: Path, tmp_path: Path) -> None:
+    from midiarr.audio.ldm import load_ldm
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY, encoding="utf-8")
+    base = ("train-audio", "ldm", "--data", audio_set, "--vae", models / "audio-vae", "--config", config, "-q")
+    out = tmp_path / "more"
+    assert run_cli(*base, "-o", out, "--init-from", models / "audio-ldm", "--max-steps", "1") == 0
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["init_from"]["path"] == str(models / "audio-ldm") and meta["init_from"]["step"] is not None
+    before, _ = load_ldm(models / "audio-ldm")
+    after, _ = load_ldm(out)
+    # one step with EMA 0.9 moves the weights a little from where they were, not from a fresh start
+    drift = [float((a - b).detach().abs().max()) for a, b in zip(after.parameters(), before.parameters(), strict=True)]
+    assert 0 < max(drift) < 0.05
+    for init, message in ((models / "audio-vae", "expected 'stem-ldm'"), (tmp_path, "not an audio model")):
+        proc = run_cli_process(*base, "-o", tmp_path / "bad", "--init-from", init)
+        assert proc.returncode != 0 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = run_cli_process("train-audio", "vae", "--data", audio_set, "-o", tmp_path / "v", "--init-from", out)
+    assert proc.returncode != 0 and "no --init-from" in proc.stderr
 
 
 def test_audio_command_errors_are_one_line(tmp_path: Path, models: Path) -> None:
@@ -278,6 +334,7 @@ def test_audio_command_errors_are_one_line(tmp_path: Path, models: Path) -> None
         (("audio", "separate", wav, "-o", tmp_path / "s", "--checkpoint", tmp_path), "not an audio model"),
         (("audio", "separate", wav, "-o", tmp_path / "s", "--steps", "0", "--checkpoint", ldm), "--steps"),
         (("train-audio", "ldm", "--data", tmp_path, "-o", tmp_path / "m"), "needs --vae"),
+        (("audio", "separate", wav, "-o", tmp_path / "s", "--method", "gmsdi", "--estimator", "mean"), "--estimator"),
     ]
     for args, message in cases:
         proc = run_cli_process(*args)

@@ -9,12 +9,8 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from midiarr.audio.tuned import INSERT_GUIDANCE, SEPARATION_ESTIMATOR, SEPARATION_GUIDANCE
 from midiarr.errors import OptionError
-
-# classifier-free guidance on the given audio; separation's was chosen on the valid split (1, 2, 4: 4 best,
-# docs/audio.md); insertion's was not tuned
-SEPARATION_GUIDANCE = 4.0
-INSERT_GUIDANCE = 2.0
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
@@ -30,12 +26,14 @@ def cmd_train_audio(args: argparse.Namespace) -> int:
     common = dict(config_path=args.config, max_minutes=args.max_minutes, max_steps=args.max_steps,
                   threads=args.threads, log=lambda line: _say(args, line))  # fmt: skip
     if args.model == "vae":
+        if args.init_from is not None:
+            raise OptionError("train-audio vae takes no --init-from (a new VAE means new latents: retrain ldm/gmsdi)")
         result = train.train_vae(args.data, args.output, **common)
     else:
         if args.vae is None:
             raise OptionError(f"train-audio {args.model} needs --vae (a trained mel VAE folder)")
         fn = train.train_ldm if args.model == "ldm" else train.train_gmsdi
-        result = fn(args.data, args.output, args.vae, **common)
+        result = fn(args.data, args.output, args.vae, init_from=args.init_from, **common)
     _say(args, f"wrote {args.output}: {result['parameters'] / 1e6:.2f}M parameters, {result['steps']} steps, "
                f"valid loss {result['valid_loss']:.5f}")  # fmt: skip
     return 0
@@ -51,6 +49,7 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--max-minutes", type=float, help="wall-clock budget (overrides the config)")
     p.add_argument("--max-steps", type=int, help="optimizer steps (overrides the config)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--init-from", type=Path, help="ldm/gmsdi: continue from this checkpoint's weights (same network)")
     p.set_defaults(func=cmd_train_audio)
     register_audio(add)
     register_arrange(add)
@@ -103,11 +102,12 @@ def cmd_audio_separate(args: argparse.Namespace) -> int:
     wave = read_audio(args.file, pipe.spec.sr)
     steps = args.steps or 25
     if args.method == "ldm":
-        guidance = SEPARATION_GUIDANCE if args.guidance is None else args.guidance
-        fn = lambda x, j: pipe.separate_clips(x, steps, guidance, args.seed + j)["waves"]  # noqa: E731
+        estimator = args.estimator or SEPARATION_ESTIMATOR
+        guidance = SEPARATION_GUIDANCE[estimator] if args.guidance is None else args.guidance
+        fn = lambda x, j: pipe.separate_clips(x, steps, guidance, args.seed + j, estimator)["waves"]  # noqa: E731
     else:
-        if args.guidance is not None:
-            raise OptionError("--guidance applies to --method ldm (GMSDI couples to the mix instead)")
+        if args.guidance is not None or args.estimator is not None:
+            raise OptionError("--guidance/--estimator apply to --method ldm (GMSDI couples to the mix instead)")
         fn = lambda x, j: pipe.separate_clips(x, steps, seed=args.seed + j)["waves"]  # noqa: E731
     out = process_file(wave, pipe.spec.clip_samples, int(args.overlap * pipe.spec.sr), fn,
                        progress=not args.quiet, desc="separate")  # fmt: skip
@@ -193,7 +193,7 @@ def cmd_eval_audio(args: argparse.Namespace) -> int:
         raise OptionError("--limit must be at least 2")
     report = evaluate_audio(
         args.data, args.split, args.ldm, args.gmsdi, limit=args.limit, steps=args.steps or 25,
-        guidance=SEPARATION_GUIDANCE if args.guidance is None else args.guidance,
+        estimator=args.estimator, guidance=args.guidance,
         insert_guidance=INSERT_GUIDANCE if args.insert_guidance is None else args.insert_guidance,
         seed=args.seed, parts=parts,
         log=lambda line: _say(args, line),
@@ -212,9 +212,15 @@ def _sampling_options(p: argparse.ArgumentParser, guidance: bool = True) -> None
     p.add_argument("--steps", type=int, help="DDIM steps (default 25)")
     if guidance:
         p.add_argument("--guidance", type=float, help="classifier-free guidance on the given audio (default: "
-                       f"{SEPARATION_GUIDANCE} to separate, {INSERT_GUIDANCE} to insert)")  # fmt: skip
+                       f"{SEPARATION_GUIDANCE} to separate by estimator, {INSERT_GUIDANCE} to insert)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="same seed, same output")
     p.add_argument("--overlap", type=float, default=0.5, help="seconds shared by neighbouring 4 s windows")
+
+
+def _estimator_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--estimator", choices=list(SEPARATION_GUIDANCE),
+                   help=f"separation by the stem LDM: mean (its posterior-mean estimate, one model call) or sample "
+                        f"(a DDIM draw); default {SEPARATION_ESTIMATOR}")  # fmt: skip
 
 
 def register_audio(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
@@ -234,6 +240,7 @@ def register_audio(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     q.add_argument("--method", choices=["ldm", "gmsdi"], default="ldm",
                    help="ldm: the stem-trained latent diffusion model; gmsdi: the mixture-trained one")  # fmt: skip
     q.add_argument("--checkpoint", type=Path, help="model folder (default: the bundled weights)")
+    _estimator_option(q)
     _sampling_options(q)
     q.set_defaults(func=cmd_audio_separate)
 
@@ -264,6 +271,7 @@ def register_audio(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--limit", type=int, default=48, help="clips drawn from the split (with 2+ stems sounding)")
     p.add_argument("-o", "--output", type=Path, help="also write the report as JSON here")
     p.add_argument("--insert-guidance", type=float, help=f"guidance for insertion (default {INSERT_GUIDANCE})")
+    _estimator_option(p)
     _sampling_options(p)
     p.set_defaults(func=cmd_eval_audio)
 

@@ -156,8 +156,9 @@ def evaluate_audio(
     gmsdi_path: str | Path | None = None,
     limit: int = 48,
     steps: int = 25,
-    guidance: float = 4.0,
+    guidance: float | None = None,
     insert_guidance: float = 2.0,
+    estimator: str | None = None,
     seed: int = 0,
     parts: tuple[str, ...] = ("separation", "insertion", "generation"),
     batch: int = 8,
@@ -166,6 +167,10 @@ def evaluate_audio(
     """All numbers of the audio models on one split of a render-dataset folder."""
     from midiarr.audio.gmsdi import GMSDIPipeline
     from midiarr.audio.pipeline import StemLDMPipeline
+    from midiarr.audio.tuned import SEPARATION_ESTIMATOR, SEPARATION_GUIDANCE
+
+    estimator = estimator or SEPARATION_ESTIMATOR
+    guidance = SEPARATION_GUIDANCE[estimator] if guidance is None else guidance
 
     ldm = StemLDMPipeline.load(ldm_path)
     gmsdi = GMSDIPipeline.load(gmsdi_path) if gmsdi_path is not None or _bundled("audio-gmsdi") else None
@@ -176,7 +181,7 @@ def evaluate_audio(
     waves = torch.from_numpy(clips.waves(chosen))[..., : spec.clip_samples]
     mix, truth = waves[:, 0], waves[:, 1:]
     report: dict[str, Any] = {"split": split, "clips": len(chosen), "steps": steps, "guidance": guidance,
-                              "insert_guidance": insert_guidance,
+                              "estimator": estimator, "insert_guidance": insert_guidance,
                               "seed": seed, "sr": spec.sr, "clip_seconds": spec.clip_seconds}  # fmt: skip
     if "separation" in parts:
         log("separation: NMF baseline")
@@ -189,10 +194,18 @@ def evaluate_audio(
         sep["vae_oracle"] = separation_scores(
             front.masked_sources(mix, oracle, floor=front.mel_amplitude(mix)), truth, front
         )
-        log("separation: stem LDM")
+        log(f"separation: stem LDM ({estimator})")
         sep["ldm"] = separation_scores(
-            _in_batches(lambda x, j: ldm.separate_clips(x, steps, guidance, seed + j), mix, batch), truth, front
-        )
+            _in_batches(lambda x, j: ldm.separate_clips(x, steps, guidance, seed + j, estimator), mix, batch),
+            truth, front,
+        )  # fmt: skip
+        if estimator != "sample":  # the DDIM draw beside it, at its own tuned guidance
+            log("separation: stem LDM (sample)")
+            g = SEPARATION_GUIDANCE["sample"]
+            sep["ldm_sample"] = separation_scores(
+                _in_batches(lambda x, j: ldm.separate_clips(x, steps, g, seed + j, "sample"), mix, batch),
+                truth, front,
+            )  # fmt: skip
         if gmsdi is not None:
             log("separation: GMSDI")
             sep["gmsdi"] = separation_scores(

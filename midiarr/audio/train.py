@@ -13,17 +13,19 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from midiarr.audio.checkpoint import WEIGHTS_FILE, load_state, read_checkpoint
 from midiarr.audio.data import STEMS, ClipSet, load_clips
 from midiarr.audio.features import MelFrontend, MelSpec
 from midiarr.audio.ldm import noise_schedule
 from midiarr.config import load_config
+from midiarr.errors import InputError
 from midiarr.training import adamw, cosine_lr, invoked_command
 
 
@@ -285,6 +287,8 @@ class _LatentRun:
     train_lat: torch.Tensor
     valid_lat: torch.Tensor
     alphas: torch.Tensor
+    init_state: dict[str, torch.Tensor] | None = None
+    init_meta: dict[str, Any] = field(default_factory=dict)
 
     def network(self, stems: int) -> Any:
         from midiarr.audio.ldm import LDMConfig
@@ -299,6 +303,9 @@ class _LatentRun:
         from accelerate import Accelerator
 
         accelerator = Accelerator()
+        if self.init_state is not None:
+            load_state(model, self.init_state, self.init_meta["init_from"]["path"])
+            model.train()
         ema = copy.deepcopy(model).eval()
         for p in ema.parameters():
             p.requires_grad_(False)
@@ -310,8 +317,20 @@ class _LatentRun:
 
 def _latent_run(data: str | Path, vae_path: str | Path, config_path: str | Path | None, section: str,
                 max_minutes: float | None, max_steps: int | None, threads: int | None,
-                log: Callable[[str], None]) -> _LatentRun:  # fmt: skip
+                log: Callable[[str], None], init_from: str | Path | None = None,
+                kind: str = "") -> _LatentRun:  # fmt: skip
+    """Everything a latent model's training needs; ``init_from`` continues an earlier checkpoint of ``kind``."""
     from midiarr.audio.vae import load_vae
+
+    init_state, init_meta = None, {}
+    if init_from is not None:
+        init_state, earlier = read_checkpoint(init_from, kind)
+        if Path(str(earlier.get("vae", ""))).resolve() != Path(vae_path).resolve() and not _same_weights(
+            earlier.get("vae"), vae_path
+        ):
+            raise InputError(f"{init_from}: trained in another VAE's latent space ({earlier.get('vae')})")
+        fields = ("step", "valid_loss", "command")
+        init_meta = {"init_from": {"path": str(init_from), **{f: earlier.get(f) for f in fields}}}
 
     config = audio_config(config_path)
     tcfg = _budget(config[section]["train"], max_minutes, max_steps)
@@ -323,7 +342,15 @@ def _latent_run(data: str | Path, vae_path: str | Path, config_path: str | Path 
     train_lat = clip_latents(data, "train", train, vae, vae_path, log)
     valid_lat = clip_latents(data, split, valid, vae, vae_path, log)
     alphas = noise_schedule(config).alphas_cumprod.float()
-    return _LatentRun(config, tcfg, vae, train, valid, split, train_lat, valid_lat, alphas)
+    return _LatentRun(config, tcfg, vae, train, valid, split, train_lat, valid_lat, alphas, init_state, init_meta)
+
+
+def _same_weights(a: str | Path | None, b: str | Path) -> bool:
+    """Two VAE folders holding identical weights (a bundled copy of the VAE a model was trained with)."""
+    if a is None:
+        return False
+    fa, fb = Path(a) / WEIGHTS_FILE, Path(b) / WEIGHTS_FILE
+    return fa.is_file() and fb.is_file() and fa.read_bytes() == fb.read_bytes()
 
 
 def train_ldm(
@@ -335,11 +362,12 @@ def train_ldm(
     max_steps: int | None = None,
     threads: int | None = None,
     log: Callable[[str], None] = print,
+    init_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train the multi-track latent diffusion model on the VAE's latents of rendered clips."""
     from midiarr.audio.ldm import StemLDM, save_ldm
 
-    run = _latent_run(data, vae_path, config_path, "ldm", max_minutes, max_steps, threads, log)
+    run = _latent_run(data, vae_path, config_path, "ldm", max_minutes, max_steps, threads, log, init_from, "stem-ldm")
     config, tcfg, vae, train, valid, split = run.config, run.tcfg, run.vae, run.train, run.valid, run.split
     model, ema, optimizer, accelerator = run.prepare(StemLDM(run.network(len(STEMS))))
     tasks = dict(config["ldm"]["tasks"])
@@ -352,7 +380,8 @@ def train_ldm(
     return _diffusion_loop(
         model, ema, optimizer, accelerator, batches, fixed, run.alphas, tcfg, out_dir, config_path,
         lambda m, out, extra: save_ldm(m, out, {**extra, "vae": str(vae_path), "mel": vae.spec.as_dict()}),
-        {"command": invoked_command(), "config": config, "train_clips": len(train), "valid_clips": len(valid),
+        {"command": invoked_command(), **run.init_meta, "config": config, "train_clips": len(train),
+         "valid_clips": len(valid),
          "data_split": f"render-dataset train split for training, {split} for validation; test never read"},
         log, loss_fn=functools.partial(ldm_loss, prediction=prediction),
     )  # fmt: skip
@@ -389,7 +418,8 @@ def _diffusion_loop(
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        d = min(ema_decay, (1 + step) / (10 + step))
+        # a continued run's EMA starts from trained weights: no warm-up of the decay
+        d = ema_decay if "init_from" in meta else min(ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), accelerator.unwrap_model(model).parameters(), strict=True):
                 pe.mul_(d).add_(pm.detach().cpu(), alpha=1 - d)
@@ -449,11 +479,12 @@ def train_gmsdi(
     max_steps: int | None = None,
     threads: int | None = None,
     log: Callable[[str], None] = print,
+    init_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train the GMSDI mixture model: mix latents and per-source labels only."""
     from midiarr.audio.gmsdi import MixtureLDM, gmsdi_loss, save_gmsdi
 
-    run = _latent_run(data, vae_path, config_path, "gmsdi", max_minutes, max_steps, threads, log)
+    run = _latent_run(data, vae_path, config_path, "gmsdi", max_minutes, max_steps, threads, log, init_from, "gmsdi")
     config, tcfg, vae, train, valid, split = run.config, run.tcfg, run.vae, run.train, run.valid, run.split
     model, ema, optimizer, accelerator = run.prepare(MixtureLDM(run.network(1)))
     drop = float(tcfg["drop_label"])
@@ -463,7 +494,8 @@ def train_gmsdi(
     return _diffusion_loop(
         model, ema, optimizer, accelerator, batches, fixed, run.alphas, tcfg, out_dir, config_path,
         lambda m, out, extra: save_gmsdi(m, out, {**extra, "vae": str(vae_path), "mel": vae.spec.as_dict()}),
-        {"command": invoked_command(), "config": config, "train_clips": len(train), "valid_clips": len(valid),
+        {"command": invoked_command(), **run.init_meta, "config": config, "train_clips": len(train),
+         "valid_clips": len(valid),
          "data_split": f"render-dataset train split (mixes and source labels only) for training, {split} for "
                        "validation; test never read"},
         log, loss_fn=gmsdi_loss,
