@@ -191,9 +191,11 @@ def cmd_eval_audio(args: argparse.Namespace) -> int:
         raise OptionError(f"--parts {args.parts}: choose from separation, insertion, generation")
     if args.limit < 2:
         raise OptionError("--limit must be at least 2")
+    if args.generation_eta is not None and not 0 <= args.generation_eta <= 1:
+        raise OptionError("--generation-eta must be within 0..1")
     report = evaluate_audio(
         args.data, args.split, args.ldm, args.gmsdi, limit=args.limit, steps=args.steps or 25,
-        estimator=args.estimator, guidance=args.guidance,
+        estimator=args.estimator, guidance=args.guidance, generation_eta=args.generation_eta,
         insert_guidance=INSERT_GUIDANCE if args.insert_guidance is None else args.insert_guidance,
         seed=args.seed, parts=parts,
         log=lambda line: _say(args, line),
@@ -271,6 +273,7 @@ def register_audio(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--limit", type=int, default=48, help="clips drawn from the split (with 2+ stems sounding)")
     p.add_argument("-o", "--output", type=Path, help="also write the report as JSON here")
     p.add_argument("--insert-guidance", type=float, help=f"guidance for insertion (default {INSERT_GUIDANCE})")
+    p.add_argument("--generation-eta", type=float, help="DDIM eta of total generation (0..1; default tuned)")
     _estimator_option(p)
     _sampling_options(p)
     p.set_defaults(func=cmd_eval_audio)

@@ -159,6 +159,7 @@ def evaluate_audio(
     guidance: float | None = None,
     insert_guidance: float = 2.0,
     estimator: str | None = None,
+    generation_eta: float | None = None,
     seed: int = 0,
     parts: tuple[str, ...] = ("separation", "insertion", "generation"),
     batch: int = 8,
@@ -167,10 +168,11 @@ def evaluate_audio(
     """All numbers of the audio models on one split of a render-dataset folder."""
     from midiarr.audio.gmsdi import GMSDIPipeline
     from midiarr.audio.pipeline import StemLDMPipeline
-    from midiarr.audio.tuned import SEPARATION_ESTIMATOR, SEPARATION_GUIDANCE
+    from midiarr.audio.tuned import GENERATION_ETA, SEPARATION_ESTIMATOR, SEPARATION_GUIDANCE
 
     estimator = estimator or SEPARATION_ESTIMATOR
     guidance = SEPARATION_GUIDANCE[estimator] if guidance is None else guidance
+    generation_eta = GENERATION_ETA if generation_eta is None else generation_eta
 
     ldm = StemLDMPipeline.load(ldm_path)
     gmsdi = GMSDIPipeline.load(gmsdi_path) if gmsdi_path is not None or _bundled("audio-gmsdi") else None
@@ -182,6 +184,7 @@ def evaluate_audio(
     mix, truth = waves[:, 0], waves[:, 1:]
     report: dict[str, Any] = {"split": split, "clips": len(chosen), "steps": steps, "guidance": guidance,
                               "estimator": estimator, "insert_guidance": insert_guidance,
+                              "generation_eta": generation_eta,
                               "seed": seed, "sr": spec.sr, "clip_seconds": spec.clip_seconds}  # fmt: skip
     if "separation" in parts:
         log("separation: NMF baseline")
@@ -237,7 +240,7 @@ def evaluate_audio(
         log("generation: all stems from nothing")
         count = min(len(mix), 32)
         gen_waves = torch.cat([
-            ldm.generate_clips(min(batch, count - i), list(STEMS), steps, seed + i)["waves"]
+            ldm.generate_clips(min(batch, count - i), list(STEMS), steps, seed + i, eta=generation_eta)["waves"]
             for i in range(0, count, batch)
         ])  # fmt: skip
         gen: dict[str, Any] = {}

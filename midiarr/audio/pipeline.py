@@ -15,6 +15,7 @@ import torch
 from midiarr.audio.data import STEMS
 from midiarr.audio.features import MelFrontend, denormalize, fit_frames
 from midiarr.audio.ldm import Conditions, StemLDM, cat_conditions, ddim_schedule, load_ldm, noise_schedule
+from midiarr.audio.tuned import GENERATION_ETA, SEPARATION_ESTIMATOR, SEPARATION_GUIDANCE
 from midiarr.audio.vae import MelVAE, load_vae
 from midiarr.errors import InputError, OptionError
 
@@ -67,10 +68,13 @@ class StemLDMPipeline:
         with torch.no_grad():
             return self.vae.encode(self.front.model_frames(self.front.log_mel(waves)))
 
-    def sample(self, cond: Conditions, steps: int = 25, guidance: float = 2.0, seed: int = 0) -> torch.Tensor:
+    def sample(
+        self, cond: Conditions, steps: int = 25, guidance: float = 2.0, seed: int = 0, eta: float = 0.0
+    ) -> torch.Tensor:
         """Stem latents (B, K, C, H, W) by DDIM with classifier-free guidance on the given audio.
 
         Guidance combines the model's two outputs linearly whichever it predicts (noise or clean latents).
+        ``eta`` 0 is deterministic DDIM; 1 adds fresh noise at every step (ancestral, DDPM-like).
 
         Every stem of a clip starts from the same noise (STEMPHONIC's shared noise).
         """
@@ -91,7 +95,7 @@ class StemLDMPipeline:
                     eps = eps_u + guidance * (eps_c - eps_u)
                 else:
                     eps = self.ldm(x, tt, cond)
-                x = sched.step(eps, t, x).prev_sample
+                x = sched.step(eps, t, x, eta=eta, generator=gen).prev_sample
         return x
 
     def posterior_mean(self, cond: Conditions, guidance: float = 1.0, seed: int = 0) -> torch.Tensor:
@@ -132,15 +136,18 @@ class StemLDMPipeline:
 
     # ------------------------------------------------------------ clip tasks
     def separate_clips(
-        self, mix: torch.Tensor, steps: int = 25, guidance: float = 1.0, seed: int = 0, estimator: str = "mean"
-    ) -> dict[str, Any]:
+        self, mix: torch.Tensor, steps: int = 25, guidance: float | None = None, seed: int = 0,
+        estimator: str = SEPARATION_ESTIMATOR,
+    ) -> dict[str, Any]:  # fmt: skip
         """Each clip's stems cut from its mix with masks from the estimated stem mels.
 
         mix: (B, clip samples). ``estimator``: "mean" (one model call; ``steps`` unused) or
-        "sample" (DDIM, ``steps`` steps). Returns waves (B, K, samples) and mels (B, K, n_mels, frames).
+        "sample" (DDIM, ``steps`` steps); ``guidance`` None is the estimator's tuned default.
+        Returns waves (B, K, samples) and mels (B, K, n_mels, frames).
         """
         if estimator not in ESTIMATORS:
             raise OptionError(f"--estimator {estimator!r}: choose one of {', '.join(ESTIMATORS)}")
+        guidance = SEPARATION_GUIDANCE[estimator] if guidance is None else guidance
         cond = self._conditions(mix, len(mix), list(range(len(STEMS))), [], [])
         if estimator == "mean":
             latents = self.posterior_mean(cond, guidance, seed)
@@ -164,12 +171,12 @@ class StemLDMPipeline:
         return {"waves": waves, "mels": mels, "latents": latents}
 
     def generate_clips(self, count: int, stems: Sequence[str], steps: int = 25, seed: int = 0,
-                       vocoder_iters: int = 48) -> dict[str, Any]:  # fmt: skip
+                       vocoder_iters: int = 48, eta: float = GENERATION_ETA) -> dict[str, Any]:  # fmt: skip
         """Stems written from nothing; stems not asked for are held silent."""
         target = stem_indices(stems)
         silent = [i for i in range(len(STEMS)) if i not in target]
         cond = self._conditions(None, count, [], target, silent)
-        latents = self.sample(cond, steps, 0.0, seed)
+        latents = self.sample(cond, steps, 0.0, seed, eta)
         mels = self.decode_mels(latents[:, target], self.spec.clip_samples // self.spec.hop + 1)
         waves = self._vocode(mels, self.spec.clip_samples, vocoder_iters, seed)
         return {"waves": waves, "mels": mels, "latents": latents}

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 # separation with the stem LDM: which estimator, and its classifier-free guidance on the mix
 SEPARATION_ESTIMATOR = "mean"
-SEPARATION_GUIDANCE = {"mean": 1.0, "sample": 4.0}
+SEPARATION_GUIDANCE = {"mean": 1.5, "sample": 4.0}
 # insertion (audio-domain Subtractive Training): a DDIM draw, guidance not tuned
 INSERT_GUIDANCE = 2.0
+# total generation from nothing: DDIM's eta (0 deterministic, 1 ancestral). With nothing given, the deterministic
+# path drifted towards near-silent bass and drums for the continued model (docs/audio.md)
+GENERATION_ETA = 1.0
