@@ -44,7 +44,8 @@ def read_checkpoint(path: str | Path, kind: str) -> tuple[dict[str, torch.Tensor
     except Exception as exc:
         raise InputError(f"{folder}: cannot read the checkpoint ({exc})") from None
     if config.get("kind") != kind:
-        raise InputError(f"{folder}: a {config.get('kind')!r} checkpoint, expected {kind!r}")
+        found = f"a {config['kind']!r} checkpoint" if config.get("kind") else "not an audio model checkpoint"
+        raise InputError(f"{folder}: {found}, expected {kind!r}")
     return state, config
 
 
