@@ -45,17 +45,21 @@ class Arranger:
         *,
         seed: int = 0,
         active: str | np.ndarray | None = None,
+        timing: str = "song",
         **controls: str | None,
     ) -> Song:
         """The song (a Song, or a pretty_midi / mido / music21 / symusic object) with ``stem`` written in.
 
         ``instruction`` is free text ("busy syncopated bass, soft"); keyword controls (density, dynamics,
-        rhythm, register, polyphony) override it; ``active`` names bars ("1-16,33-48") or is a per-bar mask.
+        rhythm, register, polyphony) override it; ``active`` names bars ("1-16,33-48") or is a per-bar mask;
+        ``timing="song"`` plays the part with the other parts' micro-timing, ``"grid"`` on exact 16ths.
         Use ``arranger.engine.insert`` for what was replaced and which tracks are new.
         """
         song = from_any(song)
         mask = parse_bar_ranges(active, song.num_bars) if isinstance(active, str) else active
-        return self.engine.insert(song, stem, Controls.build(instruction, **controls), active=mask, seed=seed).song
+        controls_asked = Controls.build(instruction, **controls)
+        controls_asked.timing = timing
+        return self.engine.insert(song, stem, controls_asked, active=mask, seed=seed).song
 
     def arrange(
         self,

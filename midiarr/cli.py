@@ -140,6 +140,7 @@ def _engine_from_args(args: argparse.Namespace) -> Any:
         "top_p": args.top_p,
         "candidates": args.candidates,
         "harmony_weight": args.harmony_weight,
+        "root_weight": args.root_weight,
         "sync_weight": args.sync_weight,
         "control_weight": args.control_weight,
     }
@@ -190,12 +191,14 @@ def cmd_insert(args: argparse.Namespace) -> int:
     engine = _engine_from_args(args)
     song = _load_song_with_notes(args.file)
     controls = _controls_from_args(args)
+    notation = {".musicxml", ".mxl", ".xml"}
+    # a score notates the grid: off-grid ticks would come out as unreadable tuplets and ties
+    controls.timing = args.timing or ("grid" if args.output.suffix.lower() in notation else "song")
     active = parse_bar_ranges(args.active) if args.active else None
     roles = assign_roles(song, parse_role_overrides(args.role))
     # several stems: each engine decides how they hear each other (in turn, or written together)
     result = engine.insert_stems(song, stems, controls, active=active, seed=args.seed, roles=roles)
     song, new_tracks, replaced = result.song, result.new_tracks, result.replaced_tracks
-    notation = {".musicxml", ".mxl", ".xml"}
     if args.file.suffix.lower() in notation and args.output.suffix.lower() in notation and not replaced:
         # notation in, notation out: keep the original score as it is and add the new parts to it
         from midiarr.io.musicxml import add_parts, parse_musicxml_score, write_score
@@ -302,6 +305,7 @@ ENGINE_SETTINGS: dict[str, dict[str, type]] = {
         "top_p": float,
         "candidates": int,
         "harmony_weight": float,
+        "root_weight": float,
         "sync_weight": float,
         "control_weight": float,
         "int8": bool,
@@ -358,6 +362,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         engine_options=options,
         max_bars=args.max_bars,
+        timing=args.timing,
     )
     command = "midiarr " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "eval" in sys.argv[1:] else ""
     paths = write_report(result, args.output, command=command)
@@ -582,6 +587,7 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--harmony-weight", type=float, help="transformer: pull toward the song's chord tones (0 = the model alone)"
     )
+    p.add_argument("--root-weight", type=float, help="transformer: a further pull toward the chord's root")
     p.add_argument("--sync-weight", type=float, help="transformer: pull onsets onto the other parts' onsets (0 = off)")
     p.add_argument(
         "--control-weight", type=float, help="transformer: pull toward the asked density and dynamics (0 = off)"
@@ -645,6 +651,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="bars to play, 1-based ranges, e.g. 1-16,33-48 (default: wherever the song plays)",
     )
     p.add_argument("--seed", type=int, default=0, help="same seed, same part")
+    p.add_argument(
+        "--timing",
+        choices=["song", "grid"],
+        help="song: onsets follow the other parts' micro-timing (swing, a late kick); grid: exact 16th notes "
+        "(default: song, or grid when writing MusicXML, which notates the grid)",
+    )
     p.add_argument("--donor", action="append", type=Path, help="donor song for --engine borrow (repeatable)")
     p.add_argument("--report", type=Path, metavar="DIR", help="also write an HTML page with a piano roll and audio")
     p.add_argument("--soundfont", default=None, help="SoundFont for the report's audio (default as in `render`)")
@@ -716,6 +728,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="an engine setting instead of its default, e.g. transformer.harmony_weight=1.5 (repeatable)",
     )
     p.add_argument("--max-bars", type=int, help="cut every song to its first N bars (all engines alike)")
+    p.add_argument(
+        "--timing",
+        choices=["song", "grid"],
+        default="song",
+        help="written parts on the other parts' micro-timing (song, as `insert` does) or on exact 16ths (grid)",
+    )
     p.add_argument("--stems", default="bass,drums,guitar", help="comma-separated stems (default bass,drums,guitar)")
     p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
     p.add_argument("--split", choices=["train", "valid", "test"], default="test")

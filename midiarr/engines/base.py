@@ -18,6 +18,7 @@ from midiarr.attributes import parse_instruction
 from midiarr.errors import OptionError
 from midiarr.roles import REMOVABLE_STEMS, assign_roles, check_stem, tracks_with_role
 from midiarr.song import Song, Tempo, TimeSignature, Track
+from midiarr.timing import TIMINGS, lock_to_feel
 
 # Order in which `generate` writes stems from nothing: harmony first, then bass, then drums.
 GENERATE_ORDER: tuple[str, ...] = ("piano", "guitar", "strings", "bass", "drums")
@@ -31,6 +32,8 @@ class Controls:
     bins: dict[str, str] = field(default_factory=dict)
     instruction: str | None = None
     unknown_words: list[str] = field(default_factory=list)
+    # "song": onsets follow the other parts' micro-timing (see midiarr.timing); "grid": exact 16ths
+    timing: str = "song"
 
     @classmethod
     def build(cls, instruction: str | None = None, **flags: str | None) -> Controls:
@@ -85,9 +88,11 @@ class Engine(ABC):
         stem = check_stem(stem, self.stems)
         context, existing = split_off(song, [stem], roles)
         mask = fit_activity(context, active)
-        tracks = self.write_part(context, stem, controls or Controls(), mask, np.random.default_rng(seed))
+        controls = controls or Controls()
+        tracks = self.write_part(context, stem, controls, mask, np.random.default_rng(seed))
         for t in tracks:
             t.role = stem
+        tracks = follow_timing(context, tracks, controls, mask)
         out = context.with_tracks(context.tracks + tracks)
         first_new = len(context.tracks)
         return InsertResult(
@@ -159,6 +164,24 @@ def split_off(song: Song, stems: list[str], roles: dict[int, str] | None = None)
         names = ", ".join(stems)
         raise OptionError(f"the song has no parts besides the {names}; nothing to write a {names} part for")
     return context, existing
+
+
+def follow_timing(context: Song, tracks: list[Track], controls: Controls, active: np.ndarray) -> list[Track]:
+    """``tracks`` with their onsets on the context's micro-timing (``controls.timing == "song"``)."""
+    if controls.timing not in TIMINGS:
+        raise OptionError(f"timing {controls.timing!r}: choose one of {', '.join(TIMINGS)}")
+    if controls.timing == "grid":
+        return tracks
+    heard = [t.notes for t in context.tracks if len(t.notes)]
+    if not heard:
+        return tracks
+    others = np.concatenate(heard)
+    out = []
+    for t in tracks:
+        moved = t.copy()
+        moved.notes = lock_to_feel(t.notes, others, context, active)
+        out.append(moved)
+    return out
 
 
 def fit_activity(context: Song, active: np.ndarray | None) -> np.ndarray:

@@ -22,6 +22,7 @@ from midiarr.engines.base import (
     InsertResult,
     empty_song,
     fit_activity,
+    follow_timing,
     register_engine,
     split_off,
 )
@@ -175,7 +176,8 @@ class DiffusionEngine(Engine):
             raise OptionError("name at least one stem")
         context, existing = split_off(song, stems, roles)
         mask = fit_activity(context, active)
-        tracks = self.write_stems(context, stems, controls or Controls(), mask, seed)
+        controls = controls or Controls()
+        tracks = follow_timing(context, self.write_stems(context, stems, controls, mask, seed), controls, mask)
         out = context.with_tracks(context.tracks + tracks)
         return InsertResult(
             song=out,

@@ -36,6 +36,7 @@ class TransformerEngine(Engine):
         top_p: float | None = None,
         candidates: int | None = None,
         harmony_weight: float | None = None,
+        root_weight: float | None = None,
         sync_weight: float | None = None,
         control_weight: float | None = None,
         int8: bool = False,
@@ -63,6 +64,7 @@ class TransformerEngine(Engine):
             settings.candidates = candidates
         for name, value in (
             ("harmony_weight", harmony_weight),
+            ("root_weight", root_weight),
             ("sync_weight", sync_weight),
             ("control_weight", control_weight),
         ):

@@ -83,11 +83,13 @@ def evaluate(
     progress: bool = True,
     engine_options: dict[str, dict[str, Any]] | None = None,
     max_bars: int | None = None,
+    timing: str = "song",
 ) -> dict[str, Any]:
     """Run the evaluation; returns per-part scores and aggregates (see `report.write_report`).
 
     ``engine_options`` gives an engine its keyword arguments (a checkpoint, sampling settings);
-    ``max_bars`` cuts every song to its first bars (so slow engines can be compared on a CPU).
+    ``max_bars`` cuts every song to its first bars (so slow engines can be compared on a CPU);
+    ``timing`` is the written parts' timing ("song": the other parts' micro-timing, "grid").
     """
     from tqdm import tqdm
 
@@ -129,10 +131,10 @@ def evaluate(
             if stem not in engine.stems:
                 continue
             start = time.perf_counter()
+            controls = Controls.build(row["instruction"])
+            controls.timing = timing
             try:
-                result = engine.insert(
-                    partial, stem, Controls.build(row["instruction"]), seed=seed + k, roles=assign_roles(partial)
-                )
+                result = engine.insert(partial, stem, controls, seed=seed + k, roles=assign_roles(partial))
             except MidiarrError as exc:
                 failures.append(f"{row['id']} {name}: {exc}")
                 continue

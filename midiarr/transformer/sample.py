@@ -58,6 +58,7 @@ class SampleSettings:
     history_tokens: int = 448
     # Guidance, in log-probability units added before sampling (0 = the model alone):
     harmony_weight: float = 0.0  # bonus for pitches of the chord sounding in the other parts
+    root_weight: float = 0.0  # a further bonus for that chord's root (bass players mostly play roots)
     sync_weight: float = 0.0  # preference for onsets where another part has an onset (the song's groove)
     control_weight: float = 0.0  # pull toward the asked dynamics and density bins when the part drifts out
 
@@ -139,7 +140,7 @@ class StemWriter:
     def _prepare_guidance(self, context: list[ContextBar], stem: str, bins: dict[str, str]) -> None:
         """Per bar: the chords (position, pitch classes) and the steps where another part has an onset;
         the velocity and density ranges the instruction asks for."""
-        self.chords: list[list[tuple[int, np.ndarray]]] = []
+        self.chords: list[list[tuple[int, np.ndarray, int]]] = []
         self.context_onsets: list[np.ndarray] = []
         for bar in context:
             head = bar.head[1:]
@@ -148,7 +149,7 @@ class StemWriter:
                 quality, root = divmod(chord_tok - CHORD0, 12)
                 tones = np.zeros(12, dtype=bool)
                 tones[[(root + i) % 12 for i in _CHORD_TONES[quality]]] = True
-                chords.append((pos_tok - POS0, tones))
+                chords.append((pos_tok - POS0, tones, root))
             self.chords.append(chords)
             steps = np.zeros(MAX_STEPS, dtype=bool)
             for block in bar.roles.values():
@@ -235,16 +236,17 @@ class StemWriter:
                 bias[_EOB] = eob_bias
         if row.state in ("note", "after") and not self.drums and s.harmony_weight and self.chords[row.bar]:
             # the first note of an onset and any further notes stacked on it
-            tones = self.chords[row.bar][0][1]
-            for pos, chord_tones in self.chords[row.bar]:
+            _, tones, root = self.chords[row.bar][0]
+            for pos, chord_tones, chord_root in self.chords[row.bar]:
                 if pos <= row.pos:
-                    tones = chord_tones
+                    tones, root = chord_tones, chord_root
             # redistribute the mass the model gives to "a note here" among the pitches, never add to it:
             # a bonus on top would make stacking one more note likelier than moving on, and chords
             # would climb out of the instrument's range
             notes = self.note_ids[mask[self.note_ids]]
             if len(notes):
-                lift = s.harmony_weight * tones[(notes - PITCH0 + PITCH_LOW) % 12]
+                pitch_class = (notes - PITCH0 + PITCH_LOW) % 12
+                lift = s.harmony_weight * tones[pitch_class] + s.root_weight * (pitch_class == root)
                 p = np.exp(logp[notes] - logp[notes].max())
                 shift = np.log((p * np.exp(lift)).sum() / p.sum())
                 if bias is None:
