@@ -118,6 +118,46 @@ class _Layer:
     proj: _Linear
 
 
+@torch.jit.script
+def _decode_one(
+    ids: torch.Tensor,
+    start: int,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    wte: torch.Tensor,
+    wpe: torch.Tensor,
+    lnf: list[torch.Tensor],
+    layers: list[list[torch.Tensor]],
+    n_head: int,
+    eps: float,
+) -> torch.Tensor:
+    """One token per row (``ids``: (batch,)) through every layer, caches written at ``start``.
+
+    Scripted because a token's cost here was mostly per-operation Python overhead (~20 small
+    operations per layer, the weights themselves take ~0.7 ms of a ~2.5 ms token): TorchScript
+    runs the same operations without the interpreter between them.
+    """
+    batch = ids.shape[0]
+    n = wte.shape[1]
+    d = n // n_head
+    end = start + 1
+    scale = 1.0 / math.sqrt(d)
+    x = wte[ids] + wpe[start]
+    for i in range(len(layers)):
+        w = layers[i]  # ln1 w/b, qkv W/b, out W/b, ln2 w/b, fc W/b, proj W/b
+        a = torch.layer_norm(x, [n], w[0], w[1], eps)
+        qkv = torch.addmm(w[3], a, w[2]).view(batch, 3, n_head, d)
+        layer_keys, layer_values = keys[i], values[i]
+        layer_keys[:, :, start] = qkv[:, 1]
+        layer_values[:, :, start] = qkv[:, 2]
+        scores = torch.matmul(qkv[:, 0].unsqueeze(2), layer_keys[:, :, :end].transpose(2, 3)) * scale
+        att = torch.matmul(torch.softmax(scores, -1), layer_values[:, :, :end]).view(batch, n)
+        x = torch.addmm(w[5], att, w[4]) + x
+        m = torch.layer_norm(x, [n], w[6], w[7], eps)
+        x = torch.addmm(w[11], torch.nn.functional.gelu(torch.addmm(w[9], m, w[8]), approximate="tanh"), w[10]) + x
+    return torch.layer_norm(x, [n], lnf[0], lnf[1], eps) @ wte.T
+
+
 def int8_available() -> bool:
     """Whether this torch build has the int8 dynamic linear kernels (x86 / fbgemm / qnnpack)."""
     try:
@@ -167,6 +207,28 @@ class LeanDecoder:
             for i in range(self.n_layer)
         ]
         self.head_dim = self.n_embd // self.n_head
+        # the scripted one-token path reads fp32 weights; int8 layers take the eager path
+        self._scripted = (
+            None
+            if self.int8
+            else [
+                [
+                    layer.ln1_w,
+                    layer.ln1_b,
+                    layer.qkv.weight,
+                    layer.qkv.bias,
+                    layer.out.weight,
+                    layer.out.bias,
+                    layer.ln2_w,
+                    layer.ln2_b,
+                    layer.fc.weight,
+                    layer.fc.bias,
+                    layer.proj.weight,
+                    layer.proj.bias,
+                ]
+                for layer in self.layers
+            ]
+        )
         self.keys: torch.Tensor | None = None
         self.values: torch.Tensor | None = None
         self.length = 0
@@ -208,6 +270,21 @@ class LeanDecoder:
         end = start + t
         if end > self.n_positions:
             raise RuntimeError("sequence longer than the model's context")
+        if t == 1 and self._scripted is not None:
+            logits = _decode_one(
+                ids[:, 0],
+                start,
+                self.keys,
+                self.values,
+                self.wte,
+                self.wpe,
+                [self.lnf_w, self.lnf_b],
+                self._scripted,
+                self.n_head,
+                self.eps,
+            )
+            self.length = end
+            return logits
         x = (self.wte[ids] + self.wpe[start:end]).view(batch * t, self.n_embd)
         h, d, c, eps = self.n_head, self.head_dim, (self.n_embd,), self.eps
         mask = torch.ones(t, end, dtype=torch.bool).tril(diagonal=start) if t > 1 else None
