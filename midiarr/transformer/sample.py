@@ -58,7 +58,9 @@ class SampleSettings:
     history_tokens: int = 448
     # Guidance, in log-probability units added before sampling (0 = the model alone):
     harmony_weight: float = 0.0  # bonus for pitches of the chord sounding in the other parts
-    root_weight: float = 0.0  # a further bonus for that chord's root (bass players mostly play roots)
+    # a further bonus for that chord's root: one number for every stem, or per stem, e.g. {"bass": 3.0}
+    # (bass players mostly play roots; a guitar's voicings would only thin out)
+    root_weight: float | dict[str, float] = 0.0
     sync_weight: float = 0.0  # preference for onsets where another part has an onset (the song's groove)
     control_weight: float = 0.0  # pull toward the asked dynamics and density bins when the part drifts out
 
@@ -112,6 +114,8 @@ class StemWriter:
     ) -> list[list[int]]:
         """Target tokens per bar (without TGT/EOB); inactive bars stay empty."""
         self.stem, self.drums = stem, stem == "drums"
+        root = self.settings.root_weight
+        self.root_weight = float(root.get(stem, 0.0) if isinstance(root, dict) else root)
         low, high = PITCH_RANGES.get(stem, (PITCH_LOW, PITCH_HIGH))
         self.note_ids = (
             np.arange(DRUM0, DRUM0 + len(DRUM_CLASSES))
@@ -246,7 +250,7 @@ class StemWriter:
             notes = self.note_ids[mask[self.note_ids]]
             if len(notes):
                 pitch_class = (notes - PITCH0 + PITCH_LOW) % 12
-                lift = s.harmony_weight * tones[pitch_class] + s.root_weight * (pitch_class == root)
+                lift = s.harmony_weight * tones[pitch_class] + self.root_weight * (pitch_class == root)
                 p = np.exp(logp[notes] - logp[notes].max())
                 shift = np.log((p * np.exp(lift)).sum() / p.sum())
                 if bias is None:
