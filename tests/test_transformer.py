@@ -73,8 +73,17 @@ def test_lean_decoder_matches_transformers(tiny_checkpoint: Path) -> None:
     first = dec.forward(ids[:, :25])
     assert torch.allclose(first[0], ref[24], atol=1e-4)
     for i in range(25, 40):
-        out = dec.forward(ids[:, i : i + 1])
+        out = dec.forward(ids[:, i : i + 1])  # one token: the scripted path
         assert torch.allclose(out[0], ref[i], atol=1e-4)
+    # rows of a batch (candidates) advance together and stay independent
+    both = torch.cat([ids, ids.flip(1)])
+    with torch.no_grad():
+        ref2 = model(input_ids=both).logits
+    dec.reset(2)
+    dec.forward(both[:, :10])
+    for i in range(10, 40):
+        out = dec.forward(both[:, i : i + 1])
+        assert torch.allclose(out, ref2[:, i], atol=1e-4)
 
 
 def test_engine_writes_a_part_in_range_and_is_deterministic(tiny_checkpoint: Path, band: Song) -> None:

@@ -114,3 +114,31 @@ def test_guided_generation_from_nothing_still_writes_every_stem(tiny_checkpoint:
     song = engine.generate(["drums", "bass"], bars=4, seed=4, qpm=110)
     assert all(len(t.notes) >= 4 for t in song.tracks)
     assert all(song.bar_activity(t.notes).sum() >= 3 for t in song.tracks)
+
+
+def _root_share(context: Song, notes: np.ndarray) -> float:
+    chords = estimate_chords(context, [t for t in context.tracks if not t.is_drum])
+    starts = np.array([c.start for c in chords])
+    roots = [chords[max(0, np.searchsorted(starts, s, "right") - 1)].root for s in notes["start"]]
+    return float(np.mean(notes["pitch"] % 12 == np.array(roots)))
+
+
+def test_root_pull_applies_to_the_stems_it_names(tiny_checkpoint: Path) -> None:
+    song = band_song(bars=8)
+    shares: dict[tuple[str, str], float] = {}
+    for stem, name in (("bass", "Bass"), ("guitar", "Guitar")):
+        context = _without(song, name)
+        for label, root in (("off", 0.0), ("bass only", {"bass": 8.0})):
+            engine = get_engine("transformer", checkpoint=tiny_checkpoint, harmony_weight=4.0)
+            engine.settings.root_weight = root
+            out = engine.insert(context, stem, Controls(), seed=3)
+            shares[stem, label] = _root_share(context, out.song.tracks[out.new_tracks[0]].notes)
+    # (the test's chord estimate and the model's chord tokens differ at a few chord changes)
+    assert shares["bass", "bass only"] >= 0.75 and shares["bass", "bass only"] > shares["bass", "off"] + 0.3
+    # the guitar was not named: the same part as without the pull
+    assert shares["guitar", "bass only"] == shares["guitar", "off"]
+    # a plain number applies to every pitched stem, and the CLI's --root-weight sets it
+    engine = get_engine("transformer", checkpoint=tiny_checkpoint, harmony_weight=4.0, root_weight=8.0)
+    out = engine.insert(_without(song, "Guitar"), "guitar", Controls(), seed=3)
+    share = _root_share(_without(song, "Guitar"), out.song.tracks[out.new_tracks[0]].notes)
+    assert share > shares["guitar", "off"] + 0.2
