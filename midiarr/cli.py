@@ -151,6 +151,10 @@ def _engine_from_args(args: argparse.Namespace) -> Any:
         "partial": args.partial,
         "passes": args.passes,
     }
+    if args.engine == "diffusion" and args.harmony_weight is not None:
+        # the one guidance both engines share: which pitches a part picks (the diffusion model's
+        # rows), never how many
+        diffusion["harmony_weight"] = sampling.pop("harmony_weight")
     if args.engine == "transformer":
         options.update(checkpoint=args.checkpoint, **sampling)
     elif any(v is not None for v in sampling.values()):
@@ -310,7 +314,14 @@ ENGINE_SETTINGS: dict[str, dict[str, type]] = {
         "control_weight": float,
         "int8": bool,
     },
-    "diffusion": {"steps": int, "guidance": float, "scheduler": str, "partial": str, "passes": str},
+    "diffusion": {
+        "steps": int,
+        "guidance": float,
+        "scheduler": str,
+        "partial": str,
+        "passes": str,
+        "harmony_weight": float,
+    },
 }
 
 
@@ -585,7 +596,9 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float, help="transformer nucleus sampling mass (default from its config)")
     p.add_argument("--candidates", type=int, help="transformer: sample N candidates per window, keep the likeliest")
     p.add_argument(
-        "--harmony-weight", type=float, help="transformer: pull toward the song's chord tones (0 = the model alone)"
+        "--harmony-weight",
+        type=float,
+        help="transformer, diffusion: pull toward the song's chord tones (0 = the model alone)",
     )
     p.add_argument("--root-weight", type=float, help="transformer: a further pull toward the chord's root")
     p.add_argument("--sync-weight", type=float, help="transformer: pull onsets onto the other parts' onsets (0 = off)")

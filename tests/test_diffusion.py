@@ -296,3 +296,46 @@ def test_training_continues_from_a_checkpoint(tiny_diffusion: Path, tmp_path: Pa
     )
     assert code == 0
     assert json.loads((out / "config.json").read_text())["init_from"]["step"] == 6
+
+
+def test_beat_chord_rows_marks_the_pitch_classes_each_beat_sounds() -> None:
+    from midiarr.diffusion.sample import beat_chord_rows
+    from midiarr.pianoroll import ONSET, PITCH_LOW, SUSTAIN
+
+    context = np.zeros((1, 2, 72, 12), dtype=bool)
+    for pitch in (48, 52, 55):  # C major in the first beat
+        context[0, ONSET, pitch - PITCH_LOW, 0] = True
+        context[0, SUSTAIN, pitch - PITCH_LOW, 1:3] = True
+    context[0, ONSET, 57 - PITCH_LOW, 9] = True  # an A in the third beat
+    rows = beat_chord_rows(context, np.arange(12) % 16)
+    chord = {r for r in range(72) if rows[r, 0]}
+    assert {(PITCH_LOW + r) % 12 for r in chord} == {0, 4, 7} and len(chord) == 18  # every octave
+    assert (rows[:, 0:4] == rows[:, :1]).all()  # the whole beat
+    assert not rows[:, 4:8].any()  # a silent beat is left alone
+    assert {(PITCH_LOW + r) % 12 for r in np.flatnonzero(rows[:, 8])} == {9}
+
+
+def test_harmony_pull_changes_which_rows_not_how_many() -> None:
+    from midiarr.diffusion.sample import decode_roll
+    from midiarr.pianoroll import ONSET
+
+    logits = np.full((2, 72, 4), -30.0, dtype=np.float32)
+    logits[ONSET, 13, 0], logits[ONSET, 12, 0] = 1.0, 0.0  # C# likelier than C, one note expected
+    bias = np.zeros((72, 4), dtype=np.float32)
+    bias[12] = 1.5  # C is a chord tone
+    plain = decode_roll(logits, "bass", 0.5)
+    pulled = decode_roll(logits, "bass", 0.5, row_bias=bias)
+    assert np.flatnonzero(plain[ONSET, :, 0]).tolist() == [13]
+    assert np.flatnonzero(pulled[ONSET, :, 0]).tolist() == [12]
+    assert pulled[ONSET].sum() == plain[ONSET].sum() == 1
+
+
+def test_diffusion_harmony_weight_is_checked(tiny_diffusion: Path) -> None:
+    from midiarr.errors import OptionError
+
+    with pytest.raises(OptionError, match="harmony-weight"):
+        DiffusionEngine(tiny_diffusion, harmony_weight=-1)
+    engine = DiffusionEngine(tiny_diffusion, harmony_weight=3)
+    song = band_song(bars=4)
+    out = engine.insert(song.with_tracks([t for t in song.tracks if t.name != "Bass"]), "bass", seed=0)
+    assert out.song.tracks[out.new_tracks[0]].role == "bass"

@@ -24,6 +24,7 @@ from midiarr.pianoroll import (
     ONSET,
     PITCH_ROWS,
     SLOTS,
+    STEPS_PER_BEAT,
     SUSTAIN,
     SongRolls,
     rasterize,
@@ -36,7 +37,9 @@ DECODERS = ("columns", "cells")
 MAX_CHORD = {"bass": 2, "guitar": 6, "piano": 8}
 
 
-def decode_roll(logits: np.ndarray, stem: str, threshold: float, mode: str = "columns") -> np.ndarray:
+def decode_roll(
+    logits: np.ndarray, stem: str, threshold: float, mode: str = "columns", row_bias: np.ndarray | None = None
+) -> np.ndarray:
     """A boolean (2, rows, steps) roll from final logits.
 
     "cells" keeps every cell whose probability passes ``threshold``. "columns" (pitched stems)
@@ -44,7 +47,8 @@ def decode_roll(logits: np.ndarray, stem: str, threshold: float, mode: str = "co
     the sum of the column's probabilities, reaches ``threshold``), then starts that many notes,
     rounded, on the likeliest rows: a model unsure between a root and its octave still plays one
     of them instead of neither. A started note is held while its sustain probability passes 0.5.
-    Drums are always decided per cell: each class is its own instrument.
+    Drums are always decided per cell: each class is its own instrument. ``row_bias`` (rows,
+    steps), in logit units, changes which rows a column's notes go to, never how many there are.
     """
     prob = 1.0 / (1.0 + np.exp(-np.clip(logits, -30, 30)))
     roll = np.zeros(prob.shape, dtype=bool)
@@ -56,7 +60,8 @@ def decode_roll(logits: np.ndarray, stem: str, threshold: float, mode: str = "co
         roll[SUSTAIN] = (prob[SUSTAIN] > 0.5) & ~roll[ONSET]
         return roll
     expected = prob[ONSET].sum(axis=0)
-    ranked = np.argsort(-prob[ONSET], axis=0)
+    score = logits[ONSET] if row_bias is None else logits[ONSET] + row_bias
+    ranked = np.argsort(-score, axis=0, kind="stable")
     for step in np.flatnonzero(expected >= threshold):
         count = int(np.clip(np.rint(expected[step]), 1, MAX_CHORD.get(stem, 6)))
         roll[ONSET, ranked[:count, step], step] = True
@@ -87,6 +92,9 @@ class SampleSettings:
     assign_to_mix: bool = True  # separation: each mix cell belongs to exactly one written stem
     eta: float = 0.0  # DDIM: 0 deterministic, 1 ancestral (DDPM-like fresh noise each step)
     logit_bias: float = 0.0  # added to every written cell's logit: trades silence against busyness
+    # pitched stems, "columns" decoding: a column's notes prefer pitch classes the other parts sound in
+    # that beat by this many logits (0 = the model alone); the number of notes stays the model's
+    harmony_weight: float = 0.0
 
     def check(self) -> SampleSettings:
         """Self, after refusing settings that cannot work."""
@@ -104,6 +112,8 @@ class SampleSettings:
             raise OptionError(f"--eta {self.eta}: choose between 0 and 1")
         if not 0 < self.threshold < 1:
             raise OptionError(f"--threshold {self.threshold}: choose between 0 and 1")
+        if not 0 <= self.harmony_weight <= 20:
+            raise OptionError(f"--harmony-weight {self.harmony_weight}: choose between 0 and 20")
         return self
 
 
@@ -134,6 +144,31 @@ def _share_the_mix(logits: torch.Tensor, mix_on: torch.Tensor, targets: list[int
     # back to logits of the shared probabilities, clipped away from 0 and 1
     shared = torch.logit(share.clamp(1e-4, 1 - 1e-4))
     out[idx] = torch.where(mix_on[None], shared, torch.full_like(shared, -30.0))
+    return out
+
+
+def beat_chord_rows(context: np.ndarray, bar_position: np.ndarray) -> np.ndarray:
+    """(rows, steps) float: 1 where a row's pitch class sounds in ``context`` ((slots, 2, rows, steps)
+    rolls) somewhere in the same beat, 0 elsewhere and in beats where the context is silent.
+
+    Rows share one pitch axis starting at a C, so a row's pitch class is ``row % 12``.
+    """
+    steps = context.shape[-1]
+    out = np.zeros((PITCH_ROWS, steps), dtype=np.float32)
+    if not len(context):
+        return out
+    sounding = context.any(axis=(0, 1))  # (rows, steps)
+    pcs = np.zeros((12, steps), dtype=bool)
+    for pc in range(12):
+        pcs[pc] = sounding[pc::12].any(axis=0)
+    # a beat starts at every 4th 16th of the bar (odd meters: counted from the bar line)
+    beat = np.cumsum(bar_position[:steps] % STEPS_PER_BEAT == 0) - 1
+    beat -= beat.min(initial=0)
+    per_beat = np.zeros((12, beat.max(initial=0) + 1), dtype=bool)
+    for pc in range(12):
+        np.logical_or.at(per_beat[pc], beat, pcs[pc])
+    in_beat = per_beat[:, beat]  # (12, steps)
+    out[:] = in_beat[np.arange(PITCH_ROWS) % 12]
     return out
 
 
@@ -235,6 +270,11 @@ class RollDiffusion:
                     cell_active[slot] = on
                     activity[slot] = on.reshape(n, patch).any(axis=1).astype(np.int64)
             logits = self._denoise(given, present, known, activity, density, bar_position[::patch], targets, gen)
+            harmony = None
+            if s.harmony_weight and mix is None:
+                pitched = [i for i, name in enumerate(SLOTS) if name not in ("drums", "mix")]
+                heard = [i for i in pitched if present[i] and i not in targets]
+                harmony = s.harmony_weight * beat_chord_rows(given[heard], bar_position)
             keep_from = overlap_tokens * patch
             end = min(begin + window, steps_total)
             for r, slot in zip(requests, targets, strict=True):
@@ -243,7 +283,7 @@ class RollDiffusion:
                     lg = np.where(cell_active[slot][None, None, :], lg, -30.0)
                 if mix is not None:  # a separated stem can only hold what the mix holds
                     lg = np.where(given[SLOTS.index("mix")], lg, -30.0)
-                roll = decode_roll(lg, r.stem, s.threshold, s.decode if mix is None else "cells")
+                roll = decode_roll(lg, r.stem, s.threshold, s.decode if mix is None else "cells", harmony)
                 span = end - begin
                 out[r.stem][:, :, begin + keep_from : end] = roll[:, :, keep_from:span]
                 logits_out[r.stem][:, begin + keep_from : end] = lg[ONSET][:, keep_from:span]

@@ -79,6 +79,7 @@ class DiffusionEngine(Engine):
         passes: str = "1",
         hard_activity: bool = True,
         threshold: float | None = None,
+        harmony_weight: float | None = None,
     ) -> None:
         from midiarr.diffusion.model import load_model
         from midiarr.diffusion.sample import RollDiffusion, SampleSettings
@@ -103,6 +104,7 @@ class DiffusionEngine(Engine):
             ("guidance", guidance),
             ("partial", partial),
             ("threshold", threshold),
+            ("harmony_weight", harmony_weight),
         )
         for name, value in chosen:
             if value is not None:
