@@ -315,19 +315,18 @@ def test_beat_chord_rows_marks_the_pitch_classes_each_beat_sounds() -> None:
     assert {(PITCH_LOW + r) % 12 for r in np.flatnonzero(rows[:, 8])} == {9}
 
 
-def test_harmony_pull_changes_which_rows_not_how_many() -> None:
-    from midiarr.diffusion.sample import decode_roll
-    from midiarr.pianoroll import ONSET
+def test_harmony_pull_moves_mass_between_rows_not_onsets() -> None:
+    from midiarr.diffusion.sample import pull_rows
 
-    logits = np.full((2, 72, 4), -30.0, dtype=np.float32)
-    logits[ONSET, 13, 0], logits[ONSET, 12, 0] = 1.0, 0.0  # C# likelier than C, one note expected
-    bias = np.zeros((72, 4), dtype=np.float32)
-    bias[12] = 1.5  # C is a chord tone
-    plain = decode_roll(logits, "bass", 0.5)
-    pulled = decode_roll(logits, "bass", 0.5, row_bias=bias)
-    assert np.flatnonzero(plain[ONSET, :, 0]).tolist() == [13]
-    assert np.flatnonzero(pulled[ONSET, :, 0]).tolist() == [12]
-    assert pulled[ONSET].sum() == plain[ONSET].sum() == 1
+    logits = torch.full((72, 3), -8.0)
+    logits[13], logits[12] = 1.0, -1.0  # C# likelier than C at every step
+    bias = torch.zeros(72, 3)
+    bias[12] = 3.0  # C sounds in the other parts
+    pulled = pull_rows(logits, bias)
+    assert (pulled[12] > pulled[13]).all()
+    before, after = torch.sigmoid(logits).sum(0), torch.sigmoid(pulled).sum(0)
+    assert torch.allclose(before, after, rtol=1e-3)
+    assert torch.allclose(pull_rows(logits, torch.zeros(72, 3)), logits, atol=1e-5)
 
 
 def test_diffusion_harmony_weight_is_checked(tiny_diffusion: Path) -> None:

@@ -37,9 +37,7 @@ DECODERS = ("columns", "cells")
 MAX_CHORD = {"bass": 2, "guitar": 6, "piano": 8}
 
 
-def decode_roll(
-    logits: np.ndarray, stem: str, threshold: float, mode: str = "columns", row_bias: np.ndarray | None = None
-) -> np.ndarray:
+def decode_roll(logits: np.ndarray, stem: str, threshold: float, mode: str = "columns") -> np.ndarray:
     """A boolean (2, rows, steps) roll from final logits.
 
     "cells" keeps every cell whose probability passes ``threshold``. "columns" (pitched stems)
@@ -47,8 +45,7 @@ def decode_roll(
     the sum of the column's probabilities, reaches ``threshold``), then starts that many notes,
     rounded, on the likeliest rows: a model unsure between a root and its octave still plays one
     of them instead of neither. A started note is held while its sustain probability passes 0.5.
-    Drums are always decided per cell: each class is its own instrument. ``row_bias`` (rows,
-    steps), in logit units, changes which rows a column's notes go to, never how many there are.
+    Drums are always decided per cell: each class is its own instrument.
     """
     prob = 1.0 / (1.0 + np.exp(-np.clip(logits, -30, 30)))
     roll = np.zeros(prob.shape, dtype=bool)
@@ -60,8 +57,7 @@ def decode_roll(
         roll[SUSTAIN] = (prob[SUSTAIN] > 0.5) & ~roll[ONSET]
         return roll
     expected = prob[ONSET].sum(axis=0)
-    score = logits[ONSET] if row_bias is None else logits[ONSET] + row_bias
-    ranked = np.argsort(-score, axis=0, kind="stable")
+    ranked = np.argsort(-prob[ONSET], axis=0)
     for step in np.flatnonzero(expected >= threshold):
         count = int(np.clip(np.rint(expected[step]), 1, MAX_CHORD.get(stem, 6)))
         roll[ONSET, ranked[:count, step], step] = True
@@ -92,8 +88,8 @@ class SampleSettings:
     assign_to_mix: bool = True  # separation: each mix cell belongs to exactly one written stem
     eta: float = 0.0  # DDIM: 0 deterministic, 1 ancestral (DDPM-like fresh noise each step)
     logit_bias: float = 0.0  # added to every written cell's logit: trades silence against busyness
-    # pitched stems, "columns" decoding: a column's notes prefer pitch classes the other parts sound in
-    # that beat by this many logits (0 = the model alone); the number of notes stays the model's
+    # pitched stems: at every denoising step, a step's onsets prefer the pitch classes the other parts
+    # sound in that beat by this many logits (0 = the model alone); how many onsets stays the model's
     harmony_weight: float = 0.0
 
     def check(self) -> SampleSettings:
@@ -170,6 +166,22 @@ def beat_chord_rows(context: np.ndarray, bar_position: np.ndarray) -> np.ndarray
     in_beat = per_beat[:, beat]  # (12, steps)
     out[:] = in_beat[np.arange(PITCH_ROWS) % 12]
     return out
+
+
+def pull_rows(onset_logits: torch.Tensor, bias: torch.Tensor, iterations: int = 4) -> torch.Tensor:
+    """Onset logits (rows, steps) with ``bias`` (rows, steps) moving each step's probability mass
+    between rows while the step's expected number of onsets (the sum of its probabilities) stays
+    what it was: every column is shifted by the constant that restores its sum (Newton's method from
+    the first-order guess, which is exact only for unlikely cells)."""
+    prob = torch.sigmoid(onset_logits)
+    mass = prob.sum(dim=0, keepdim=True)
+    moved = onset_logits + bias
+    shift = torch.log((prob * torch.exp(bias)).sum(dim=0, keepdim=True).clamp_min(1e-12) / mass.clamp_min(1e-12))
+    for _ in range(iterations):
+        p = torch.sigmoid(moved - shift)
+        slope = (p * (1 - p)).sum(dim=0, keepdim=True).clamp_min(1e-6)
+        shift = shift + (p.sum(dim=0, keepdim=True) - mass) / slope
+    return moved - shift
 
 
 class RollDiffusion:
@@ -269,12 +281,14 @@ class RollDiffusion:
                     on[: len(ids)][ok] = np.asarray(r.active_bars, dtype=bool)[ids[ok]]
                     cell_active[slot] = on
                     activity[slot] = on.reshape(n, patch).any(axis=1).astype(np.int64)
-            logits = self._denoise(given, present, known, activity, density, bar_position[::patch], targets, gen)
             harmony = None
             if s.harmony_weight and mix is None:
                 pitched = [i for i, name in enumerate(SLOTS) if name not in ("drums", "mix")]
                 heard = [i for i in pitched if present[i] and i not in targets]
-                harmony = s.harmony_weight * beat_chord_rows(given[heard], bar_position)
+                harmony = torch.from_numpy(s.harmony_weight * beat_chord_rows(given[heard], bar_position))
+            logits = self._denoise(
+                given, present, known, activity, density, bar_position[::patch], targets, gen, harmony
+            )
             keep_from = overlap_tokens * patch
             end = min(begin + window, steps_total)
             for r, slot in zip(requests, targets, strict=True):
@@ -283,7 +297,7 @@ class RollDiffusion:
                     lg = np.where(cell_active[slot][None, None, :], lg, -30.0)
                 if mix is not None:  # a separated stem can only hold what the mix holds
                     lg = np.where(given[SLOTS.index("mix")], lg, -30.0)
-                roll = decode_roll(lg, r.stem, s.threshold, s.decode if mix is None else "cells", harmony)
+                roll = decode_roll(lg, r.stem, s.threshold, s.decode if mix is None else "cells")
                 span = end - begin
                 out[r.stem][:, :, begin + keep_from : end] = roll[:, :, keep_from:span]
                 logits_out[r.stem][:, begin + keep_from : end] = lg[ONSET][:, keep_from:span]
@@ -325,8 +339,10 @@ class RollDiffusion:
         bar_position: np.ndarray,
         targets: list[int],
         gen: torch.Generator,
+        harmony: torch.Tensor | None = None,
     ) -> np.ndarray:
         s = self.settings
+        pulled = [slot for slot in targets if SLOTS[slot] not in ("drums", "mix")] if harmony is not None else []
         sched = self._scheduler()
         x0_given = torch.from_numpy(np.where(given, 1.0, -1.0).astype(np.float32))[None]
         shape = (1, 1 if s.shared_noise else len(SLOTS), 2, PITCH_ROWS, self.window)
@@ -364,6 +380,8 @@ class RollDiffusion:
             lg = out[0] if not guided else out[1] + s.guidance * (out[0] - out[1])
             logits = torch.full((len(SLOTS), 2, PITCH_ROWS, self.window), -30.0)
             logits[cols] = lg + s.logit_bias
+            for slot in pulled:
+                logits[slot, ONSET] = pull_rows(logits[slot, ONSET], harmony)
             if present[mix_slot] and s.assign_to_mix:
                 logits = _share_the_mix(logits, x0_given[0, mix_slot] > 0, targets)
             x0_hat = torch.tanh(logits / 2)[None]
