@@ -580,8 +580,8 @@ def _role_list(text: str) -> tuple[str, ...]:
 # -------------------------------------------------------------------- parser
 def _default_engine() -> str:
     """The engine `insert` uses unless told: rules, until the transformer meets the quality bar
-    in docs/evaluation.md (it does not yet: with guided sampling its harmony, density and controls
-    meet it, but its onset sync and pitch-class similarity stay below the bar)."""
+    in docs/evaluation.md (it does not yet: with guided sampling and song timing its harmony, onset
+    sync, density and controls meet it; guitar groove and pitch-class similarity stay below it)."""
     return "rules"
 
 
