@@ -57,9 +57,8 @@ class Arranger:
         """
         song = from_any(song)
         mask = parse_bar_ranges(active, song.num_bars) if isinstance(active, str) else active
-        controls_asked = Controls.build(instruction, **controls)
-        controls_asked.timing = timing
-        return self.engine.insert(song, stem, controls_asked, active=mask, seed=seed).song
+        asked = Controls.build(instruction, timing=timing, **controls)
+        return self.engine.insert(song, stem, asked, active=mask, seed=seed).song
 
     def arrange(
         self,

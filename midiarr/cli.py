@@ -18,6 +18,7 @@ from typing import Any
 from midiarr import __version__
 from midiarr.errors import EmptySongError, MidiarrError, OptionError
 from midiarr.song import Song
+from midiarr.timing import TIMINGS
 
 EXIT_USAGE = 2
 EXIT_INPUT = 1
@@ -666,7 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="same seed, same part")
     p.add_argument(
         "--timing",
-        choices=["song", "grid"],
+        choices=TIMINGS,
         help="song: onsets follow the other parts' micro-timing (swing, a late kick); grid: exact 16th notes "
         "(default: song, or grid when writing MusicXML, which notates the grid)",
     )
@@ -743,7 +744,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-bars", type=int, help="cut every song to its first N bars (all engines alike)")
     p.add_argument(
         "--timing",
-        choices=["song", "grid"],
+        choices=TIMINGS,
         default="song",
         help="written parts on the other parts' micro-timing (song, as `insert` does) or on exact 16ths (grid)",
     )

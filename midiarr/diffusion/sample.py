@@ -22,6 +22,7 @@ from midiarr.errors import OptionError
 from midiarr.pianoroll import (
     NUM_DRUM_CLASSES,
     ONSET,
+    PITCH_LOW,
     PITCH_ROWS,
     SLOTS,
     STEPS_PER_BEAT,
@@ -35,6 +36,8 @@ PARTIAL_MODES = ("conditional", "repaint")
 DECODERS = ("columns", "cells")
 # most notes a stem starts at once when decoding by columns
 MAX_CHORD = {"bass": 2, "guitar": 6, "piano": 8}
+# slots whose rows are pitches (the harmony pull reads and steers only these)
+_PITCHED_SLOTS = frozenset(i for i, name in enumerate(SLOTS) if name not in ("drums", "mix"))
 
 
 def decode_roll(logits: np.ndarray, stem: str, threshold: float, mode: str = "columns") -> np.ndarray:
@@ -147,16 +150,15 @@ def beat_chord_rows(context: np.ndarray, bar_position: np.ndarray) -> np.ndarray
     """(rows, steps) float: 1 where a row's pitch class sounds in ``context`` ((slots, 2, rows, steps)
     rolls) somewhere in the same beat, 0 elsewhere and in beats where the context is silent.
 
-    Rows share one pitch axis starting at a C, so a row's pitch class is ``row % 12``.
+    Rows share one pitch axis: row r is MIDI pitch ``PITCH_LOW + r``.
     """
     steps = context.shape[-1]
     out = np.zeros((PITCH_ROWS, steps), dtype=np.float32)
     if not len(context):
         return out
     sounding = context.any(axis=(0, 1))  # (rows, steps)
-    pcs = np.zeros((12, steps), dtype=bool)
-    for pc in range(12):
-        pcs[pc] = sounding[pc::12].any(axis=0)
+    row_pc = (PITCH_LOW + np.arange(PITCH_ROWS)) % 12
+    pcs = np.stack([sounding[row_pc == pc].any(axis=0) for pc in range(12)])
     # a beat starts at every 4th 16th of the bar (odd meters: counted from the bar line)
     beat = np.cumsum(bar_position[:steps] % STEPS_PER_BEAT == 0) - 1
     beat -= beat.min(initial=0)
@@ -164,7 +166,7 @@ def beat_chord_rows(context: np.ndarray, bar_position: np.ndarray) -> np.ndarray
     for pc in range(12):
         np.logical_or.at(per_beat[pc], beat, pcs[pc])
     in_beat = per_beat[:, beat]  # (12, steps)
-    out[:] = in_beat[np.arange(PITCH_ROWS) % 12]
+    out[:] = in_beat[row_pc]
     return out
 
 
@@ -283,8 +285,7 @@ class RollDiffusion:
                     activity[slot] = on.reshape(n, patch).any(axis=1).astype(np.int64)
             harmony = None
             if s.harmony_weight and mix is None:
-                pitched = [i for i, name in enumerate(SLOTS) if name not in ("drums", "mix")]
-                heard = [i for i in pitched if present[i] and i not in targets]
+                heard = [i for i in _PITCHED_SLOTS if present[i] and i not in targets]
                 harmony = torch.from_numpy(s.harmony_weight * beat_chord_rows(given[heard], bar_position))
             logits = self._denoise(
                 given, present, known, activity, density, bar_position[::patch], targets, gen, harmony
@@ -342,7 +343,7 @@ class RollDiffusion:
         harmony: torch.Tensor | None = None,
     ) -> np.ndarray:
         s = self.settings
-        pulled = [slot for slot in targets if SLOTS[slot] not in ("drums", "mix")] if harmony is not None else []
+        pulled = [slot for slot in targets if slot in _PITCHED_SLOTS] if harmony is not None else []
         sched = self._scheduler()
         x0_given = torch.from_numpy(np.where(given, 1.0, -1.0).astype(np.float32))[None]
         shape = (1, 1 if s.shared_noise else len(SLOTS), 2, PITCH_ROWS, self.window)

@@ -36,8 +36,8 @@ class Controls:
     timing: str = "song"
 
     @classmethod
-    def build(cls, instruction: str | None = None, **flags: str | None) -> Controls:
-        """Controls from free text plus explicit flags such as ``density="busy"``."""
+    def build(cls, instruction: str | None = None, timing: str = "song", **flags: str | None) -> Controls:
+        """Controls from free text plus explicit flags such as ``density="busy"``; ``timing`` as the field."""
         bins: dict[str, str] = {}
         unknown: list[str] = []
         if instruction:
@@ -45,7 +45,7 @@ class Controls:
             bins.update(parsed.bins)
             unknown = parsed.unknown_words
         bins.update({k: v for k, v in flags.items() if v})
-        return cls(bins=bins, instruction=instruction, unknown_words=unknown)
+        return cls(bins=bins, instruction=instruction, unknown_words=unknown, timing=timing)
 
 
 @dataclass

@@ -131,8 +131,7 @@ def evaluate(
             if stem not in engine.stems:
                 continue
             start = time.perf_counter()
-            controls = Controls.build(row["instruction"])
-            controls.timing = timing
+            controls = Controls.build(row["instruction"], timing=timing)
             try:
                 result = engine.insert(partial, stem, controls, seed=seed + k, roles=assign_roles(partial))
             except MidiarrError as exc:
