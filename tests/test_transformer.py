@@ -123,6 +123,27 @@ def test_one_bar_and_very_long_songs(tiny_checkpoint: Path) -> None:
     assert played.tolist() == [0, 500, 999]
 
 
+def test_windows_stay_within_the_trained_length(tiny_checkpoint: Path) -> None:
+    # the tiny model trains on 256-token windows of a 1,024-position table: positions past 256
+    # were never trained, so no window may reach them, however dense the song
+    engine = get_engine("transformer", checkpoint=tiny_checkpoint)
+    assert engine.decoder.n_positions == 1024 and engine.decoder.max_length == 256
+    longest = 0
+    forward = engine.decoder.forward
+
+    def watched(ids: torch.Tensor) -> torch.Tensor:
+        nonlocal longest
+        logits = forward(ids)
+        longest = max(longest, engine.decoder.length)
+        return logits
+
+    engine.decoder.forward = watched  # type: ignore[method-assign]
+    song = band_song(bars=24)
+    result = engine.insert(song.with_tracks([t for t in song.tracks if t.name != "Guitar"]), "guitar", seed=0)
+    assert 0 < longest <= 256
+    assert len(result.song.tracks[result.new_tracks[0]].notes) > 0
+
+
 def test_generate_from_nothing(tiny_checkpoint: Path) -> None:
     engine = get_engine("transformer", checkpoint=tiny_checkpoint)
     song = engine.generate(["drums", "bass", "piano"], bars=4, seed=2, qpm=100, meter=(3, 4))

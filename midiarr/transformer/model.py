@@ -158,6 +158,12 @@ def _decode_one(
     return torch.layer_norm(x, [n], lnf[0], lnf[1], eps) @ wte.T
 
 
+def trained_positions(config: dict[str, Any]) -> int | None:
+    """Longest window the checkpoint was trained on (``[train] seq_len``), if its config records it."""
+    seq_len = config.get("config", {}).get("train", {}).get("seq_len")
+    return int(seq_len) if seq_len else None
+
+
 def int8_available() -> bool:
     """Whether this torch build has the int8 dynamic linear kernels (x86 / fbgemm / qnnpack)."""
     try:
@@ -174,11 +180,20 @@ class LeanDecoder:
     logits (the validation loss moves in the third decimal; see docs/benchmarks.md).
     """
 
-    def __init__(self, state: dict[str, torch.Tensor], gpt2: dict[str, Any], int8: bool = False) -> None:
+    def __init__(
+        self,
+        state: dict[str, torch.Tensor],
+        gpt2: dict[str, Any],
+        int8: bool = False,
+        trained_positions: int | None = None,
+    ) -> None:
         self.n_layer = int(gpt2["n_layer"])
         self.n_head = int(gpt2["n_head"])
         self.n_embd = int(gpt2["n_embd"])
         self.n_positions = int(gpt2["n_positions"])
+        # Training windows may be shorter than the position table: the embeddings past them were never
+        # trained (random vectors), so a window that ran into them would be written blind.
+        self.max_length = min(self.n_positions, int(trained_positions or self.n_positions))
         self.eps = float(gpt2.get("layer_norm_epsilon", 1e-5))
         self.int8 = bool(int8) and int8_available()
         prefix = "transformer." if "transformer.wte.weight" in state else ""
@@ -237,7 +252,7 @@ class LeanDecoder:
     def load(cls, path: str | Path, int8: bool = False) -> tuple[LeanDecoder, dict[str, Any]]:
         """A decoder and the checkpoint's config from a checkpoint folder."""
         state, config = read_checkpoint(path)
-        return cls(state, config["gpt2"], int8=int8), config
+        return cls(state, config["gpt2"], int8=int8, trained_positions=trained_positions(config)), config
 
     @property
     def num_parameters(self) -> int:
@@ -250,7 +265,7 @@ class LeanDecoder:
 
     def reset(self, batch: int) -> None:
         """Empty caches for ``batch`` rows."""
-        shape = (self.n_layer, batch, self.n_head, self.n_positions, self.head_dim)
+        shape = (self.n_layer, batch, self.n_head, self.max_length, self.head_dim)
         self.keys = torch.zeros(shape)
         self.values = torch.zeros(shape)
         self.length = 0
@@ -268,8 +283,8 @@ class LeanDecoder:
         batch, t = ids.shape
         start = self.length
         end = start + t
-        if end > self.n_positions:
-            raise RuntimeError("sequence longer than the model's context")
+        if end > self.max_length:
+            raise RuntimeError("sequence longer than the model's trained context")
         if t == 1 and self._scripted is not None:
             logits = _decode_one(
                 ids[:, 0],

@@ -123,8 +123,10 @@ class StemWriter:
             else np.arange(PITCH0 + low - PITCH_LOW, PITCH0 + high - PITCH_LOW + 1)
         )
         self.active = np.asarray(active, dtype=bool)
-        self.ctx = [bar.tokens()[:MAX_CONTEXT_BAR_TOKENS] for bar in context]
         self.header = header_tokens(stem, bins)
+        # a window must hold the first bar's context, the next bar's and a full stem bar
+        cut = min(MAX_CONTEXT_BAR_TOKENS, (self.decoder.max_length - MAX_BAR_TOKENS - len(self.header) - 8) // 2)
+        self.ctx = [bar.tokens()[:cut] for bar in context]
         self.rng = rng
         self._prepare_guidance(context, stem, bins)
         n = len(self.ctx)
@@ -261,7 +263,9 @@ class StemWriter:
     # ------------------------------------------------------------ windows
     def _prompt(self, written: list[list[int]], bar: int) -> list[int]:
         """Header plus as many of the latest written bars as fit in the history budget."""
-        budget = self.settings.history_tokens
+        # what must still fit after the prompt: the next bar's context and a full stem bar
+        after = (len(self.ctx[bar + 1]) if bar + 1 < len(self.ctx) else 0) + MAX_BAR_TOKENS + 4
+        budget = min(self.settings.history_tokens, self.decoder.max_length - after)
         start, size = bar, len(self.header) + len(self.ctx[bar])
         while start > 0:
             extra = len(self.ctx[start]) + len(written[start - 1]) + 2
@@ -378,7 +382,7 @@ class StemWriter:
             row.bars.append(row.bar_tokens)
             row.state = "forced"
             nxt = row.bar + 1
-            room = self.decoder.n_positions - self.decoder.length - 2
+            room = self.decoder.max_length - self.decoder.length - 2
             need = (len(self.ctx[nxt + 1]) if nxt + 1 < len(self.ctx) else 0) + MAX_BAR_TOKENS + 2
             if nxt >= len(self.ctx) or need > room:
                 row.done = True
