@@ -152,10 +152,12 @@ def _engine_from_args(args: argparse.Namespace) -> Any:
         "partial": args.partial,
         "passes": args.passes,
     }
-    if args.engine == "diffusion" and args.harmony_weight is not None:
-        # the one guidance both engines share: which pitches a part picks (the diffusion model's
-        # rows), never how many
-        diffusion["harmony_weight"] = sampling.pop("harmony_weight")
+    if args.engine == "diffusion":
+        # the guidance both engines share: which pitches a part picks (the diffusion model's rows) and
+        # where in the beat its onsets fall, never how many
+        for name in ("harmony_weight", "sync_weight"):
+            if sampling[name] is not None:
+                diffusion[name] = sampling.pop(name)
     if args.engine == "transformer":
         options.update(checkpoint=args.checkpoint, **sampling)
     elif any(v is not None for v in sampling.values()):
@@ -322,6 +324,7 @@ ENGINE_SETTINGS: dict[str, dict[str, type]] = {
         "partial": str,
         "passes": str,
         "harmony_weight": float,
+        "sync_weight": float,
     },
 }
 
@@ -602,7 +605,9 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
         help="transformer, diffusion: pull toward the song's chord tones (0 = the model alone)",
     )
     p.add_argument("--root-weight", type=float, help="transformer: a further pull toward the chord's root")
-    p.add_argument("--sync-weight", type=float, help="transformer: pull onsets onto the other parts' onsets (0 = off)")
+    p.add_argument(
+        "--sync-weight", type=float, help="transformer, diffusion: pull onsets onto the other parts' onsets (0 = off)"
+    )
     p.add_argument(
         "--control-weight", type=float, help="transformer: pull toward the asked density and dynamics (0 = off)"
     )

@@ -329,12 +329,47 @@ def test_harmony_pull_moves_mass_between_rows_not_onsets() -> None:
     assert torch.allclose(pull_rows(logits, torch.zeros(72, 3)), logits, atol=1e-5)
 
 
-def test_diffusion_harmony_weight_is_checked(tiny_diffusion: Path) -> None:
+def test_sync_pull_moves_onsets_within_a_beat_toward_the_songs_onsets() -> None:
+    from midiarr.diffusion.sample import beat_index, pull_steps
+
+    assert beat_index(np.array([0, 1, 2, 3, 4, 5, 0, 1, 2])).tolist() == [0, 0, 0, 0, 1, 1, 2, 2, 2]
+    logits = torch.full((3, 8), -6.0)
+    logits[0, 1] = 0.5  # an onset most likely just after the beat
+    logits[1, 4:8] = -1.0  # a row that spreads over the second beat
+    bias = torch.zeros(8)
+    bias[[0, 4]] = 8.0  # the other parts play on both beats (more than the 6.5 logits step 1 leads by)
+    group = torch.from_numpy(beat_index(np.arange(8) % 16))
+    pulled = pull_steps(logits, bias, group)
+    assert pulled[0, 0] > pulled[0, 1]  # moved onto the beat
+    before = torch.sigmoid(logits).view(3, 2, 4).sum(-1)
+    after = torch.sigmoid(pulled).view(3, 2, 4).sum(-1)
+    assert torch.allclose(before, after, rtol=1e-3)  # each row's onsets per beat are kept
+    assert torch.allclose(pull_steps(logits, torch.zeros(8), group), logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("option", ["harmony_weight", "sync_weight"])
+def test_diffusion_guidance_weights_are_checked(tiny_diffusion: Path, option: str) -> None:
     from midiarr.errors import OptionError
 
-    with pytest.raises(OptionError, match="harmony-weight"):
-        DiffusionEngine(tiny_diffusion, harmony_weight=-1)
-    engine = DiffusionEngine(tiny_diffusion, harmony_weight=3)
+    with pytest.raises(OptionError, match=option.replace("_", "-")):
+        DiffusionEngine(tiny_diffusion, **{option: -1})
+    engine = DiffusionEngine(tiny_diffusion, **{option: 3})
     song = band_song(bars=4)
     out = engine.insert(song.with_tracks([t for t in song.tracks if t.name != "Bass"]), "bass", seed=0)
     assert out.song.tracks[out.new_tracks[0]].role == "bass"
+
+
+def test_onset_threshold_can_differ_per_stem() -> None:
+    from midiarr.diffusion.sample import SampleSettings, decode_roll
+    from midiarr.errors import OptionError
+    from midiarr.pianoroll import ONSET
+
+    settings = SampleSettings(threshold={"bass": 0.3, "default": 0.6}).check()
+    assert settings.threshold_for("bass") == 0.3 and settings.threshold_for("guitar") == 0.6
+    assert SampleSettings(threshold=0.4).check().threshold_for("drums") == 0.4
+    with pytest.raises(OptionError, match="threshold"):
+        SampleSettings(threshold={"bass": 1.5}).check()
+    logits = np.full((2, 72, 4), -30.0, dtype=np.float32)
+    logits[ONSET, 20, 1] = -0.4  # p = 0.40: a note at 0.3, none at 0.6
+    assert decode_roll(logits, "bass", settings.threshold_for("bass"))[ONSET].sum() == 1
+    assert decode_roll(logits, "guitar", settings.threshold_for("guitar"))[ONSET].sum() == 0

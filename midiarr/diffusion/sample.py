@@ -84,7 +84,9 @@ class SampleSettings:
     guidance: float = 2.0
     partial: str = "conditional"
     overlap_steps: int = 32
-    threshold: float = 0.5
+    # onset probability that makes a note: one number, or per stem with "default" for the rest,
+    # e.g. {"bass" = 0.35, "default" = 0.5} (a sparse bass model still plays where it leans to)
+    threshold: float | dict[str, float] = 0.5
     shared_noise: bool = True
     hard_activity: bool = True
     decode: str = "columns"  # pitched stems: "columns" (notes per step by expected count) or "cells"
@@ -94,6 +96,15 @@ class SampleSettings:
     # pitched stems: at every denoising step, a step's onsets prefer the pitch classes the other parts
     # sound in that beat by this many logits (0 = the model alone); how many onsets stays the model's
     harmony_weight: float = 0.0
+    # every stem: at every denoising step, onsets move toward the steps where the other parts have onsets,
+    # by this many logits, within each beat (how many onsets a beat gets stays the model's)
+    sync_weight: float = 0.0
+
+    def threshold_for(self, stem: str) -> float:
+        """The onset threshold of ``stem``."""
+        if isinstance(self.threshold, dict):
+            return float(self.threshold.get(stem, self.threshold.get("default", 0.5)))
+        return float(self.threshold)
 
     def check(self) -> SampleSettings:
         """Self, after refusing settings that cannot work."""
@@ -109,10 +120,13 @@ class SampleSettings:
             raise OptionError(f"decode {self.decode!r}: choose one of {', '.join(DECODERS)}")
         if not 0 <= self.eta <= 1:
             raise OptionError(f"--eta {self.eta}: choose between 0 and 1")
-        if not 0 < self.threshold < 1:
+        values = self.threshold.values() if isinstance(self.threshold, dict) else [self.threshold]
+        if not all(isinstance(v, (int, float)) and 0 < v < 1 for v in values):
             raise OptionError(f"--threshold {self.threshold}: choose between 0 and 1")
         if not 0 <= self.harmony_weight <= 20:
             raise OptionError(f"--harmony-weight {self.harmony_weight}: choose between 0 and 20")
+        if not 0 <= self.sync_weight <= 20:
+            raise OptionError(f"--sync-weight {self.sync_weight}: choose between 0 and 20")
         return self
 
 
@@ -160,8 +174,7 @@ def beat_chord_rows(context: np.ndarray, bar_position: np.ndarray) -> np.ndarray
     row_pc = (PITCH_LOW + np.arange(PITCH_ROWS)) % 12
     pcs = np.stack([sounding[row_pc == pc].any(axis=0) for pc in range(12)])
     # a beat starts at every 4th 16th of the bar (odd meters: counted from the bar line)
-    beat = np.cumsum(bar_position[:steps] % STEPS_PER_BEAT == 0) - 1
-    beat -= beat.min(initial=0)
+    beat = beat_index(bar_position[:steps])
     per_beat = np.zeros((12, beat.max(initial=0) + 1), dtype=bool)
     for pc in range(12):
         np.logical_or.at(per_beat[pc], beat, pcs[pc])
@@ -184,6 +197,35 @@ def pull_rows(onset_logits: torch.Tensor, bias: torch.Tensor, iterations: int = 
         slope = (p * (1 - p)).sum(dim=0, keepdim=True).clamp_min(1e-6)
         shift = shift + (p.sum(dim=0, keepdim=True) - mass) / slope
     return moved - shift
+
+
+def beat_index(bar_position: np.ndarray) -> np.ndarray:
+    """Beat number of every step (a beat starts at every 4th 16th from the bar line; odd meters too)."""
+    beat = np.cumsum(bar_position % STEPS_PER_BEAT == 0) - 1
+    return beat - beat.min(initial=0)
+
+
+def pull_steps(
+    onset_logits: torch.Tensor, bias: torch.Tensor, group: torch.Tensor, iterations: int = 4
+) -> torch.Tensor:
+    """Onset logits (rows, steps) with ``bias`` (steps,) moving each row's probability mass between the
+    steps of a group (a beat) while the row's expected number of onsets in that group stays what it was:
+    the `pull_rows` idea along time. ``group`` (steps,) numbers the groups 0..G-1."""
+    count = int(group.max()) + 1 if len(group) else 0
+    rows = onset_logits.shape[0]
+    prob = torch.sigmoid(onset_logits)
+
+    def per_group(values: torch.Tensor) -> torch.Tensor:  # (rows, steps) -> (rows, G) sums
+        return torch.zeros(rows, count, dtype=values.dtype).index_add_(1, group, values)
+
+    mass = per_group(prob)
+    moved = onset_logits + bias[None]
+    shift = torch.log(per_group(prob * torch.exp(bias)[None]).clamp_min(1e-12) / mass.clamp_min(1e-12))
+    for _ in range(iterations):
+        p = torch.sigmoid(moved - shift[:, group])
+        slope = per_group(p * (1 - p)).clamp_min(1e-6)
+        shift = shift + (per_group(p) - mass) / slope
+    return moved - shift[:, group]
 
 
 class RollDiffusion:
@@ -287,8 +329,17 @@ class RollDiffusion:
             if s.harmony_weight and mix is None:
                 heard = [i for i in _PITCHED_SLOTS if present[i] and i not in targets]
                 harmony = torch.from_numpy(s.harmony_weight * beat_chord_rows(given[heard], bar_position))
+            sync = None
+            if s.sync_weight and mix is None:
+                heard = [i for i in range(len(SLOTS) - 1) if present[i] and i not in targets]
+                onsets = given[heard, ONSET].any(axis=(0, 1)) if heard else np.zeros(window, dtype=bool)
+                if onsets.any():
+                    sync = (
+                        torch.from_numpy(s.sync_weight * onsets.astype(np.float32)),
+                        torch.from_numpy(beat_index(bar_position)),
+                    )
             logits = self._denoise(
-                given, present, known, activity, density, bar_position[::patch], targets, gen, harmony
+                given, present, known, activity, density, bar_position[::patch], targets, gen, harmony, sync
             )
             keep_from = overlap_tokens * patch
             end = min(begin + window, steps_total)
@@ -298,7 +349,7 @@ class RollDiffusion:
                     lg = np.where(cell_active[slot][None, None, :], lg, -30.0)
                 if mix is not None:  # a separated stem can only hold what the mix holds
                     lg = np.where(given[SLOTS.index("mix")], lg, -30.0)
-                roll = decode_roll(lg, r.stem, s.threshold, s.decode if mix is None else "cells")
+                roll = decode_roll(lg, r.stem, s.threshold_for(r.stem), s.decode if mix is None else "cells")
                 span = end - begin
                 out[r.stem][:, :, begin + keep_from : end] = roll[:, :, keep_from:span]
                 logits_out[r.stem][:, begin + keep_from : end] = lg[ONSET][:, keep_from:span]
@@ -341,6 +392,7 @@ class RollDiffusion:
         targets: list[int],
         gen: torch.Generator,
         harmony: torch.Tensor | None = None,
+        sync: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> np.ndarray:
         s = self.settings
         pulled = [slot for slot in targets if slot in _PITCHED_SLOTS] if harmony is not None else []
@@ -383,6 +435,9 @@ class RollDiffusion:
             logits[cols] = lg + s.logit_bias
             for slot in pulled:
                 logits[slot, ONSET] = pull_rows(logits[slot, ONSET], harmony)
+            if sync is not None:
+                for slot in targets:
+                    logits[slot, ONSET] = pull_steps(logits[slot, ONSET], *sync)
             if present[mix_slot] and s.assign_to_mix:
                 logits = _share_the_mix(logits, x0_given[0, mix_slot] > 0, targets)
             x0_hat = torch.tanh(logits / 2)[None]

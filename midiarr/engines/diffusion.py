@@ -80,6 +80,7 @@ class DiffusionEngine(Engine):
         hard_activity: bool = True,
         threshold: float | None = None,
         harmony_weight: float | None = None,
+        sync_weight: float | None = None,
     ) -> None:
         from midiarr.diffusion.model import load_model
         from midiarr.diffusion.sample import RollDiffusion, SampleSettings
@@ -105,6 +106,7 @@ class DiffusionEngine(Engine):
             ("partial", partial),
             ("threshold", threshold),
             ("harmony_weight", harmony_weight),
+            ("sync_weight", sync_weight),
         )
         for name, value in chosen:
             if value is not None:
