@@ -373,3 +373,19 @@ def test_onset_threshold_can_differ_per_stem() -> None:
     logits[ONSET, 20, 1] = -0.4  # p = 0.40: a note at 0.3, none at 0.6
     assert decode_roll(logits, "bass", settings.threshold_for("bass"))[ONSET].sum() == 1
     assert decode_roll(logits, "guitar", settings.threshold_for("guitar"))[ONSET].sum() == 0
+
+
+def test_sync_weight_puts_the_written_onsets_on_the_songs(tiny_diffusion: Path) -> None:
+    from midiarr.evaluation import metrics as M
+
+    song = band_song(bars=4)
+    context = song.with_tracks([t for t in song.tracks if t.name != "Guitar"])
+    others = np.concatenate([t.notes for t in context.tracks])
+    sync = []
+    for weight in (0.0, 10.0):
+        engine = DiffusionEngine(tiny_diffusion, sync_weight=weight, threshold=0.2)
+        out = engine.insert(context, "guitar", Controls.build(timing="grid"), seed=0)
+        notes = out.song.tracks[out.new_tracks[0]].notes
+        assert len(notes)
+        sync.append(M.onset_sync(notes, others, song.ticks_per_beat))
+    assert sync[1] > sync[0] and sync[1] >= 0.9

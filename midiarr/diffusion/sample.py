@@ -97,14 +97,17 @@ class SampleSettings:
     # sound in that beat by this many logits (0 = the model alone); how many onsets stays the model's
     harmony_weight: float = 0.0
     # every stem: at every denoising step, onsets move toward the steps where the other parts have onsets,
-    # by this many logits, within each beat (how many onsets a beat gets stays the model's)
-    sync_weight: float = 0.0
+    # by this many logits, within each beat (how many onsets a beat gets stays the model's); one number,
+    # or per stem with "default" for the rest
+    sync_weight: float | dict[str, float] = 0.0
 
     def threshold_for(self, stem: str) -> float:
         """The onset threshold of ``stem``."""
-        if isinstance(self.threshold, dict):
-            return float(self.threshold.get(stem, self.threshold.get("default", 0.5)))
-        return float(self.threshold)
+        return _for_stem(self.threshold, stem, 0.5)
+
+    def sync_weight_for(self, stem: str) -> float:
+        """The sync pull of ``stem``."""
+        return _for_stem(self.sync_weight, stem, 0.0)
 
     def check(self) -> SampleSettings:
         """Self, after refusing settings that cannot work."""
@@ -125,9 +128,17 @@ class SampleSettings:
             raise OptionError(f"--threshold {self.threshold}: choose between 0 and 1")
         if not 0 <= self.harmony_weight <= 20:
             raise OptionError(f"--harmony-weight {self.harmony_weight}: choose between 0 and 20")
-        if not 0 <= self.sync_weight <= 20:
+        weights = self.sync_weight.values() if isinstance(self.sync_weight, dict) else [self.sync_weight]
+        if not all(isinstance(v, (int, float)) and 0 <= v <= 20 for v in weights):
             raise OptionError(f"--sync-weight {self.sync_weight}: choose between 0 and 20")
         return self
+
+
+def _for_stem(value: float | dict[str, float], stem: str, fallback: float) -> float:
+    """A setting given as one number or per stem (``"default"`` for stems not named)."""
+    if isinstance(value, dict):
+        return float(value.get(stem, value.get("default", fallback)))
+    return float(value)
 
 
 @dataclass
@@ -330,14 +341,14 @@ class RollDiffusion:
                 heard = [i for i in _PITCHED_SLOTS if present[i] and i not in targets]
                 harmony = torch.from_numpy(s.harmony_weight * beat_chord_rows(given[heard], bar_position))
             sync = None
-            if s.sync_weight and mix is None:
+            weights = {slot: s.sync_weight_for(r.stem) for r, slot in zip(requests, targets, strict=True)}
+            if any(weights.values()) and mix is None:
                 heard = [i for i in range(len(SLOTS) - 1) if present[i] and i not in targets]
                 onsets = given[heard, ONSET].any(axis=(0, 1)) if heard else np.zeros(window, dtype=bool)
                 if onsets.any():
-                    sync = (
-                        torch.from_numpy(s.sync_weight * onsets.astype(np.float32)),
-                        torch.from_numpy(beat_index(bar_position)),
-                    )
+                    bias = torch.from_numpy(onsets.astype(np.float32))
+                    group = torch.from_numpy(beat_index(bar_position))
+                    sync = {slot: (w * bias, group) for slot, w in weights.items() if w}
             logits = self._denoise(
                 given, present, known, activity, density, bar_position[::patch], targets, gen, harmony, sync
             )
@@ -392,7 +403,7 @@ class RollDiffusion:
         targets: list[int],
         gen: torch.Generator,
         harmony: torch.Tensor | None = None,
-        sync: tuple[torch.Tensor, torch.Tensor] | None = None,
+        sync: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> np.ndarray:
         s = self.settings
         pulled = [slot for slot in targets if slot in _PITCHED_SLOTS] if harmony is not None else []
@@ -435,9 +446,8 @@ class RollDiffusion:
             logits[cols] = lg + s.logit_bias
             for slot in pulled:
                 logits[slot, ONSET] = pull_rows(logits[slot, ONSET], harmony)
-            if sync is not None:
-                for slot in targets:
-                    logits[slot, ONSET] = pull_steps(logits[slot, ONSET], *sync)
+            for slot, (bias, group) in (sync or {}).items():
+                logits[slot, ONSET] = pull_steps(logits[slot, ONSET], bias, group)
             if present[mix_slot] and s.assign_to_mix:
                 logits = _share_the_mix(logits, x0_given[0, mix_slot] > 0, targets)
             x0_hat = torch.tanh(logits / 2)[None]
