@@ -58,6 +58,14 @@ def test_sync_guidance_locks_onsets_to_the_song(tiny_checkpoint: Path) -> None:
         out = engine.insert(context, "bass", Controls(), seed=2)
         sync.append(M.onset_sync(out.song.tracks[out.new_tracks[0]].notes, others, song.ticks_per_beat))
     assert sync[1] >= 0.95 and sync[1] > sync[0]
+    # per stem: a weight for the guitar only leaves the bass as the model writes it
+    engine = get_engine("transformer", checkpoint=tiny_checkpoint)
+    engine.settings.sync_weight = {"guitar": 8.0}
+    out = engine.insert(context, "bass", Controls(), seed=2)
+    assert M.onset_sync(out.song.tracks[out.new_tracks[0]].notes, others, song.ticks_per_beat) == sync[0]
+    engine.settings.sync_weight = {"guitar": 1.0, "default": 8.0}
+    out = engine.insert(context, "bass", Controls(), seed=2)
+    assert M.onset_sync(out.song.tracks[out.new_tracks[0]].notes, others, song.ticks_per_beat) == sync[1]
 
 
 @pytest.mark.parametrize("stem", ["bass", "drums"])

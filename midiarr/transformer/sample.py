@@ -61,7 +61,9 @@ class SampleSettings:
     # a further bonus for that chord's root: one number for every stem, or per stem, e.g. {"bass": 3.0}
     # (bass players mostly play roots; a guitar's voicings would only thin out)
     root_weight: float | dict[str, float] = 0.0
-    sync_weight: float = 0.0  # preference for onsets where another part has an onset (the song's groove)
+    # preference for onsets where another part has an onset (the song's groove): one number or per stem,
+    # with "default" for the stems not named
+    sync_weight: float | dict[str, float] = 0.0
     control_weight: float = 0.0  # pull toward the asked dynamics and density bins when the part drifts out
 
 
@@ -114,8 +116,8 @@ class StemWriter:
     ) -> list[list[int]]:
         """Target tokens per bar (without TGT/EOB); inactive bars stay empty."""
         self.stem, self.drums = stem, stem == "drums"
-        root = self.settings.root_weight
-        self.root_weight = float(root.get(stem, 0.0) if isinstance(root, dict) else root)
+        self.root_weight = _for_stem(self.settings.root_weight, stem)
+        self.sync_weight = _for_stem(self.settings.sync_weight, stem)
         low, high = PITCH_RANGES.get(stem, (PITCH_LOW, PITCH_HIGH))
         self.note_ids = (
             np.arange(DRUM0, DRUM0 + len(DRUM_CLASSES))
@@ -227,11 +229,11 @@ class StemWriter:
         bias = None
         if row.state in ("start", "after") and self.active[row.bar]:
             pos_bias, eob_bias = np.zeros(MAX_STEPS), 0.0
-            if s.sync_weight and self.context_onsets[row.bar].any():
+            if self.sync_weight and self.context_onsets[row.bar].any():
                 # half up where another part has an onset, half down elsewhere: the ratio between the two
                 # is exp(sync_weight), and an onset off the song's grid also loses to ending the bar (a bar
                 # where nothing else plays has no grid to lock to)
-                pos_bias += s.sync_weight * (self.context_onsets[row.bar] - 0.5)
+                pos_bias += self.sync_weight * (self.context_onsets[row.bar] - 0.5)
             density = self._density_bias(row)
             if density is not None:
                 pos_bias += density[0]
@@ -406,3 +408,10 @@ def _bin_range(edges: list[float], index: int, floor: float, ceiling: float) -> 
     """The value range of bin ``index`` of a three-bin attribute split at ``edges``."""
     bounds = [floor, *edges, ceiling]
     return float(bounds[index]), float(bounds[index + 1])
+
+
+def _for_stem(value: float | dict[str, float], stem: str) -> float:
+    """A weight given as one number or per stem (``"default"`` for the stems not named, else 0)."""
+    if isinstance(value, dict):
+        return float(value.get(stem, value.get("default", 0.0)))
+    return float(value)
