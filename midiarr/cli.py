@@ -401,14 +401,6 @@ def cmd_eval_diffusion(args: argparse.Namespace) -> int:
         raise OptionError(f"--guidance {args.guidance!r}: expected numbers such as 0,1,2") from None
     if not guidances or min(guidances) < 0:
         raise OptionError(f"--guidance {args.guidance!r}: give one or more values of 0 or more")
-    range_weights = None
-    if args.range_weight is not None:
-        try:
-            range_weights = [float(w) for w in args.range_weight.split(",") if w.strip()]
-        except ValueError:
-            raise OptionError(f"--range-weight {args.range_weight!r}: expected numbers such as 0,2,4") from None
-        if not range_weights or min(range_weights) < 0:
-            raise OptionError(f"--range-weight {args.range_weight!r}: give one or more values of 0 or more")
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     known = ("separation", "activity", "partial", "passes")
     if not parts or any(p not in known for p in parts):
@@ -418,7 +410,7 @@ def cmd_eval_diffusion(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {"split": args.split, "limit": args.limit, "max_bars": args.max_bars, "seed": args.seed}
     if "separation" in parts:
         cases = D.separation_cases(args.data, args.split, args.limit, args.max_bars)
-        result["separation"] = D.evaluate_separation(engine, cases, guidances, args.seed, range_weights)
+        result["separation"] = D.evaluate_separation(engine, cases, guidances, args.seed)
         _say(
             args,
             "separation: "
@@ -714,10 +706,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=12, help="songs per measurement (default 12)")
     p.add_argument("--max-bars", type=int, default=16, help="each song cut to its first N bars (default 16)")
     p.add_argument("--guidance", default="0,1,2,4", help="guidance weights for separation (default 0,1,2,4)")
-    p.add_argument(
-        "--range-weight",
-        help="separation: pitch-range bonus weights to compare, e.g. 0,2,4 (default: the checkpoint's)",
-    )
     p.add_argument("--parts", default="separation,activity,partial,passes", help="which measurements to run")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_eval_diffusion)

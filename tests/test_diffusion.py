@@ -389,22 +389,3 @@ def test_sync_weight_puts_the_written_onsets_on_the_songs(tiny_diffusion: Path) 
         assert len(notes)
         sync.append(M.onset_sync(notes, others, song.ticks_per_beat))
     assert sync[1] > sync[0] and sync[1] >= 0.9
-
-
-def test_separation_range_weight_breaks_close_calls_by_register() -> None:
-    from midiarr.engines.diffusion import assign_by_score
-    from midiarr.song import NOTE_DTYPE
-
-    flat = np.zeros(3, dtype=NOTE_DTYPE)
-    flat["pitch"] = [40, 40, 70]  # bass register, bass register, piano register
-    stems = ["bass", "guitar", "piano"]
-    scores = np.array(
-        [
-            [0.0, 0.0, 0.0],  # bass
-            [0.5, 6.0, 0.0],  # guitar: a close call on note 0, a sure one on note 1
-            [0.0, 0.0, 0.2],  # piano
-        ]
-    )
-    assert assign_by_score(flat, scores, stems).tolist() == [1, 1, 2]
-    assert assign_by_score(flat, scores, stems, range_weight=2.0).tolist() == [0, 1, 2]
-    assert assign_by_score(flat, scores, stems, range_weight=20.0).tolist() == [0, 0, 2]

@@ -81,7 +81,6 @@ class DiffusionEngine(Engine):
         threshold: float | None = None,
         harmony_weight: float | None = None,
         sync_weight: float | None = None,
-        range_weight: float | None = None,
     ) -> None:
         from midiarr.diffusion.model import load_model
         from midiarr.diffusion.sample import RollDiffusion, SampleSettings
@@ -113,10 +112,6 @@ class DiffusionEngine(Engine):
             if value is not None:
                 setattr(settings, name, value)
         self.sampler = RollDiffusion(model, cfg.get("schedule", {}), settings)
-        # separation: logits of bonus for the stem whose usual pitch range holds a note (0 = the model alone)
-        self.range_weight = float(defaults.get("range_weight", 0.0) if range_weight is None else range_weight)
-        if not 0 <= self.range_weight <= 30:
-            raise OptionError(f"--range-weight {self.range_weight}: choose between 0 and 30")
         self.passes = passes
         self.checkpoint = path
 
@@ -231,14 +226,6 @@ class DiffusionEngine(Engine):
         self, song: Song, stems: list[str], seed: int = 0, progress: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """All pitched notes of ``song`` (sorted by start, pitch) and, per note, the index of its stem."""
-        flat, scores = self.note_scores(song, stems, seed=seed, progress=progress)
-        return flat, assign_by_score(flat, scores, stems, self.range_weight)
-
-    def note_scores(
-        self, song: Song, stems: list[str], seed: int = 0, progress: Any = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """All pitched notes of ``song`` (sorted by start, pitch) and the model's (stems, notes) onset
-        logits for each stem at each note."""
         from midiarr.diffusion.sample import StemRequest
 
         flat = _pitched_notes(song)
@@ -247,22 +234,13 @@ class DiffusionEngine(Engine):
         mix_notes = notes_to_steps(flat, song, drums=False)
         mix = rasterize(mix_notes, 0, rolls.steps)
         result = self.sampler.run(rolls, [StemRequest(s) for s in stems], seed=seed, mix=mix, progress=progress)
+        # each input note goes to the stem whose onset logit is highest at its row and step
         start = np.clip(mix_notes.start, 0, rolls.steps - 1)
         scores = np.stack([result.onset_logits[s][mix_notes.row, start] for s in stems])
+        assigned = np.empty(len(flat), dtype=np.int64)
         # mix_notes are ordered by (start, row); flat by (start, pitch): the same order
-        out = np.empty_like(scores)
-        out[:, np.lexsort((flat["pitch"], flat["start"]))] = scores
-        return flat, out
-
-
-def assign_by_score(flat: np.ndarray, scores: np.ndarray, stems: list[str], range_weight: float = 0.0) -> np.ndarray:
-    """Per note, the index of the stem with the highest onset logit, after ``range_weight`` logits for the
-    stem whose usual pitch range holds the note: where the model is unsure (a shared cell's logits are
-    close) the register decides, where it is sure it overrules the register."""
-    total = scores.astype(np.float64, copy=True)
-    if range_weight and len(flat):
-        total[pitch_range_roles(flat, stems), np.arange(len(flat))] += range_weight
-    return np.argmax(total, axis=0).astype(np.int64)
+        assigned[np.lexsort((flat["pitch"], flat["start"]))] = np.argmax(scores, axis=0)
+        return flat, assigned
 
 
 def _check_separation_stems(stems: list[str] | None) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from midiarr.engines.base import Controls
-from midiarr.engines.diffusion import DiffusionEngine, assign_by_score, pitch_range_roles
+from midiarr.engines.diffusion import DiffusionEngine, pitch_range_roles
 from midiarr.errors import InputError, MidiarrError
 from midiarr.evaluation import metrics as M
 from midiarr.io import load
@@ -77,32 +77,23 @@ def _accuracy(pred: np.ndarray, truth: np.ndarray, stems: list[str]) -> dict[str
 
 
 def evaluate_separation(
-    engine: DiffusionEngine,
-    cases: list[tuple[str, Song, np.ndarray, list[str]]],
-    guidances: list[float],
-    seed: int,
-    range_weights: list[float] | None = None,
+    engine: DiffusionEngine, cases: list[tuple[str, Song, np.ndarray, list[str]]], guidances: list[float], seed: int
 ) -> dict[str, Any]:
-    """Note-level role accuracy (pooled over notes and averaged over songs) per method: the pitch-range
-    split, and the diffusion model at each guidance and pitch-range weight (the engine's by default)."""
-    weights = range_weights if range_weights is not None else [engine.range_weight]
+    """Note-level role accuracy (pooled over notes and averaged over songs) per method."""
     methods: dict[str, list[tuple[np.ndarray, np.ndarray, list[str]]]] = {"pitch-range": []}
     timing: dict[str, float] = {}
     for _, flat, truth, stems in cases:
         notes = flat.tracks[0].notes
         methods["pitch-range"].append((pitch_range_roles(notes, stems), truth, stems))
     for g in guidances:
-        names = {w: f"diffusion (guidance {g:g}" + (f", range {w:g})" if w else ")") for w in weights}
+        name = f"diffusion (guidance {g:g})"
         engine.sampler.settings.guidance = g
-        for name in names.values():
-            methods[name] = []
+        methods[name] = []
         start = time.perf_counter()
         for k, (_, flat, truth, stems) in enumerate(cases):
-            notes, scores = engine.note_scores(flat, stems, seed=seed + k)
-            for w, name in names.items():
-                methods[name].append((assign_by_score(notes, scores, stems, w), truth, stems))
-        for name in names.values():
-            timing[name] = (time.perf_counter() - start) / max(len(cases), 1)
+            _, assigned = engine.assign_notes(flat, stems, seed=seed + k)
+            methods[name].append((assigned, truth, stems))
+        timing[name] = (time.perf_counter() - start) / max(len(cases), 1)
     out = {}
     for name, runs in methods.items():
         pooled_pred = np.concatenate([p for p, _, _ in runs])
