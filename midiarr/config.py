@@ -30,3 +30,11 @@ def load_config(name: str, path: str | os.PathLike[str] | None = None) -> dict[s
         raise OptionError(f"config {p}: no such file") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise OptionError(f"config {p}: cannot read ({exc})") from None
+
+
+def per_stem(value: float | dict[str, float], stem: str, fallback: float = 0.0) -> float:
+    """A sampling setting given as one number or per stem, e.g. ``{bass = 2.0, default = 4.0}``
+    (``"default"`` for the stems not named, else ``fallback``)."""
+    if isinstance(value, dict):
+        return float(value.get(stem, value.get("default", fallback)))
+    return float(value)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from midiarr.config import per_stem
 from midiarr.diffusion.model import ACTIVITY_ANY, DENSITY_ANY, StemDiT
 from midiarr.diffusion.train import expand_tokens
 from midiarr.errors import OptionError
@@ -103,11 +104,11 @@ class SampleSettings:
 
     def threshold_for(self, stem: str) -> float:
         """The onset threshold of ``stem``."""
-        return _for_stem(self.threshold, stem, 0.5)
+        return per_stem(self.threshold, stem, 0.5)
 
     def sync_weight_for(self, stem: str) -> float:
         """The sync pull of ``stem``."""
-        return _for_stem(self.sync_weight, stem, 0.0)
+        return per_stem(self.sync_weight, stem)
 
     def check(self) -> SampleSettings:
         """Self, after refusing settings that cannot work."""
@@ -132,13 +133,6 @@ class SampleSettings:
         if not all(isinstance(v, (int, float)) and 0 <= v <= 20 for v in weights):
             raise OptionError(f"--sync-weight {self.sync_weight}: choose between 0 and 20")
         return self
-
-
-def _for_stem(value: float | dict[str, float], stem: str, fallback: float) -> float:
-    """A setting given as one number or per stem (``"default"`` for stems not named)."""
-    if isinstance(value, dict):
-        return float(value.get(stem, value.get("default", fallback)))
-    return float(value)
 
 
 @dataclass

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from midiarr.attributes import bin_edges
+from midiarr.config import per_stem
 from midiarr.harmony import QUALITIES
 from midiarr.roles import PLAYABLE_RANGES
 from midiarr.transformer.encode import ContextBar, assemble, bin_velocity, header_tokens
@@ -116,8 +117,8 @@ class StemWriter:
     ) -> list[list[int]]:
         """Target tokens per bar (without TGT/EOB); inactive bars stay empty."""
         self.stem, self.drums = stem, stem == "drums"
-        self.root_weight = _for_stem(self.settings.root_weight, stem)
-        self.sync_weight = _for_stem(self.settings.sync_weight, stem)
+        self.root_weight = per_stem(self.settings.root_weight, stem)
+        self.sync_weight = per_stem(self.settings.sync_weight, stem)
         low, high = PITCH_RANGES.get(stem, (PITCH_LOW, PITCH_HIGH))
         self.note_ids = (
             np.arange(DRUM0, DRUM0 + len(DRUM_CLASSES))
@@ -408,10 +409,3 @@ def _bin_range(edges: list[float], index: int, floor: float, ceiling: float) -> 
     """The value range of bin ``index`` of a three-bin attribute split at ``edges``."""
     bounds = [floor, *edges, ceiling]
     return float(bounds[index]), float(bounds[index + 1])
-
-
-def _for_stem(value: float | dict[str, float], stem: str) -> float:
-    """A weight given as one number or per stem (``"default"`` for the stems not named, else 0)."""
-    if isinstance(value, dict):
-        return float(value.get(stem, value.get("default", 0.0)))
-    return float(value)
