@@ -11,6 +11,7 @@ are windows that overlap: the overlap of the next window is given from the one b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -188,20 +189,35 @@ def beat_chord_rows(context: np.ndarray, bar_position: np.ndarray) -> np.ndarray
     return out
 
 
+def _pull_keeping_sums(
+    onset_logits: torch.Tensor,
+    bias: torch.Tensor,
+    sums: Callable[[torch.Tensor], torch.Tensor],
+    spread: Callable[[torch.Tensor], torch.Tensor],
+    iterations: int = 4,
+) -> torch.Tensor:
+    """``onset_logits + bias``, with each group of cells shifted by the constant that gives the group
+    back the expected onset count (sum of probabilities) it had before. ``sums`` adds cells up per
+    group and ``spread`` hands each group's value back to its cells. Newton's method starts from the
+    first-order guess, which is exact only for unlikely cells."""
+    prob = torch.sigmoid(onset_logits)
+    mass = sums(prob)
+    moved = onset_logits + bias
+    shift = torch.log(sums(prob * torch.exp(bias)).clamp_min(1e-12) / mass.clamp_min(1e-12))
+    for _ in range(iterations):
+        p = torch.sigmoid(moved - spread(shift))
+        shift = shift + (sums(p) - mass) / sums(p * (1 - p)).clamp_min(1e-6)
+    return moved - spread(shift)
+
+
 def pull_rows(onset_logits: torch.Tensor, bias: torch.Tensor, iterations: int = 4) -> torch.Tensor:
     """Onset logits (rows, steps) with ``bias`` (rows, steps) moving each step's probability mass
-    between rows while the step's expected number of onsets (the sum of its probabilities) stays
-    what it was: every column is shifted by the constant that restores its sum (Newton's method from
-    the first-order guess, which is exact only for unlikely cells)."""
-    prob = torch.sigmoid(onset_logits)
-    mass = prob.sum(dim=0, keepdim=True)
-    moved = onset_logits + bias
-    shift = torch.log((prob * torch.exp(bias)).sum(dim=0, keepdim=True).clamp_min(1e-12) / mass.clamp_min(1e-12))
-    for _ in range(iterations):
-        p = torch.sigmoid(moved - shift)
-        slope = (p * (1 - p)).sum(dim=0, keepdim=True).clamp_min(1e-6)
-        shift = shift + (p.sum(dim=0, keepdim=True) - mass) / slope
-    return moved - shift
+    between rows while the step's expected number of onsets stays what it was (column sums kept)."""
+
+    def columns(values: torch.Tensor) -> torch.Tensor:
+        return values.sum(dim=0, keepdim=True)
+
+    return _pull_keeping_sums(onset_logits, bias, columns, lambda shift: shift, iterations)
 
 
 def beat_index(bar_position: np.ndarray) -> np.ndarray:
@@ -218,19 +234,11 @@ def pull_steps(
     the `pull_rows` idea along time. ``group`` (steps,) numbers the groups 0..G-1."""
     count = int(group.max()) + 1 if len(group) else 0
     rows = onset_logits.shape[0]
-    prob = torch.sigmoid(onset_logits)
 
     def per_group(values: torch.Tensor) -> torch.Tensor:  # (rows, steps) -> (rows, G) sums
         return torch.zeros(rows, count, dtype=values.dtype).index_add_(1, group, values)
 
-    mass = per_group(prob)
-    moved = onset_logits + bias[None]
-    shift = torch.log(per_group(prob * torch.exp(bias)[None]).clamp_min(1e-12) / mass.clamp_min(1e-12))
-    for _ in range(iterations):
-        p = torch.sigmoid(moved - shift[:, group])
-        slope = per_group(p * (1 - p)).clamp_min(1e-6)
-        shift = shift + (per_group(p) - mass) / slope
-    return moved - shift[:, group]
+    return _pull_keeping_sums(onset_logits, bias[None], per_group, lambda shift: shift[:, group], iterations)
 
 
 class RollDiffusion:
