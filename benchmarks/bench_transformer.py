@@ -33,7 +33,12 @@ def main() -> None:
     # 90 bars of 4/4 at 120 bpm = 3 minutes; the bass is taken out and written back
     song = band_song(bars=90, qpm=120)
     context = song.with_tracks([t for t in song.tracks if t.name != "Bass"])
-    results = {"parameters": engine.decoder.num_parameters, "load_s": round(load_s, 3), "int8": engine.decoder.int8}
+    results = {
+        "parameters": engine.decoder.num_parameters,
+        "load_s": round(load_s, 3),
+        "int8": engine.decoder.int8,
+        "one_token_step": engine.decoder.step_kind,  # "c" (decode_step.c), "torchscript" or "eager"
+    }
     for stem in ("bass", "drums", "guitar"):
         ctx = song.with_tracks([t for t in song.tracks if t.name.lower() != stem]) if stem != "bass" else context
         t0 = time.perf_counter()

@@ -48,3 +48,7 @@ if [ ! -f "$stamp" ]; then
   rm -f "$VENV"/.midiarr-setup-*
   touch "$stamp"
 fi
+
+# 4. The transformer's C decoding step, built once per machine into ~/.cache/midiarr (a no-op when
+#    built; without a C compiler the decoder keeps its slower TorchScript step).
+"$VENV/bin/python" -m midiarr.transformer.native

@@ -15,6 +15,8 @@ from midiarr.io import load, write_midi
 from midiarr.song import Song, TimeSignature, Track
 from midiarr.transformer.encode import BarGrid, decode_target, encode_context, encode_target
 from midiarr.transformer.model import LeanDecoder, read_checkpoint
+from midiarr.transformer.native import load_library as native_library
+from midiarr.transformer.native import unavailable_reason as native_unavailable_reason
 from midiarr.transformer.vocab import VOCAB
 from tests.conftest import run_cli
 
@@ -58,9 +60,16 @@ def test_training_command_writes_checkpoint_config_and_log(tiny_checkpoint: Path
     assert (tiny_checkpoint / "transformer.toml").is_file()
 
 
-def test_lean_decoder_matches_transformers(tiny_checkpoint: Path) -> None:
+def _native_or_skip(native: bool) -> None:
+    if native and native_library() is None:
+        pytest.skip(f"C decoding step not built here: {native_unavailable_reason()}")
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["c-step", "torchscript-step"])
+def test_lean_decoder_matches_transformers(tiny_checkpoint: Path, native: bool) -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    _native_or_skip(native)
     state, config = read_checkpoint(tiny_checkpoint)
     model = GPT2LMHeadModel(GPT2Config(**config["gpt2"]))
     model.load_state_dict(state, strict=False)
@@ -68,12 +77,13 @@ def test_lean_decoder_matches_transformers(tiny_checkpoint: Path) -> None:
     ids = torch.randint(0, len(VOCAB), (1, 40), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = model(input_ids=ids).logits[0]
-    dec = LeanDecoder(state, config["gpt2"])
+    dec = LeanDecoder(state, config["gpt2"], native=native)
+    assert dec.step_kind == ("c" if native else "torchscript")
     dec.reset(1)
     first = dec.forward(ids[:, :25])
     assert torch.allclose(first[0], ref[24], atol=1e-4)
     for i in range(25, 40):
-        out = dec.forward(ids[:, i : i + 1])  # one token: the scripted path
+        out = dec.forward(ids[:, i : i + 1])  # one token: the one-token step
         assert torch.allclose(out[0], ref[i], atol=1e-4)
     # rows of a batch (candidates) advance together and stay independent
     both = torch.cat([ids, ids.flip(1)])
@@ -84,6 +94,55 @@ def test_lean_decoder_matches_transformers(tiny_checkpoint: Path) -> None:
     for i in range(10, 40):
         out = dec.forward(both[:, i : i + 1])
         assert torch.allclose(out, ref2[:, i], atol=1e-4)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_c_step_matches_transformers_on_odd_sizes(threads: int) -> None:
+    """Widths that do not split evenly (3 heads of 12, rows not a multiple of 4) and batches of 3."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    _native_or_skip(True)
+    torch.manual_seed(0)
+    gpt2 = GPT2Config(vocab_size=len(VOCAB), n_positions=64, n_embd=36, n_head=3, n_layer=2, attn_pdrop=0.0)
+    model = GPT2LMHeadModel(gpt2).eval()
+    state = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    ids = torch.randint(0, len(VOCAB), (3, 30), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = model(input_ids=ids).logits
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        dec = LeanDecoder(state, gpt2.to_dict(), native=True)
+        dec.reset(3)
+        dec.forward(ids[:, :5])
+        for i in range(5, 30):
+            assert torch.allclose(dec.forward(ids[:, i : i + 1]), ref[:, i], atol=1e-4)
+        with pytest.raises(RuntimeError, match="outside the vocabulary"):
+            dec.forward(torch.full((3, 1), len(VOCAB)))
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_decoder_falls_back_when_the_c_step_cannot_be_built(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from midiarr.transformer import native
+
+    monkeypatch.setattr(native, "_TRIED", False)
+    monkeypatch.setattr(native, "_LIB", None)
+    monkeypatch.setenv("MIDIARR_CACHE_DIR", str(tmp_path / "kernels"))
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    monkeypatch.setattr(native, "_compiler", lambda: "false")
+    state, config = read_checkpoint(tiny_checkpoint)
+    dec = LeanDecoder(state, config["gpt2"])
+    assert dec.step_kind == "torchscript" and "false failed" in native.unavailable_reason()
+    with pytest.raises(RuntimeError, match="not available"):
+        LeanDecoder(state, config["gpt2"], native=True)
+    monkeypatch.setattr(native, "_TRIED", False)
+    monkeypatch.setenv("MIDIARR_NATIVE", "0")
+    assert LeanDecoder(state, config["gpt2"]).step_kind == "torchscript"
+    assert "MIDIARR_NATIVE=0" in native.unavailable_reason()
+    assert not list((tmp_path / "kernels").glob("*.so"))  # no half-built library left behind
 
 
 def test_engine_writes_a_part_in_range_and_is_deterministic(tiny_checkpoint: Path, band: Song) -> None:

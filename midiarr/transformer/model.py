@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -117,6 +118,13 @@ class _Layer:
     fc: _Linear
     proj: _Linear
 
+    def flat(self) -> list[torch.Tensor]:
+        """The layer's tensors in the order the one-token steps read them (linear weights as (in, out)):
+        ln1 w/b, qkv W/b, out W/b, ln2 w/b, fc W/b, proj W/b."""
+        linears = [t for lin in (self.qkv, self.out) for t in (lin.weight, lin.bias)]
+        mlp = [t for lin in (self.fc, self.proj) for t in (lin.weight, lin.bias)]
+        return [self.ln1_w, self.ln1_b, *linears, self.ln2_w, self.ln2_b, *mlp]
+
 
 @torch.jit.script
 def _decode_one(
@@ -186,6 +194,7 @@ class LeanDecoder:
         gpt2: dict[str, Any],
         int8: bool = False,
         trained_positions: int | None = None,
+        native: bool | None = None,
     ) -> None:
         self.n_layer = int(gpt2["n_layer"])
         self.n_head = int(gpt2["n_head"])
@@ -223,36 +232,34 @@ class LeanDecoder:
         ]
         self.head_dim = self.n_embd // self.n_head
         # the scripted one-token path reads fp32 weights; int8 layers take the eager path
-        self._scripted = (
-            None
-            if self.int8
-            else [
-                [
-                    layer.ln1_w,
-                    layer.ln1_b,
-                    layer.qkv.weight,
-                    layer.qkv.bias,
-                    layer.out.weight,
-                    layer.out.bias,
-                    layer.ln2_w,
-                    layer.ln2_b,
-                    layer.fc.weight,
-                    layer.fc.bias,
-                    layer.proj.weight,
-                    layer.proj.bias,
-                ]
-                for layer in self.layers
-            ]
-        )
+        self._scripted = None if self.int8 else [layer.flat() for layer in self.layers]
+        # the C one-token step (midiarr/transformer/decode_step.c) when it builds here: None = when available
+        self._native = None
+        if native is not False and not self.int8:
+            from midiarr.transformer.native import NativeStep, load_library, unavailable_reason
+
+            lib = load_library()
+            if lib is not None:
+                self._native = NativeStep(lib, self)
+            elif native:
+                raise RuntimeError(f"the C decoding step is not available: {unavailable_reason()}")
         self.keys: torch.Tensor | None = None
         self.values: torch.Tensor | None = None
         self.length = 0
 
     @classmethod
-    def load(cls, path: str | Path, int8: bool = False) -> tuple[LeanDecoder, dict[str, Any]]:
+    def load(
+        cls, path: str | Path, int8: bool = False, native: bool | None = None
+    ) -> tuple[LeanDecoder, dict[str, Any]]:
         """A decoder and the checkpoint's config from a checkpoint folder."""
         state, config = read_checkpoint(path)
-        return cls(state, config["gpt2"], int8=int8, trained_positions=trained_positions(config)), config
+        decoder = cls(state, config["gpt2"], int8=int8, trained_positions=trained_positions(config), native=native)
+        return decoder, config
+
+    @property
+    def step_kind(self) -> str:
+        """Which one-token step runs: "c", "torchscript" or "eager" (int8)."""
+        return "c" if self._native is not None else "torchscript" if self._scripted is not None else "eager"
 
     @property
     def num_parameters(self) -> int:
@@ -266,15 +273,18 @@ class LeanDecoder:
     def reset(self, batch: int) -> None:
         """Empty caches for ``batch`` rows."""
         shape = (self.n_layer, batch, self.n_head, self.max_length, self.head_dim)
-        self.keys = torch.zeros(shape)
-        self.values = torch.zeros(shape)
+        self.keys = _cache_tensor(shape)
+        self.values = _cache_tensor(shape)
         self.length = 0
 
     def expand(self, batch: int) -> None:
         """Copy row 0's cache to ``batch`` rows (candidates that share a prompt)."""
         assert self.keys is not None and self.values is not None
-        self.keys = self.keys[:, :1].expand(-1, batch, -1, -1, -1).contiguous()
-        self.values = self.values[:, :1].expand(-1, batch, -1, -1, -1).contiguous()
+        shape = (self.n_layer, batch, self.n_head, self.max_length, self.head_dim)
+        keys, values = _cache_tensor(shape), _cache_tensor(shape)
+        keys.copy_(self.keys[:, :1].expand(shape))
+        values.copy_(self.values[:, :1].expand(shape))
+        self.keys, self.values = keys, values
 
     @torch.inference_mode()
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -285,6 +295,10 @@ class LeanDecoder:
         end = start + t
         if end > self.max_length:
             raise RuntimeError("sequence longer than the model's trained context")
+        if t == 1 and self._native is not None:
+            logits = self._native(ids[:, 0], start, self.keys, self.values)
+            self.length = end
+            return logits
         if t == 1 and self._scripted is not None:
             logits = _decode_one(
                 ids[:, 0],
@@ -321,6 +335,12 @@ class LeanDecoder:
         self.length = end
         last = x.view(batch, t, self.n_embd)[:, -1]
         return F.layer_norm(last, (self.n_embd,), self.lnf_w, self.lnf_b, self.eps) @ self.wte.T
+
+
+def _cache_tensor(shape: tuple[int, ...]) -> torch.Tensor:
+    """A zeroed float32 cache in NumPy memory, which gets transparent huge pages (fewer TLB misses when
+    a token reads the whole cache; see midiarr/transformer/native.py)."""
+    return torch.from_numpy(np.zeros(shape, dtype=np.float32))
 
 
 def perplexity(mean_loss: float) -> float:
