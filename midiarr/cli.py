@@ -309,6 +309,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 ENGINE_SETTINGS: dict[str, dict[str, type]] = {
     "transformer": {
         "temperature": float,
+        "note_temperature": float,
         "top_p": float,
         "candidates": int,
         "harmony_weight": float,

@@ -18,6 +18,7 @@ from midiarr.evaluation import metrics as M
 from midiarr.fixtures import band_song
 from midiarr.harmony import estimate_chords
 from midiarr.song import Song
+from midiarr.transformer.encode import BarGrid, encode_context
 from midiarr.transformer.model import LeanDecoder, int8_available, read_checkpoint
 from midiarr.transformer.vocab import VOCAB
 from tests.conftest import run_cli, run_cli_process
@@ -150,3 +151,33 @@ def test_root_pull_applies_to_the_stems_it_names(tiny_checkpoint: Path) -> None:
     out = engine.insert(_without(song, "Guitar"), "guitar", Controls(), seed=3)
     share = _root_share(_without(song, "Guitar"), out.song.tracks[out.new_tracks[0]].notes)
     assert share > shares["guitar", "off"] + 0.2
+
+
+def test_note_temperature_sharpens_which_note_not_how_likely_a_note_is(tiny_checkpoint: Path) -> None:
+    from midiarr.transformer.sample import StemWriter, _Row
+    from midiarr.transformer.vocab import DRUM0, DRUM_CLASSES, POS0
+
+    engine = get_engine("transformer", checkpoint=tiny_checkpoint, temperature=1.0, top_p=1.0)
+    # a next-token distribution after a drum hit on step 3: half on later steps, half on drum sounds
+    probs = np.full(len(VOCAB), 1e-12)
+    probs[POS0 + 4 : POS0 + 16] = 0.5 / 12
+    probs[DRUM0 : DRUM0 + len(DRUM_CLASSES)] = 0.3 / (len(DRUM_CLASSES) - 1)
+    probs[DRUM0] = 0.2
+    logp = np.log(probs / probs.sum())
+    shares = {}
+    for value in (None, 0.05, {"bass": 0.05}):
+        engine.settings.note_temperature = value
+        writer = StemWriter(engine.decoder, engine.settings)
+        bars = encode_context(_without(band_song(bars=1), "Drums"), BarGrid.of(band_song(bars=1)))
+        writer.write(bars, "drums", {}, np.zeros(1, bool), np.random.default_rng(0))  # sets the stem up
+        writer.active = np.ones(1, bool)
+        drawn = [writer._sample(_Row(bar=0, state="after", pos=3), logp) for _ in range(3000)]
+        notes = [t for t in drawn if DRUM0 <= t < DRUM0 + len(DRUM_CLASSES)]
+        shares[str(value)] = (len(notes) / len(drawn), notes.count(DRUM0) / len(notes))
+    # the same chance of another hit here; the sound picked near-greedily instead of in proportion
+    assert abs(shares["0.05"][0] - shares["None"][0]) < 0.05 and abs(shares["None"][0] - 0.5) < 0.05
+    assert abs(shares["None"][1] - 0.4) < 0.05 and shares["0.05"][1] > 0.95
+    # a per-stem value that does not name the drums leaves them at the temperature
+    assert abs(shares["{'bass': 0.05}"][1] - shares["None"][1]) < 0.05
+    with pytest.raises(Exception, match="note temperature"):
+        get_engine("transformer", checkpoint=tiny_checkpoint, note_temperature=0.0)

@@ -35,6 +35,7 @@ class TransformerEngine(Engine):
         temperature: float | None = None,
         top_p: float | None = None,
         candidates: int | None = None,
+        note_temperature: float | None = None,
         harmony_weight: float | None = None,
         root_weight: float | None = None,
         sync_weight: float | None = None,
@@ -58,6 +59,10 @@ class TransformerEngine(Engine):
             if not 0 < top_p <= 1:
                 raise OptionError("--top-p must be in (0, 1]")
             settings.top_p = top_p
+        if note_temperature is not None:
+            if note_temperature <= 0:
+                raise OptionError("note temperature must be positive")
+            settings.note_temperature = note_temperature
         if candidates is not None:
             if candidates < 1:
                 raise OptionError("--candidates must be at least 1")

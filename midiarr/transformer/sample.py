@@ -55,6 +55,9 @@ class SampleSettings:
 
     temperature: float = 0.9
     top_p: float = 0.95
+    # temperature of the choice among notes (which pitch or drum), once the temperature above has set how
+    # likely "a note here" is: one number or per stem; None = the same as ``temperature``
+    note_temperature: float | dict[str, float] | None = None
     candidates: int = 1
     history_tokens: int = 448
     # Guidance, in log-probability units added before sampling (0 = the model alone):
@@ -119,6 +122,8 @@ class StemWriter:
         self.stem, self.drums = stem, stem == "drums"
         self.root_weight = per_stem(self.settings.root_weight, stem)
         self.sync_weight = per_stem(self.settings.sync_weight, stem)
+        temperature, nt = self.settings.temperature, self.settings.note_temperature
+        self.note_temperature = temperature if nt is None else per_stem(nt, stem, temperature)
         low, high = PITCH_RANGES.get(stem, (PITCH_LOW, PITCH_HIGH))
         self.note_ids = (
             np.arange(DRUM0, DRUM0 + len(DRUM_CLASSES))
@@ -362,6 +367,14 @@ class StemWriter:
         scores -= scores.max()
         probs = np.exp(scores)
         probs /= probs.sum()
+        if row.state in ("note", "after") and self.note_temperature != s.temperature:
+            # which note, at its own temperature; the mass of "a note" against moving on is kept
+            notes = self.note_ids[mask[self.note_ids]]
+            mass = probs[notes].sum()
+            if len(notes) and mass > 0:
+                sharp = guided[notes] / max(self.note_temperature, 1e-4)
+                sharp = np.exp(sharp - sharp.max())
+                probs[notes] = mass * sharp / sharp.sum()
         if s.top_p < 1.0:
             order = np.argsort(-probs)
             keep = np.cumsum(probs[order]) - probs[order] < s.top_p
