@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +20,16 @@ import torch
 from midiarr.engines import Controls
 from midiarr.engines.transformer import TransformerEngine
 from midiarr.fixtures import band_song
+
+
+def _raw_decoding_speed(dec: Any, ids: torch.Tensor) -> float:
+    """Tokens per second decoding positions 256-767 one at a time at batch 1."""
+    dec.reset(1)
+    dec.forward(ids[:, :256])
+    t0 = time.perf_counter()
+    for i in range(256, 768):
+        dec.forward(ids[:, i : i + 1])
+    return round(512 / (time.perf_counter() - t0), 1)
 
 
 def main() -> None:
@@ -49,13 +60,16 @@ def main() -> None:
     # raw decoding: one token at a time after a 256-token prompt, batch 1
     dec = engine.decoder
     ids = torch.randint(0, 300, (1, 900), generator=torch.Generator().manual_seed(0))
-    dec.reset(1)
-    dec.forward(ids[:, :256])
-    t0 = time.perf_counter()
-    for i in range(256, 768):
-        dec.forward(ids[:, i : i + 1])
-    results["decode_tokens_per_s_batch1"] = round(512 / (time.perf_counter() - t0), 1)
-    # the same with sampling and the grammar on: tokens the writer produced per second of writing
+    results["decode_tokens_per_s_batch1"] = _raw_decoding_speed(dec, ids)
+    if dec.step_kind == "c":
+        # the TorchScript step over the same weights, alternated with the C step three times: this VM's
+        # speed drifts within minutes, so only runs taken side by side compare
+        from midiarr.transformer.model import LeanDecoder
+
+        scripted, _ = LeanDecoder.load(engine.checkpoint, native=False)
+        pairs = [(_raw_decoding_speed(dec, ids), _raw_decoding_speed(scripted, ids)) for _ in range(3)]
+        results["decode_tokens_per_s_batch1_c_vs_torchscript"] = pairs
+    # raw decoding at batch 4 (the rows of best-of-N candidates advance together)
     dec.reset(4)
     dec.forward(ids[:, :256].expand(4, -1).contiguous())
     t0 = time.perf_counter()
