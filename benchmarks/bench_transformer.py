@@ -1,7 +1,7 @@
 """Speed of the stem transformer on this machine: model load, one stem for a 3-minute song, and raw
 decoding throughput at batch 1 (tokens per second through the KV-cached loop).
 
-    python benchmarks/bench_transformer.py [--checkpoint DIR] [--int8] [--json OUT]
+    python benchmarks/bench_transformer.py [--checkpoint DIR] [--int8 | --full] [--json OUT]
 
 The engine runs with its bundled sampling settings (guidance included), and each stem is asked for
 a medium-density part, so the note counts are comparable from run to run.
@@ -36,10 +36,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--int8", action="store_true", help="int8 linear layers in the decoder")
+    parser.add_argument("--full", action="store_true", help="float32 linear weights (default: half floats)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     started = time.perf_counter()
-    engine = TransformerEngine(checkpoint=args.checkpoint, int8=args.int8)
+    engine = TransformerEngine(checkpoint=args.checkpoint, int8=args.int8, half=False if args.full else None)
     load_s = time.perf_counter() - started
     # 90 bars of 4/4 at 120 bpm = 3 minutes; the bass is taken out and written back
     song = band_song(bars=90, qpm=120)
@@ -48,6 +49,7 @@ def main() -> None:
         "parameters": engine.decoder.num_parameters,
         "load_s": round(load_s, 3),
         "int8": engine.decoder.int8,
+        "half": engine.decoder.half,
         "one_token_step": engine.decoder.step_kind,  # "c" (decode_step.c), "torchscript" or "eager"
     }
     for stem in ("bass", "drums", "guitar"):
@@ -62,8 +64,8 @@ def main() -> None:
     ids = torch.randint(0, 300, (1, 900), generator=torch.Generator().manual_seed(0))
     results["decode_tokens_per_s_batch1"] = _raw_decoding_speed(dec, ids)
     if dec.step_kind == "c":
-        # the TorchScript step over the same weights, alternated with the C step three times: this VM's
-        # speed drifts within minutes, so only runs taken side by side compare
+        # the TorchScript step over float32 weights (the decoder before the C step), alternated with this
+        # decoder three times: this VM's speed drifts within minutes, so only runs taken side by side compare
         from midiarr.transformer.model import LeanDecoder
 
         scripted, _ = LeanDecoder.load(engine.checkpoint, native=False)

@@ -98,7 +98,8 @@ def test_lean_decoder_matches_transformers(tiny_checkpoint: Path, native: bool) 
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_c_step_matches_transformers_on_odd_sizes(threads: int) -> None:
-    """Widths that do not split evenly (3 heads of 12, rows not a multiple of 4) and batches of 3."""
+    """Widths that do not split evenly (3 heads of 12, rows not a multiple of 4) and batches of 3; half-float
+    weights through the vector path (width 144) and the portable one (width 36)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     _native_or_skip(True)
@@ -113,10 +114,23 @@ def test_c_step_matches_transformers_on_odd_sizes(threads: int) -> None:
     torch.set_num_threads(threads)
     try:
         dec = LeanDecoder(state, gpt2.to_dict(), native=True)
-        dec.reset(3)
-        dec.forward(ids[:, :5])
+        half = LeanDecoder(state, gpt2.to_dict(), native=True, half=True)
+        half_scripted = LeanDecoder(state, gpt2.to_dict(), native=False, half=True)
+        for d in (dec, half, half_scripted):
+            d.reset(3)
+            d.forward(ids[:, :5])
+        rounding = exact = 0.0
         for i in range(5, 30):
-            assert torch.allclose(dec.forward(ids[:, i : i + 1]), ref[:, i], atol=1e-4)
+            full = dec.forward(ids[:, i : i + 1])
+            assert torch.allclose(full, ref[:, i], atol=1e-4)
+            exact = max(exact, float((full - ref[:, i]).abs().max()))
+            # half weights: the C step and the TorchScript step over the same rounded weights agree; both stay
+            # near the float32 model, and differ from it (the weights were rounded)
+            out, scripted = half.forward(ids[:, i : i + 1]), half_scripted.forward(ids[:, i : i + 1])
+            assert torch.allclose(out, scripted, atol=1e-4)
+            assert torch.allclose(out, ref[:, i], atol=2e-2)
+            rounding = max(rounding, float((out - ref[:, i]).abs().max()))
+        assert rounding > 10 * exact
         with pytest.raises(RuntimeError, match="outside the vocabulary"):
             dec.forward(torch.full((3, 1), len(VOCAB)))
     finally:

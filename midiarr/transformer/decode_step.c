@@ -17,13 +17,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
+#include <stdint.h>
+#if defined(__F16C__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 typedef struct {
     int n_layer, n_embd, n_head, n_vocab, max_len;
     float eps;
+    int half; /* the four linear weights of each layer are IEEE half floats (uint16), not float32 */
     const float *wte, *wpe, *lnf_w, *lnf_b;
     /* per layer: ln1_w, ln1_b, qkv_w, qkv_b, out_w, out_b, ln2_w, ln2_b, fc_w, fc_b, proj_w, proj_b */
-    const float *const *layers;
+    const void *const *layers;
 } Model;
 
 /* y[b][o] = bias[o] + W[o,:] . x[b][:] for rows o in [r0, r1); optionally y += instead of
@@ -60,6 +65,87 @@ static void matvec_rows(const float *W, const float *bias, const float *x, float
             yb[o] = accumulate ? yb[o] + s + bias[o] : s + bias[o];
         }
     }
+}
+
+/* An IEEE half float's value (the portable path; F16C converts eight at a time below). */
+static inline float half_to_float(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff, bits;
+    if (exponent == 0x1f) {
+        bits = sign | 0x7f800000u | (mantissa << 13);
+    } else if (exponent != 0) {
+        bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+    } else if (mantissa == 0) {
+        bits = sign;
+    } else { /* subnormal: normalise */
+        exponent = 113;
+        while (!(mantissa & 0x400)) {
+            mantissa <<= 1;
+            exponent--;
+        }
+        bits = sign | (exponent << 23) | ((mantissa & 0x3ff) << 13);
+    }
+    float out;
+    memcpy(&out, &bits, sizeof out);
+    return out;
+}
+
+#if defined(__F16C__) && defined(__FMA__)
+static inline float hsum8(__m256 v) {
+    __m128 four = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    four = _mm_hadd_ps(four, four);
+    four = _mm_hadd_ps(four, four);
+    return _mm_cvtss_f32(four);
+}
+#endif
+
+/* matvec_rows with half-float weights: half the bytes to stream per token, which is what a token's
+ * matrix-vector products are bound by (19 MB of float32 weights for the 5M model). */
+static void matvec_rows_half(const uint16_t *W, const float *bias, const float *x, float *y, int in, int out_stride,
+                             int x_stride, int batch, int r0, int r1, int accumulate) {
+    int o = r0;
+#if defined(__F16C__) && defined(__FMA__)
+    if (in % 8 == 0) { /* four rows per pass share each load of x, as in matvec_rows */
+        for (; o + 4 <= r1; o += 4) {
+            const uint16_t *w0 = W + (size_t)o * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
+            for (int b = 0; b < batch; b++) {
+                const float *xb = x + (size_t)b * x_stride;
+                __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+                for (int i = 0; i < in; i += 8) {
+                    const __m256 xi = _mm256_loadu_ps(xb + i);
+                    s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w0 + i))), xi, s0);
+                    s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w1 + i))), xi, s1);
+                    s2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w2 + i))), xi, s2);
+                    s3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w3 + i))), xi, s3);
+                }
+                float *yb = y + (size_t)b * out_stride;
+                const float r[4] = {hsum8(s0) + bias[o], hsum8(s1) + bias[o + 1], hsum8(s2) + bias[o + 2],
+                                    hsum8(s3) + bias[o + 3]};
+                for (int k = 0; k < 4; k++) yb[o + k] = accumulate ? yb[o + k] + r[k] : r[k];
+            }
+        }
+    }
+#endif
+    for (; o < r1; o++) { /* other widths, other CPUs */
+        const uint16_t *w = W + (size_t)o * in;
+        for (int b = 0; b < batch; b++) {
+            const float *xb = x + (size_t)b * x_stride;
+            float s = 0.f;
+            for (int i = 0; i < in; i++) s += half_to_float(w[i]) * xb[i];
+            float *yb = y + (size_t)b * out_stride;
+            yb[o] = accumulate ? yb[o] + s + bias[o] : s + bias[o];
+        }
+    }
+}
+
+/* Rows [r0, r1) of a layer's linear weight, float32 or half (m->half), from row `first` on. */
+static void linear_rows(const Model *m, const void *W, size_t first, const float *bias, const float *x, float *y,
+                        int in, int out_stride, int x_stride, int batch, int r0, int r1, int accumulate) {
+    if (m->half)
+        matvec_rows_half((const uint16_t *)W + first * in, bias, x, y, in, out_stride, x_stride, batch, r0, r1,
+                         accumulate);
+    else
+        matvec_rows((const float *)W + first * in, bias, x, y, in, out_stride, x_stride, batch, r0, r1, accumulate);
 }
 
 /* Columns [c0, c1) of LayerNorm(x[b]) for every row b; statistics over the whole row. */
@@ -139,13 +225,13 @@ int midiarr_decode_step(const Model *m, int batch, int start, const long long *i
                 x[(size_t)r * n + i] = m->wte[(size_t)ids[r] * n + i] + m->wpe[(size_t)start * n + i];
 #pragma omp barrier
         for (int l = 0; l < m->n_layer; l++) {
-            const float *const *w = m->layers + 12 * l;
+            const void *const *w = m->layers + 12 * l;
             layer_norm_cols(x, w[0], w[1], a, n, batch, m->eps, c0, c1);
 #pragma omp barrier
             /* this thread's heads: their query, key and value rows of the qkv projection */
             for (int part = 0; part < 3; part++)
-                matvec_rows(w[2] + (size_t)part * n * n, w[3] + part * n, a, q + part * n, n, 3 * n, n, batch,
-                            h0 * d, h1 * d, 0);
+                linear_rows(m, w[2], (size_t)part * n, (const float *)w[3] + part * n, a, q + part * n, n, 3 * n, n,
+                            batch, h0 * d, h1 * d, 0);
             for (int h = h0; h < h1; h++) {
                 float *kh = keys + (((size_t)l * batch) * H + h) * (size_t)L * d;
                 float *vh = values + (((size_t)l * batch) * H + h) * (size_t)L * d;
@@ -184,14 +270,14 @@ int midiarr_decode_step(const Model *m, int batch, int start, const long long *i
                 }
             }
 #pragma omp barrier
-            matvec_rows(w[4], w[5], att, x, n, n, n, batch, c0, c1, 1);
+            linear_rows(m, w[4], 0, w[5], att, x, n, n, n, batch, c0, c1, 1);
 #pragma omp barrier
             layer_norm_cols(x, w[6], w[7], a, n, batch, m->eps, c0, c1);
 #pragma omp barrier
-            matvec_rows(w[8], w[9], a, hid, n, 4 * n, n, batch, f0, f1, 0);
+            linear_rows(m, w[8], 0, w[9], a, hid, n, 4 * n, n, batch, f0, f1, 0);
             for (int r = 0; r < batch; r++) gelu_inplace(hid + (size_t)r * 4 * n + f0, f1 - f0);
 #pragma omp barrier
-            matvec_rows(w[10], w[11], hid, x, 4 * n, n, 4 * n, batch, c0, c1, 1);
+            linear_rows(m, w[10], 0, w[11], hid, x, 4 * n, n, 4 * n, batch, c0, c1, 1);
 #pragma omp barrier
         }
         layer_norm_cols(x, m->lnf_w, m->lnf_b, a, n, batch, m->eps, c0, c1);

@@ -195,6 +195,7 @@ class LeanDecoder:
         int8: bool = False,
         trained_positions: int | None = None,
         native: bool | None = None,
+        half: bool = False,
     ) -> None:
         self.n_layer = int(gpt2["n_layer"])
         self.n_head = int(gpt2["n_head"])
@@ -205,6 +206,11 @@ class LeanDecoder:
         self.max_length = min(self.n_positions, int(trained_positions or self.n_positions))
         self.eps = float(gpt2.get("layer_norm_epsilon", 1e-5))
         self.int8 = bool(int8) and int8_available()
+        if half and self.int8:
+            raise ValueError("half and int8 weights exclude each other")
+        # half: linear weights rounded to IEEE half floats, in every path (prefill, TorchScript and C steps
+        # give the same logits); the C step then streams half the bytes per token
+        self.half = bool(half)
         prefix = "transformer." if "transformer.wte.weight" in state else ""
 
         def w(name: str) -> torch.Tensor:
@@ -212,7 +218,10 @@ class LeanDecoder:
 
         def linear(i: int, name: str) -> _Linear:
             # HF Conv1D stores weights as (in, out): x @ W + b
-            return _Linear(w(f"h.{i}.{name}.weight"), w(f"h.{i}.{name}.bias"), self.int8)
+            weight = w(f"h.{i}.{name}.weight")
+            if self.half:
+                weight = weight.half().float()
+            return _Linear(weight, w(f"h.{i}.{name}.bias"), self.int8)
 
         self.wte = w("wte.weight")
         self.wpe = w("wpe.weight")
@@ -249,11 +258,12 @@ class LeanDecoder:
 
     @classmethod
     def load(
-        cls, path: str | Path, int8: bool = False, native: bool | None = None
+        cls, path: str | Path, int8: bool = False, native: bool | None = None, half: bool = False
     ) -> tuple[LeanDecoder, dict[str, Any]]:
         """A decoder and the checkpoint's config from a checkpoint folder."""
         state, config = read_checkpoint(path)
-        decoder = cls(state, config["gpt2"], int8=int8, trained_positions=trained_positions(config), native=native)
+        positions = trained_positions(config)
+        decoder = cls(state, config["gpt2"], int8=int8, trained_positions=positions, native=native, half=half)
         return decoder, config
 
     @property

@@ -43,6 +43,7 @@ class _Model(ctypes.Structure):
         ("n_vocab", ctypes.c_int),
         ("max_len", ctypes.c_int),
         ("eps", ctypes.c_float),
+        ("half", ctypes.c_int),
         ("wte", ctypes.c_void_p),
         ("wpe", ctypes.c_void_p),
         ("lnf_w", ctypes.c_void_p),
@@ -153,13 +154,22 @@ class NativeStep:
 
     def __init__(self, lib: ctypes.CDLL, decoder: Any) -> None:
         self.lib = lib
-        tensors = [decoder.wte, decoder.wpe, decoder.lnf_w, decoder.lnf_b]
+        singles = [decoder.wte, decoder.wpe, decoder.lnf_w, decoder.lnf_b]
+        halves: list[torch.Tensor] = []
+        slots: list[tuple[bool, int]] = []  # per layer tensor: (half?, index in its arena)
         for layer in decoder.layers:
-            # the C step reads linear weights as (out, in): one weight row per output
-            tensors += [t.T if k in (2, 4, 8, 10) else t for k, t in enumerate(layer.flat())]
-        self._arena, pointers = _pack(tensors)
-        wte, wpe, lnf_w, lnf_b = pointers[:4]
-        pointers = pointers[4:]
+            for k, t in enumerate(layer.flat()):
+                if k in (2, 4, 8, 10):  # linear weights, read by the C step as (out, in): one row per output
+                    target = halves if decoder.half else singles
+                    slots.append((decoder.half, len(target)))
+                    target.append(t.T)
+                else:
+                    slots.append((False, len(singles)))
+                    singles.append(t)
+        self._arena, single_ptrs = _pack(singles, np.float32)
+        self._half_arena, half_ptrs = _pack(halves, np.float16)
+        wte, wpe, lnf_w, lnf_b = single_ptrs[:4]
+        pointers = [half_ptrs[i] if is_half else single_ptrs[i] for is_half, i in slots]
         self._layers = (ctypes.c_void_p * len(pointers))(*pointers)
         self.n_vocab = int(decoder.wte.shape[0])
         self.model = _Model(
@@ -169,6 +179,7 @@ class NativeStep:
             n_vocab=self.n_vocab,
             max_len=decoder.max_length,
             eps=decoder.eps,
+            half=int(decoder.half),
             wte=wte,
             wpe=wpe,
             lnf_w=lnf_w,
@@ -200,26 +211,27 @@ class NativeStep:
         return logits
 
 
-def _pack(tensors: list[torch.Tensor]) -> tuple[np.ndarray, list[int]]:
-    """Copies of ``tensors`` (float32, contiguous) in one arena; their addresses.
+def _pack(tensors: list[torch.Tensor], dtype: type[np.generic]) -> tuple[np.ndarray, list[int]]:
+    """Copies of ``tensors`` (contiguous, in ``dtype``) in one arena; their addresses.
 
     One NumPy buffer because NumPy asks the kernel for transparent huge pages on large
-    allocations and torch does not: a token streams all ~20 MB of weights, and with 4 KB
-    pages the TLB misses made the C step run at half the speed of the same loop on huge pages.
+    allocations and torch does not: a token streams every weight, and fewer pages mean fewer
+    TLB misses.
     """
-    align = 16  # floats (64 bytes: one cache line, one AVX-512 vector)
+    itemsize = np.dtype(dtype).itemsize
+    align = 64 // itemsize  # elements per cache line (one AVX-512 vector)
     sizes = [int(t.numel()) for t in tensors]
     offsets, total = [], 0
     for size in sizes:
         offsets.append(total)
         total += -(-size // align) * align
-    arena = np.zeros(total + align, dtype=np.float32)
-    shift = (-(arena.ctypes.data // 4)) % align
+    arena = np.zeros(total + align, dtype=dtype)
+    shift = (-(arena.ctypes.data // itemsize)) % align
     for t, offset, size in zip(tensors, offsets, sizes):
         start = shift + offset
-        arena[start : start + size] = t.detach().float().contiguous().reshape(-1).numpy()
+        arena[start : start + size] = t.detach().float().contiguous().reshape(-1).numpy().astype(dtype)
     base = arena.ctypes.data
-    return arena, [base + 4 * (shift + offset) for offset in offsets]
+    return arena, [base + itemsize * (shift + offset) for offset in offsets]
 
 
 def main() -> int:
