@@ -348,8 +348,8 @@ class LeanDecoder:
 
 
 def _cache_tensor(shape: tuple[int, ...]) -> torch.Tensor:
-    """A zeroed float32 cache in NumPy memory, which gets transparent huge pages (fewer TLB misses when
-    a token reads the whole cache; see midiarr/transformer/native.py)."""
+    """A zeroed float32 cache in NumPy memory (transparent huge pages, as for the C step's weights in
+    midiarr/transformer/native.py)."""
     return torch.from_numpy(np.zeros(shape, dtype=np.float32))
 
 
