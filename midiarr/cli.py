@@ -316,6 +316,7 @@ ENGINE_SETTINGS: dict[str, dict[str, type]] = {
         "root_weight": float,
         "sync_weight": float,
         "control_weight": float,
+        "kit_weight": float,
         "int8": bool,
         "half": bool,
     },

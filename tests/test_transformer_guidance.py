@@ -20,7 +20,7 @@ from midiarr.harmony import estimate_chords
 from midiarr.song import Song
 from midiarr.transformer.encode import BarGrid, encode_context
 from midiarr.transformer.model import LeanDecoder, int8_available, read_checkpoint
-from midiarr.transformer.vocab import VOCAB
+from midiarr.transformer.vocab import VEL0, VOCAB
 from tests.conftest import run_cli, run_cli_process
 
 
@@ -181,3 +181,38 @@ def test_note_temperature_sharpens_which_note_not_how_likely_a_note_is(tiny_chec
     assert abs(shares["{'bass': 0.05}"][1] - shares["None"][1]) < 0.05
     with pytest.raises(Exception, match="note temperature"):
         get_engine("transformer", checkpoint=tiny_checkpoint, note_temperature=0.0)
+
+
+def test_kit_guidance_fills_in_the_missing_kit_group(tiny_checkpoint: Path) -> None:
+    from midiarr.transformer.sample import KIT_GROUPS, StemWriter, _Row
+    from midiarr.transformer.vocab import DRUM0, DRUM_CLASSES, POS0
+
+    shaker, kick, hat = (
+        DRUM0 + [n for n, _, _ in DRUM_CLASSES].index(name) for name in ("shaker", "kick", "closed_hat")
+    )
+    backbone = set((DRUM0 + KIT_GROUPS[0]).tolist())
+    # after a hit on step 3: half the mass on later steps, half spread evenly over the drum sounds
+    probs = np.full(len(VOCAB), 1e-12)
+    probs[POS0 + 4 : POS0 + 16] = 0.5 / 12
+    probs[DRUM0 : DRUM0 + len(DRUM_CLASSES)] = 0.5 / len(DRUM_CLASSES)
+    logp = np.log(probs / probs.sum())
+    bars = encode_context(_without(band_song(bars=1), "Drums"), BarGrid.of(band_song(bars=1)))
+
+    def draw(weight: float, played: list[int]) -> tuple[float, float]:
+        engine = get_engine("transformer", checkpoint=tiny_checkpoint, temperature=1.0, top_p=1.0)
+        engine.settings.kit_weight, engine.settings.note_temperature = weight, None
+        writer = StemWriter(engine.decoder, engine.settings)
+        writer.write(bars, "drums", {}, np.zeros(1, bool), np.random.default_rng(0))
+        writer.active = np.ones(1, bool)
+        row = _Row(bar=0, state="after", pos=3, bar_tokens=[POS0 + 3, VEL0 + 4, *played])
+        drawn = [writer._sample(row, logp) for _ in range(3000)]
+        notes = [t for t in drawn if DRUM0 <= t < DRUM0 + len(DRUM_CLASSES)]
+        return len(notes) / len(drawn), sum(t in backbone for t in notes) / len(notes)
+
+    plain, shaker_only, full_kit = draw(0.0, [shaker]), draw(3.0, [shaker]), draw(3.0, [kick, hat])
+    # a bar with only a shaker so far: the backbone (kick, snare, ...) is pulled in, and "another hit" is
+    # no likelier than before
+    assert abs(plain[1] - 4 / 16) < 0.05 and shaker_only[1] > 0.75
+    assert abs(shaker_only[0] - plain[0]) < 0.05
+    # a bar that already has both groups is left alone
+    assert abs(full_kit[1] - plain[1]) < 0.05

@@ -40,6 +40,7 @@ class TransformerEngine(Engine):
         root_weight: float | None = None,
         sync_weight: float | None = None,
         control_weight: float | None = None,
+        kit_weight: float | None = None,
         int8: bool = False,
         half: bool | None = None,
     ) -> None:
@@ -78,6 +79,7 @@ class TransformerEngine(Engine):
             ("root_weight", root_weight),
             ("sync_weight", sync_weight),
             ("control_weight", control_weight),
+            ("kit_weight", kit_weight),
         ):
             if value is not None:
                 if not 0 <= value <= 20:

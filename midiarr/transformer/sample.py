@@ -47,6 +47,12 @@ _V = len(VOCAB)
 _CHORD_TONES = [tuple(iv) for iv, _ in QUALITIES.values()]
 _ROLE_IDS = frozenset(VOCAB.family("ROLE_"))
 _MAX_GUIDE = 6.0  # cap of the density pull, in log-probability units
+_CLASS = {name: i for i, (name, _, _) in enumerate(DRUM_CLASSES)}
+# A kit bar has a backbone and something keeping time; these are the drum classes of each group.
+KIT_GROUPS: tuple[np.ndarray, ...] = (
+    np.array([_CLASS[n] for n in ("kick", "snare", "side_stick", "clap")]),
+    np.array([_CLASS[n] for n in ("closed_hat", "pedal_hat", "open_hat", "ride", "ride_bell", "shaker")]),
+)
 
 
 @dataclass
@@ -69,6 +75,9 @@ class SampleSettings:
     # with "default" for the stems not named
     sync_weight: float | dict[str, float] = 0.0
     control_weight: float = 0.0  # pull toward the asked dynamics and density bins when the part drifts out
+    # drums: bonus for the sounds of a kit group (backbone: kick/snare; time: hats/ride/shaker) that the bar
+    # does not have yet (free-running, the model wrote one-sound bars ~10x as often as real parts do)
+    kit_weight: float = 0.0
 
 
 def _mask(ids: range | list[int] | np.ndarray) -> np.ndarray:
@@ -254,18 +263,18 @@ class StemWriter:
             for pos, chord_tones, chord_root in self.chords[row.bar]:
                 if pos <= row.pos:
                     tones, root = chord_tones, chord_root
-            # redistribute the mass the model gives to "a note here" among the pitches, never add to it:
-            # a bonus on top would make stacking one more note likelier than moving on, and chords
-            # would climb out of the instrument's range
             notes = self.note_ids[mask[self.note_ids]]
             if len(notes):
                 pitch_class = (notes - PITCH0 + PITCH_LOW) % 12
                 lift = s.harmony_weight * tones[pitch_class] + self.root_weight * (pitch_class == root)
-                p = np.exp(logp[notes] - logp[notes].max())
-                shift = np.log((p * np.exp(lift)).sum() / p.sum())
-                if bias is None:
-                    bias = np.zeros(_V)
-                bias[notes] += lift - shift
+                bias = _redistribute(bias, notes, lift, logp)
+        if row.state in ("note", "after") and self.drums and s.kit_weight and self.active[row.bar]:
+            played = {t - DRUM0 for t in row.bar_tokens if DRUM0 <= t < DRUM0 + len(DRUM_CLASSES)}
+            missing = [group for group in KIT_GROUPS if not played.intersection(group.tolist())]
+            notes = self.note_ids[mask[self.note_ids]]
+            if missing and len(notes):
+                lift = s.kit_weight * np.isin(notes - DRUM0, np.concatenate(missing))
+                bias = _redistribute(bias, notes, lift, logp)
         return bias
 
     # ------------------------------------------------------------ windows
@@ -416,6 +425,17 @@ class StemWriter:
         else:  # a pitch or drum
             row.last_value = token
             row.state = "after" if self.drums else "dur"
+
+
+def _redistribute(bias: np.ndarray | None, notes: np.ndarray, lift: np.ndarray, logp: np.ndarray) -> np.ndarray:
+    """Add ``lift`` to ``notes`` while keeping the total mass the model gives them: guidance chooses among
+    the notes but never makes "a note here" likelier than moving on (a plain bonus would stack notes, and
+    chords would climb out of the instrument's range)."""
+    p = np.exp(logp[notes] - logp[notes].max())
+    shift = np.log((p * np.exp(lift)).sum() / p.sum())
+    out = np.zeros(_V) if bias is None else bias
+    out[notes] += lift - shift
+    return out
 
 
 def _bin_range(edges: list[float], index: int, floor: float, ceiling: float) -> tuple[float, float]:
