@@ -317,6 +317,7 @@ ENGINE_SETTINGS: dict[str, dict[str, type]] = {
         "sync_weight": float,
         "control_weight": float,
         "kit_weight": float,
+        "voicing_weight": float,
         "int8": bool,
         "half": bool,
     },

@@ -216,3 +216,34 @@ def test_kit_guidance_fills_in_the_missing_kit_group(tiny_checkpoint: Path) -> N
     assert abs(shaker_only[0] - plain[0]) < 0.05
     # a bar that already has both groups is left alone
     assert abs(full_kit[1] - plain[1]) < 0.05
+
+
+def test_voicing_guidance_spreads_a_part_over_the_chord(tiny_checkpoint: Path) -> None:
+    from midiarr.transformer.sample import StemWriter, _Row
+    from midiarr.transformer.vocab import DUR0, PITCH0, PITCH_LOW, POS0
+
+    logp = np.full(len(VOCAB), np.log(1.0 / len(VOCAB)))  # every token alike: what changes is the guidance
+    c_major = np.zeros(12, dtype=bool)
+    c_major[[0, 4, 7]] = True
+    bars = encode_context(_without(band_song(bars=1), "Guitar"), BarGrid.of(band_song(bars=1)))
+
+    def shares(weight: float | dict[str, float], stem: str = "guitar") -> dict[str, float]:
+        engine = get_engine("transformer", checkpoint=tiny_checkpoint, temperature=1.0, top_p=1.0)
+        engine.settings.harmony_weight, engine.settings.root_weight = 1.0, 0.0
+        engine.settings.voicing_weight, engine.settings.note_temperature = weight, None
+        writer = StemWriter(engine.decoder, engine.settings)
+        writer.write(bars, stem, {}, np.zeros(1, bool), np.random.default_rng(0))
+        writer.active, writer.chords = np.ones(1, bool), [[(0, c_major, 0)]]
+        # a C was played on step 0 of this C major chord; now the next onset's first note, on step 4
+        played = [POS0, VEL0 + 4, PITCH0 + 60 - PITCH_LOW, DUR0, POS0 + 4, VEL0 + 4]
+        row = _Row(bar=0, state="note", pos=4, bar_tokens=played)
+        drawn = np.array([writer._sample(row, logp) for _ in range(4000)])
+        pcs = (drawn - PITCH0 + PITCH_LOW) % 12
+        return {"C": float(np.mean(pcs == 0)), "E or G": float(np.mean((pcs == 4) | (pcs == 7)))}
+
+    plain, spread = shares(0.0), shares(3.0)
+    # the chord's unplayed tones gain (exp(3) times the weight); the tone already played does not
+    assert spread["E or G"] > 2.5 * plain["E or G"]
+    assert spread["C"] < plain["C"]
+    # a per-stem value that does not name the stem leaves it alone
+    assert abs(shares({"bass": 3.0})["E or G"] - plain["E or G"]) < 0.03

@@ -41,6 +41,7 @@ class TransformerEngine(Engine):
         sync_weight: float | None = None,
         control_weight: float | None = None,
         kit_weight: float | None = None,
+        voicing_weight: float | None = None,
         int8: bool = False,
         half: bool | None = None,
     ) -> None:
@@ -80,6 +81,7 @@ class TransformerEngine(Engine):
             ("sync_weight", sync_weight),
             ("control_weight", control_weight),
             ("kit_weight", kit_weight),
+            ("voicing_weight", voicing_weight),
         ):
             if value is not None:
                 if not 0 <= value <= 20:

@@ -78,6 +78,9 @@ class SampleSettings:
     # drums: bonus for the sounds of a kit group (backbone: kick/snare; time: hats/ride/shaker) that the bar
     # does not have yet (free-running, the model wrote one-sound bars ~10x as often as real parts do)
     kit_weight: float = 0.0
+    # pitched stems: bonus for the chord's tones not yet played since the chord began (one number or per stem);
+    # spreads a part over the chord instead of dwelling on one tone
+    voicing_weight: float | dict[str, float] = 0.0
 
 
 def _mask(ids: range | list[int] | np.ndarray) -> np.ndarray:
@@ -130,6 +133,7 @@ class StemWriter:
         """Target tokens per bar (without TGT/EOB); inactive bars stay empty."""
         self.stem, self.drums = stem, stem == "drums"
         self.root_weight = per_stem(self.settings.root_weight, stem)
+        self.voicing_weight = per_stem(self.settings.voicing_weight, stem)
         self.sync_weight = per_stem(self.settings.sync_weight, stem)
         temperature, nt = self.settings.temperature, self.settings.note_temperature
         self.note_temperature = temperature if nt is None else per_stem(nt, stem, temperature)
@@ -259,14 +263,17 @@ class StemWriter:
                 bias[_EOB] = eob_bias
         if row.state in ("note", "after") and not self.drums and s.harmony_weight and self.chords[row.bar]:
             # the first note of an onset and any further notes stacked on it
-            _, tones, root = self.chords[row.bar][0]
+            since, tones, root = self.chords[row.bar][0]
             for pos, chord_tones, chord_root in self.chords[row.bar]:
                 if pos <= row.pos:
-                    tones, root = chord_tones, chord_root
+                    since, tones, root = pos, chord_tones, chord_root
             notes = self.note_ids[mask[self.note_ids]]
             if len(notes):
                 pitch_class = (notes - PITCH0 + PITCH_LOW) % 12
                 lift = s.harmony_weight * tones[pitch_class] + self.root_weight * (pitch_class == root)
+                if self.voicing_weight:
+                    unplayed = tones & ~_pitch_classes_since(row.bar_tokens, since)
+                    lift = lift + self.voicing_weight * unplayed[pitch_class]
                 bias = _redistribute(bias, notes, lift, logp)
         if row.state in ("note", "after") and self.drums and s.kit_weight and self.active[row.bar]:
             played = {t - DRUM0 for t in row.bar_tokens if DRUM0 <= t < DRUM0 + len(DRUM_CLASSES)}
@@ -425,6 +432,18 @@ class StemWriter:
         else:  # a pitch or drum
             row.last_value = token
             row.state = "after" if self.drums else "dur"
+
+
+def _pitch_classes_since(bar_tokens: list[int], since: int) -> np.ndarray:
+    """Which pitch classes a bar's tokens so far played at or after step ``since``."""
+    played = np.zeros(12, dtype=bool)
+    pos = -1
+    for t in bar_tokens:
+        if POS0 <= t < POS0 + MAX_STEPS:
+            pos = t - POS0
+        elif PITCH0 <= t <= PITCH0 + PITCH_HIGH - PITCH_LOW and pos >= since:
+            played[(t - PITCH0 + PITCH_LOW) % 12] = True
+    return played
 
 
 def _redistribute(bias: np.ndarray | None, notes: np.ndarray, lift: np.ndarray, logp: np.ndarray) -> np.ndarray:
