@@ -261,7 +261,8 @@ class StemWriter:
                 bias = np.zeros(_V)
                 bias[POS0 : POS0 + MAX_STEPS] = pos_bias
                 bias[_EOB] = eob_bias
-        if row.state in ("note", "after") and not self.drums and s.harmony_weight and self.chords[row.bar]:
+        chord_guided = s.harmony_weight or self.root_weight or self.voicing_weight
+        if row.state in ("note", "after") and not self.drums and chord_guided and self.chords[row.bar]:
             # the first note of an onset and any further notes stacked on it
             since, tones, root = self.chords[row.bar][0]
             for pos, chord_tones, chord_root in self.chords[row.bar]:
