@@ -310,6 +310,7 @@ ENGINE_SETTINGS: dict[str, dict[str, type]] = {
     "transformer": {
         "temperature": float,
         "note_temperature": float,
+        "fresh_temperature": float,
         "top_p": float,
         "candidates": int,
         "harmony_weight": float,
@@ -491,7 +492,7 @@ def cmd_train_diffusion(args: argparse.Namespace) -> int:
 def cmd_train_transformer(args: argparse.Namespace) -> int:
     from midiarr.transformer.train import train
 
-    result = _run_training(args, train)
+    result = _run_training(args, train, seed=args.seed)
     _say(
         args,
         f"wrote {args.output}: {result['parameters'] / 1e6:.2f}M parameters, {result['steps']} steps, "
@@ -819,6 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="use only the first N stems of each split (smoke runs)")
     p.add_argument("--init-from", type=Path, help="start from this checkpoint's weights (same network shape)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--seed", type=int, help="seed of the start weights and training windows (default: the config's)")
     p.set_defaults(func=cmd_train_transformer)
 
     p = add("train-diffusion", "Train the piano-roll diffusion engine on a prepare cache (train split).")

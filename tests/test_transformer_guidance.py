@@ -247,3 +247,109 @@ def test_voicing_guidance_spreads_a_part_over_the_chord(tiny_checkpoint: Path) -
     assert spread["C"] < plain["C"]
     # a per-stem value that does not name the stem leaves it alone
     assert abs(shares({"bass": 3.0})["E or G"] - plain["E or G"]) < 0.03
+
+
+def _drum_writer(tiny_checkpoint: Path, **settings: object) -> object:
+    from midiarr.transformer.sample import StemWriter
+
+    engine = get_engine("transformer", checkpoint=tiny_checkpoint, temperature=1.0, top_p=1.0)
+    engine.settings.note_temperature = None
+    for name, value in settings.items():
+        setattr(engine.settings, name, value)
+    writer = StemWriter(engine.decoder, engine.settings)
+    bars = encode_context(_without(band_song(bars=1), "Drums"), BarGrid.of(band_song(bars=1)))
+    writer.write(bars, "drums", {}, np.zeros(1, bool), np.random.default_rng(0))  # sets the stem up
+    writer.active = np.ones(1, bool)
+    return writer
+
+
+def _even_drum_logp() -> np.ndarray:
+    """After a hit on step 3: half the mass on later steps, half spread evenly over the drum sounds."""
+    from midiarr.transformer.vocab import DRUM0, DRUM_CLASSES, POS0
+
+    probs = np.full(len(VOCAB), 1e-12)
+    probs[POS0 + 4 : POS0 + 16] = 0.5 / 12
+    probs[DRUM0 : DRUM0 + len(DRUM_CLASSES)] = 0.5 / len(DRUM_CLASSES)
+    return np.log(probs / probs.sum())
+
+
+def test_kit_guidance_offers_a_missing_time_sound_only_after_the_onsets_first_note(tiny_checkpoint: Path) -> None:
+    from midiarr.transformer.sample import KIT_GROUPS, _Row
+    from midiarr.transformer.vocab import DRUM0, DRUM_CLASSES, POS0
+
+    kick = DRUM0 + [n for n, _, _ in DRUM_CLASSES].index("kick")
+    time = set((DRUM0 + KIT_GROUPS[1]).tolist())
+    logp = _even_drum_logp()
+
+    def time_share(weight: float, state: str) -> float:
+        writer = _drum_writer(tiny_checkpoint, kit_weight=weight)
+        # a bar with a lone kick on step 0; now step 3: its first note, or a note after a kick there
+        played = [POS0, VEL0 + 4, kick, POS0 + 3, VEL0 + 4] + ([kick] if state == "after" else [])
+        row = _Row(bar=0, state=state, pos=3, bar_tokens=played, last_value=kick if state == "after" else -1)
+        drawn = [writer._sample(row, logp) for _ in range(3000)]
+        notes = [t for t in drawn if DRUM0 <= t < DRUM0 + len(DRUM_CLASSES)]
+        return sum(t in time for t in notes) / len(notes)
+
+    # the onset's first note is where the kick goes: a hat or ride must not take its place
+    assert abs(time_share(3.0, "note") - time_share(0.0, "note")) < 0.05
+    # stacked on the kick, the missing time sound is pulled in
+    assert time_share(3.0, "after") > time_share(0.0, "after") + 0.3
+
+
+def test_fresh_temperature_picks_a_new_sound_greedily_but_keeps_how_likely_one_is(tiny_checkpoint: Path) -> None:
+    from midiarr.transformer.sample import _Row
+    from midiarr.transformer.vocab import DRUM0, DRUM_CLASSES, POS0
+
+    names = [n for n, _, _ in DRUM_CLASSES]
+    kick, hat, ride, shaker = (DRUM0 + names.index(n) for n in ("kick", "closed_hat", "ride", "shaker"))
+    # first note of an onset: a third on later steps; the kit so far (kick, hat) 0.3; new sounds: ride 0.2,
+    # shaker 0.1, the others a sliver
+    probs = np.full(len(VOCAB), 1e-12)
+    probs[POS0 + 4 : POS0 + 16] = 0.35 / 12
+    probs[[kick, hat]] = 0.15
+    probs[ride], probs[shaker] = 0.2, 0.1
+    others = [DRUM0 + i for i in range(len(DRUM_CLASSES)) if DRUM0 + i not in (kick, hat, ride, shaker)]
+    probs[others] = 0.05 / len(others)
+    logp = np.log(probs / probs.sum())
+
+    def draw(fresh: float | dict[str, float] | None) -> dict[str, float]:
+        writer = _drum_writer(tiny_checkpoint, fresh_temperature=fresh)
+        row = _Row(bar=0, state="note", pos=3, used={kick, hat})
+        drawn = np.array([writer._sample(row, logp) for _ in range(4000)])
+        new = (drawn >= DRUM0) & (drawn < DRUM0 + len(DRUM_CLASSES)) & ~np.isin(drawn, [kick, hat])
+        kit = np.isin(drawn, [kick, hat])
+        return {"new": float(np.mean(new)), "ride": float(np.mean(drawn[new] == ride)), "kit": float(np.mean(kit))}
+
+    plain, greedy, other_stem = draw(None), draw(0.05), draw({"bass": 0.05})
+    # which new sound: the model's favourite nearly always, instead of in proportion (0.2 of 0.35)
+    assert abs(plain["ride"] - 0.2 / 0.35) < 0.05 and greedy["ride"] > 0.97
+    # how likely a new sound is, and the sounds already in the part, are left as the model has them
+    assert abs(greedy["new"] - plain["new"]) < 0.03 and abs(greedy["kit"] - plain["kit"]) < 0.03
+    assert abs(other_stem["ride"] - plain["ride"]) < 0.05
+    with pytest.raises(Exception, match="fresh temperature"):
+        get_engine("transformer", checkpoint=tiny_checkpoint, fresh_temperature=-1.0)
+
+
+def test_position_guidance_after_a_note_does_not_thin_out_stacked_notes(tiny_checkpoint: Path) -> None:
+    from midiarr.transformer.sample import MAX_STEPS, _Row
+    from midiarr.transformer.vocab import DRUM0, DRUM_CLASSES, POS0
+
+    kick = DRUM0 + [n for n, _, _ in DRUM_CLASSES].index("kick")
+    logp = _even_drum_logp()
+
+    def draw(weight: float) -> tuple[float, float]:
+        writer = _drum_writer(tiny_checkpoint, sync_weight=weight, kit_weight=0.0)
+        onsets = np.zeros(MAX_STEPS, dtype=bool)
+        onsets[[4, 8, 12]] = True  # the other parts play on beats 2-4
+        writer.context_onsets = [onsets]
+        row = _Row(bar=0, state="after", pos=3, bar_tokens=[POS0 + 3, VEL0 + 4, kick], last_value=kick)
+        drawn = np.array([writer._sample(row, logp) for _ in range(4000)])
+        moves = drawn[(drawn >= POS0) & (drawn < POS0 + MAX_STEPS)] - POS0
+        hits = (drawn >= DRUM0) & (drawn < DRUM0 + len(DRUM_CLASSES))
+        return float(np.mean(hits)), float(np.mean(np.isin(moves, [4, 8, 12])))
+
+    plain, synced = draw(0.0), draw(4.0)
+    # where the part moves on to follows the song...
+    assert synced[1] > plain[1] + 0.3
+    # ...but another hit at this onset stays as likely as the model has it
+    assert abs(synced[0] - plain[0]) < 0.04

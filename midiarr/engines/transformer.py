@@ -36,6 +36,7 @@ class TransformerEngine(Engine):
         top_p: float | None = None,
         candidates: int | None = None,
         note_temperature: float | None = None,
+        fresh_temperature: float | None = None,
         harmony_weight: float | None = None,
         root_weight: float | None = None,
         sync_weight: float | None = None,
@@ -71,6 +72,10 @@ class TransformerEngine(Engine):
             if note_temperature <= 0:
                 raise OptionError("note temperature must be positive")
             settings.note_temperature = note_temperature
+        if fresh_temperature is not None:
+            if fresh_temperature < 0:
+                raise OptionError("fresh temperature must be positive (0 turns it off)")
+            settings.fresh_temperature = fresh_temperature or None
         if candidates is not None:
             if candidates < 1:
                 raise OptionError("--candidates must be at least 1")

@@ -81,6 +81,9 @@ class SampleSettings:
     # pitched stems: bonus for the chord's tones not yet played since the chord began (one number or per stem);
     # spreads a part over the chord instead of dwelling on one tone
     voicing_weight: float | dict[str, float] = 0.0
+    # temperature of the choice among the notes the part has not played yet (one number or per stem; None =
+    # off); the mass of "something new" against what the part already plays is kept
+    fresh_temperature: float | dict[str, float] | None = None
 
 
 def _mask(ids: range | list[int] | np.ndarray) -> np.ndarray:
@@ -91,6 +94,7 @@ def _mask(ids: range | list[int] | np.ndarray) -> np.ndarray:
 
 _VEL_MASK = _mask(range(VEL0, VEL0 + NUM_VELOCITIES))
 _DUR_MASK = _mask(range(DUR0, DUR0 + len(DURATIONS)))
+_MOVE_MASK = _mask([*range(POS0, POS0 + MAX_STEPS), _EOB])  # the tokens that leave an onset
 
 
 @dataclass
@@ -109,6 +113,7 @@ class _Row:
     done: bool = False
     onsets: int = 0  # onsets written in this window's active bars (for density guidance)
     quarters: float = 0.0  # quarter notes of this window's finished active bars
+    used: set[int] = field(default_factory=set)  # note tokens the part has written so far
 
     @property
     def score(self) -> float:
@@ -137,6 +142,8 @@ class StemWriter:
         self.sync_weight = per_stem(self.settings.sync_weight, stem)
         temperature, nt = self.settings.temperature, self.settings.note_temperature
         self.note_temperature = temperature if nt is None else per_stem(nt, stem, temperature)
+        ft = self.settings.fresh_temperature
+        self.fresh_temperature = None if ft is None else per_stem(ft, stem, 0.0) or None
         low, high = PITCH_RANGES.get(stem, (PITCH_LOW, PITCH_HIGH))
         self.note_ids = (
             np.arange(DRUM0, DRUM0 + len(DRUM_CLASSES))
@@ -150,6 +157,7 @@ class StemWriter:
         self.ctx = [bar.tokens()[:cut] for bar in context]
         self.rng = rng
         self._prepare_guidance(context, stem, bins)
+        self.used: set[int] = set()
         n = len(self.ctx)
         written: list[list[int]] = [[] for _ in range(n)]
         bar = 0
@@ -160,6 +168,7 @@ class StemWriter:
                 written[bar + k] = tokens
             self.done_onsets += best.onsets
             self.done_quarters += best.quarters
+            self.used = best.used
             bar += max(1, len(best.bars))
         return written
 
@@ -261,6 +270,12 @@ class StemWriter:
                 bias = np.zeros(_V)
                 bias[POS0 : POS0 + MAX_STEPS] = pos_bias
                 bias[_EOB] = eob_bias
+                if row.state == "after":
+                    # after a note, another note at this onset competes with moving on: the guidance may
+                    # choose where the part moves on to, but not make moving on likelier than stacking
+                    # (a plain bias there had cut the drums' stacked hits by a third, e.g. kick without hat)
+                    moves = np.flatnonzero(mask & _MOVE_MASK)
+                    bias = _redistribute(None, moves, bias[moves], logp)
         chord_guided = s.harmony_weight or self.root_weight or self.voicing_weight
         if row.state in ("note", "after") and not self.drums and chord_guided and self.chords[row.bar]:
             # the first note of an onset and any further notes stacked on it
@@ -279,6 +294,11 @@ class StemWriter:
         if row.state in ("note", "after") and self.drums and s.kit_weight and self.active[row.bar]:
             played = {t - DRUM0 for t in row.bar_tokens if DRUM0 <= t < DRUM0 + len(DRUM_CLASSES)}
             missing = [group for group in KIT_GROUPS if not played.intersection(group.tolist())]
+            if row.state == "note":
+                # an onset's notes are written kick first: lifting a time sound at its first note would put
+                # it in the kick's place (and pick between hat and ride where neither belongs first), so a
+                # missing time sound is offered only as a further note of the onset
+                missing = [group for group in missing if group is KIT_GROUPS[0]]
             notes = self.note_ids[mask[self.note_ids]]
             if missing and len(notes):
                 lift = s.kit_weight * np.isin(notes - DRUM0, np.concatenate(missing))
@@ -318,7 +338,7 @@ class StemWriter:
         if count > 1:
             dec.expand(count)
             logits = logits.expand(count, -1)
-        rows = [_Row(bar=bar) for _ in range(count)]
+        rows = [_Row(bar=bar, used=set(self.used)) for _ in range(count)]
         for row in rows:
             self._begin_bar(row, bar)
         while not all(r.done for r in rows):
@@ -392,6 +412,18 @@ class StemWriter:
                 sharp = guided[notes] / max(self.note_temperature, 1e-4)
                 sharp = np.exp(sharp - sharp.max())
                 probs[notes] = mass * sharp / sharp.sum()
+        if row.state in ("note", "after") and self.fresh_temperature is not None:
+            # a sound (or pitch) the part has not played yet: how likely something new is stays the model's
+            # call, but which new one is chosen at this lower temperature, so the kit grows by the model's
+            # best guesses (at its own temperature, a drum part often took up the ride or a shaker at random
+            # and kept it for the song)
+            fresh = np.array([t for t in self.note_ids[mask[self.note_ids]] if t not in row.used], dtype=np.int64)
+            mass = probs[fresh].sum() if len(fresh) > 1 else 0.0
+            if mass > 0:
+                with np.errstate(divide="ignore"):
+                    sharp = np.log(probs[fresh]) / max(self.fresh_temperature, 1e-4)
+                sharp = np.exp(sharp - sharp.max())
+                probs[fresh] = mass * sharp / sharp.sum()
         if s.top_p < 1.0:
             order = np.argsort(-probs)
             keep = np.cumsum(probs[order]) - probs[order] < s.top_p
@@ -432,6 +464,7 @@ class StemWriter:
             row.state = "after"
         else:  # a pitch or drum
             row.last_value = token
+            row.used.add(token)
             row.state = "after" if self.drums else "dur"
 
 

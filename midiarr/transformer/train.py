@@ -65,11 +65,13 @@ def train(
     init_from: str | Path | None = None,
     threads: int | None = None,
     log: Any = print,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """Train on a prepare cache's train split, validate on its valid split, save the best to ``out_dir``.
 
     ``init_from`` starts from an earlier checkpoint's weights (same network shape) with a fresh
-    schedule; ``threads`` caps torch's CPU threads (so two trainings can share the cores).
+    schedule; ``threads`` caps torch's CPU threads (so two trainings can share the cores); ``seed``
+    overrides the config's (a continued run with a new seed sees other windows than the run before).
     """
     from accelerate import Accelerator
     from transformers import GPT2LMHeadModel
@@ -80,6 +82,8 @@ def train(
         tcfg["max_minutes"] = max_minutes
     if max_steps is not None:
         tcfg["max_steps"] = max_steps
+    if seed is not None:
+        tcfg["seed"] = seed
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     corpus_dir = Path(data) / "transformer"
