@@ -140,6 +140,7 @@ def _engine_from_args(args: argparse.Namespace) -> Any:
         "temperature": args.temperature,
         "top_p": args.top_p,
         "candidates": args.candidates,
+        "candidate_pick": args.pick,
         "harmony_weight": args.harmony_weight,
         "root_weight": args.root_weight,
         "sync_weight": args.sync_weight,
@@ -313,6 +314,7 @@ ENGINE_SETTINGS: dict[str, dict[str, type]] = {
         "fresh_temperature": float,
         "top_p": float,
         "candidates": int,
+        "candidate_pick": str,
         "harmony_weight": float,
         "root_weight": float,
         "sync_weight": float,
@@ -603,7 +605,12 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--polyphony", choices=["single", "chords"], help="single notes (arpeggios) or chords")
     p.add_argument("--temperature", type=float, help="transformer sampling temperature (default from its config)")
     p.add_argument("--top-p", type=float, help="transformer nucleus sampling mass (default from its config)")
-    p.add_argument("--candidates", type=int, help="transformer: sample N candidates per window, keep the likeliest")
+    p.add_argument("--candidates", type=int, help="transformer: sample N takes per window and keep one (--pick)")
+    p.add_argument(
+        "--pick",
+        choices=["likelihood", "consensus"],
+        help="transformer: keep the likeliest take or the one most like the others (default from its config)",
+    )
     p.add_argument(
         "--harmony-weight",
         type=float,

@@ -353,3 +353,28 @@ def test_position_guidance_after_a_note_does_not_thin_out_stacked_notes(tiny_che
     assert synced[1] > plain[1] + 0.3
     # ...but another hit at this onset stays as likely as the model has it
     assert abs(synced[0] - plain[0]) < 0.04
+
+
+def test_consensus_pick_keeps_the_take_most_like_the_others(tiny_checkpoint: Path) -> None:
+    from midiarr.transformer.sample import _Row
+    from midiarr.transformer.vocab import DRUM0, DRUM_CLASSES, POS0
+
+    names = [n for n, _, _ in DRUM_CLASSES]
+    kick, snare, hat, ride = (DRUM0 + names.index(n) for n in ("kick", "snare", "closed_hat", "ride"))
+
+    def take(time: int, logprob: float, every: int = 2) -> _Row:
+        bar = []
+        for step in range(0, 16, every):
+            bar += [POS0 + step, VEL0 + 4]
+            bar += [kick] if step % 8 == 0 else [snare] if step % 8 == 4 else []
+            bar += [time]
+        return _Row(bar=0, bars=[bar, bar], logprob=logprob, sampled=10)
+
+    # three hat takes (one in 16ths) and a ride take the model liked best
+    rows = [take(hat, -9.0), take(ride, -2.0), take(hat, -8.0, every=1), take(hat, -8.5)]
+    writer = _drum_writer(tiny_checkpoint, candidate_pick="likelihood")
+    assert writer._pick(rows) is rows[1]
+    writer.settings.candidate_pick = "consensus"
+    assert writer._pick(rows) in (rows[0], rows[3])
+    with pytest.raises(Exception, match="--pick"):
+        get_engine("transformer", checkpoint=tiny_checkpoint, candidate_pick="best")

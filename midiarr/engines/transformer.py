@@ -35,6 +35,7 @@ class TransformerEngine(Engine):
         temperature: float | None = None,
         top_p: float | None = None,
         candidates: int | None = None,
+        candidate_pick: str | None = None,
         note_temperature: float | None = None,
         fresh_temperature: float | None = None,
         harmony_weight: float | None = None,
@@ -80,6 +81,10 @@ class TransformerEngine(Engine):
             if candidates < 1:
                 raise OptionError("--candidates must be at least 1")
             settings.candidates = candidates
+        if candidate_pick is not None:
+            if candidate_pick not in ("likelihood", "consensus"):
+                raise OptionError("--pick must be likelihood or consensus")
+            settings.candidate_pick = candidate_pick
         for name, value in (
             ("harmony_weight", harmony_weight),
             ("root_weight", root_weight),

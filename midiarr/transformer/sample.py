@@ -64,7 +64,9 @@ class SampleSettings:
     # temperature of the choice among notes (which pitch or drum), once the temperature above has set how
     # likely "a note here" is: one number or per stem; None = the same as ``temperature``
     note_temperature: float | dict[str, float] | None = None
-    candidates: int = 1
+    candidates: int | dict[str, int] = 1  # takes per window: one number or per stem
+    # how the kept take is chosen: "likelihood" (mean log-probability) or "consensus" (most like the others)
+    candidate_pick: str = "likelihood"
     history_tokens: int = 448
     # Guidance, in log-probability units added before sampling (0 = the model alone):
     harmony_weight: float = 0.0  # bonus for pitches of the chord sounding in the other parts
@@ -163,7 +165,7 @@ class StemWriter:
         bar = 0
         while bar < n:
             rows = self._window(written, bar)
-            best = max(rows, key=lambda r: r.score) if len(rows) > 1 else rows[0]
+            best = self._pick(rows)
             for k, tokens in enumerate(best.bars):
                 written[bar + k] = tokens
             self.done_onsets += best.onsets
@@ -171,6 +173,18 @@ class StemWriter:
             self.used = best.used
             bar += max(1, len(best.bars))
         return written
+
+    def _pick(self, rows: list[_Row]) -> _Row:
+        """The candidate kept for a window: the likeliest under the model, or the consensus take."""
+        if len(rows) == 1:
+            return rows[0]
+        if self.settings.candidate_pick == "likelihood":
+            return max(rows, key=lambda r: r.score)
+        # consensus (minimum Bayes risk): the take most like the others in which sounds it plays and on
+        # which steps. A kit chosen by one unlucky draw (a ride where the other takes keep a hat) loses.
+        profiles = np.stack([_take_profile(r, self.note_ids) for r in rows])
+        agreement = profiles @ profiles.T
+        return rows[int(np.argmax(agreement.sum(axis=1) - np.diag(agreement)))]
 
     # ------------------------------------------------------------ guidance
     def _prepare_guidance(self, context: list[ContextBar], stem: str, bins: dict[str, str]) -> None:
@@ -332,7 +346,7 @@ class StemWriter:
 
     def _window(self, written: list[list[int]], bar: int) -> list[_Row]:
         dec = self.decoder
-        count = max(1, int(self.settings.candidates))
+        count = max(1, int(per_stem(self.settings.candidates, self.stem, 1)))
         dec.reset(1)
         logits = dec.forward(torch.tensor([self._prompt(written, bar)]))
         if count > 1:
@@ -466,6 +480,14 @@ class StemWriter:
             row.last_value = token
             row.used.add(token)
             row.state = "after" if self.drums else "dur"
+
+
+def _take_profile(row: _Row, note_ids: np.ndarray) -> np.ndarray:
+    """A candidate's note counts and onset steps, each scaled to unit length, side by side."""
+    tokens = np.array([t for bar in row.bars for t in bar], dtype=np.int64)
+    notes = np.bincount(tokens[np.isin(tokens, note_ids)] - note_ids[0], minlength=len(note_ids))
+    steps = np.bincount(tokens[(tokens >= POS0) & (tokens < POS0 + MAX_STEPS)] - POS0, minlength=MAX_STEPS)
+    return np.concatenate([v / max(float(np.linalg.norm(v)), 1e-9) for v in (notes, steps)])
 
 
 def _pitch_classes_since(bar_tokens: list[int], since: int) -> np.ndarray:
