@@ -315,6 +315,7 @@ ENGINE_SETTINGS: dict[str, dict[str, type]] = {
         "top_p": float,
         "candidates": int,
         "candidate_pick": str,
+        "candidate_windows": int,
         "harmony_weight": float,
         "root_weight": float,
         "sync_weight": float,

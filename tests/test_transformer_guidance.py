@@ -378,3 +378,21 @@ def test_consensus_pick_keeps_the_take_most_like_the_others(tiny_checkpoint: Pat
     assert writer._pick(rows) in (rows[0], rows[3])
     with pytest.raises(Exception, match="--pick"):
         get_engine("transformer", checkpoint=tiny_checkpoint, candidate_pick="best")
+
+
+def test_candidate_windows_limits_the_takes_to_the_opening(tiny_checkpoint: Path) -> None:
+    song = band_song(bars=24)
+    context = _without(song, "Drums")
+    expanded = {}
+    for windows in (0, 1):
+        engine = get_engine("transformer", checkpoint=tiny_checkpoint, candidates=3, candidate_windows=windows)
+        calls = []
+        original = engine.decoder.expand
+        engine.decoder.expand = lambda batch, original=original, calls=calls: (calls.append(batch), original(batch))
+        engine.insert(context, "drums", Controls(), seed=4)
+        expanded[windows] = calls
+    # every window auditions three takes, or only the first
+    assert len(expanded[0]) > 1 and set(expanded[0]) == {3}
+    assert expanded[1] == [3]
+    with pytest.raises(Exception, match="candidate windows"):
+        get_engine("transformer", checkpoint=tiny_checkpoint, candidate_windows=-1)

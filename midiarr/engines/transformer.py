@@ -36,6 +36,7 @@ class TransformerEngine(Engine):
         top_p: float | None = None,
         candidates: int | None = None,
         candidate_pick: str | None = None,
+        candidate_windows: int | None = None,
         note_temperature: float | None = None,
         fresh_temperature: float | None = None,
         harmony_weight: float | None = None,
@@ -85,6 +86,10 @@ class TransformerEngine(Engine):
             if candidate_pick not in ("likelihood", "consensus"):
                 raise OptionError("--pick must be likelihood or consensus")
             settings.candidate_pick = candidate_pick
+        if candidate_windows is not None:
+            if candidate_windows < 0:
+                raise OptionError("candidate windows must be 0 (every window) or more")
+            settings.candidate_windows = candidate_windows
         for name, value in (
             ("harmony_weight", harmony_weight),
             ("root_weight", root_weight),
