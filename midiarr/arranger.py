@@ -33,7 +33,8 @@ class Arranger:
     def load(cls, checkpoint: str | os.PathLike[str] | None = None, **sampling: Any) -> Arranger:
         """An arranger with the stem transformer: the bundled weights, or a checkpoint folder.
 
-        ``sampling`` takes temperature, top_p and candidates.
+        ``sampling`` takes the `TransformerEngine` options: temperature, top_p, candidates, candidate_pick,
+        the guidance weights, ...
         """
         return cls("transformer", checkpoint=checkpoint, **sampling)
 

@@ -82,6 +82,8 @@ class TransformerEngine(Engine):
             if candidates < 1:
                 raise OptionError("--candidates must be at least 1")
             settings.candidates = candidates
+            # N takes asked for by hand apply to every window, whatever the config's opening-only default
+            settings.candidate_windows = 0
         if candidate_pick is not None:
             if candidate_pick not in ("likelihood", "consensus"):
                 raise OptionError("--pick must be likelihood or consensus")

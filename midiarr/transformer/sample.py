@@ -189,7 +189,10 @@ class StemWriter:
         # which steps. A kit chosen by one unlucky draw (a ride where the other takes keep a hat) loses.
         profiles = np.stack([_take_profile(r, self.note_ids) for r in rows])
         agreement = profiles @ profiles.T
-        return rows[int(np.argmax(agreement.sum(axis=1) - np.diag(agreement)))]
+        total = agreement.sum(axis=1) - np.diag(agreement)
+        # ties (two takes always agree equally with each other) go to the likelier take
+        tied = [r for r, t in zip(rows, total) if t >= total.max() - 1e-9]
+        return max(tied, key=lambda r: r.score)
 
     # ------------------------------------------------------------ guidance
     def _prepare_guidance(self, context: list[ContextBar], stem: str, bins: dict[str, str]) -> None:
