@@ -22,11 +22,12 @@ from midiarr.song import Song
 class Arranger:
     """Writes stems into songs with one engine (by name or instance).
 
-    The default is the rules engine until the transformer meets the quality bar in
-    docs/evaluation.md; `Arranger.load()` gives the transformer with its bundled weights.
+    The default is the stem transformer with its bundled weights (it meets the quality bar in
+    docs/evaluation.md); ``Arranger("rules")`` gives the rules engine, `Arranger.load()` a transformer
+    checkpoint of your own.
     """
 
-    def __init__(self, engine: str | Engine = "rules", **engine_options: Any) -> None:
+    def __init__(self, engine: str | Engine = "transformer", **engine_options: Any) -> None:
         self.engine = get_engine(engine, **engine_options) if isinstance(engine, str) else engine
 
     @classmethod

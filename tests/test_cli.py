@@ -104,7 +104,7 @@ def test_insert_command(band_file, tmp_path, capsys):
     options = ["--stem", "bass", "--instruction", "busy bass, soft and wobbly", "--seed", "3", "--active", "1-4"]
     assert run_cli("insert", partial, "-o", out, *options) == 0
     text = capsys.readouterr().out
-    assert "bass by rules" in text and "not used: wobbly" in text
+    assert "bass by transformer" in text and "not used: wobbly" in text
     song = read_midi(out)
     assert [t.name for t in song.tracks] == ["Piano", "Guitar", "Drums", "Bass"]
     assert song.bar_activity(song.tracks[3].notes).tolist() == [True] * 4 + [False] * 4
