@@ -512,14 +512,15 @@ def _pitch_classes_since(bar_tokens: list[int], since: int) -> np.ndarray:
     return played
 
 
-def _redistribute(bias: np.ndarray | None, notes: np.ndarray, lift: np.ndarray, logp: np.ndarray) -> np.ndarray:
-    """Add ``lift`` to ``notes`` while keeping the total mass the model gives them: guidance chooses among
-    the notes but never makes "a note here" likelier than moving on (a plain bonus would stack notes, and
-    chords would climb out of the instrument's range)."""
-    p = np.exp(logp[notes] - logp[notes].max())
+def _redistribute(bias: np.ndarray | None, ids: np.ndarray, lift: np.ndarray, logp: np.ndarray) -> np.ndarray:
+    """Add ``lift`` to the tokens ``ids`` while keeping the total mass the model gives them: guidance
+    chooses among the notes (or among the moves on from an onset) but never makes "a note here" likelier
+    or less likely than moving on (a plain bonus would stack notes, and chords would climb out of the
+    instrument's range)."""
+    p = np.exp(logp[ids] - logp[ids].max())
     shift = np.log((p * np.exp(lift)).sum() / p.sum())
     out = np.zeros(_V) if bias is None else bias
-    out[notes] += lift - shift
+    out[ids] += lift - shift
     return out
 
 
