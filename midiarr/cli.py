@@ -461,6 +461,8 @@ def _check_training_options(args: argparse.Namespace) -> None:
         raise OptionError("--max-steps must be at least 1")
     if args.threads is not None and args.threads < 1:
         raise OptionError("--threads must be at least 1")
+    if getattr(args, "seed", None) is not None and args.seed < 0:
+        raise OptionError("--seed must be 0 or more")
 
 
 def _run_training(args: argparse.Namespace, train: Any, **extra: Any) -> dict[str, Any]:

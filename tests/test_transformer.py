@@ -295,3 +295,14 @@ def test_bundled_weights_write_a_bass_offline(band: Song) -> None:
     assert 23 <= bass["pitch"].min() and bass["pitch"].max() <= 67
     card = (Path(midiarr.__file__).parent / "weights" / "transformer" / "MODEL_CARD.md").read_text()
     assert "non-commercial" in card and "train-transformer" in card
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [(("--seed", "-1"), "--seed"), (("--threads", "0"), "--threads"), (("--max-minutes", "0"), "--max-minutes")],
+)
+def test_train_transformer_rejects_bad_options(tmp_path: Path, capsys, option, message) -> None:
+    assert run_cli("train-transformer", "--data", tmp_path, "-o", tmp_path / "out", *option) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "out").exists()

@@ -430,24 +430,16 @@ class StemWriter:
         probs /= probs.sum()
         if row.state in ("note", "after") and self.note_temperature != s.temperature:
             # which note, at its own temperature; the mass of "a note" against moving on is kept
-            notes = self.note_ids[mask[self.note_ids]]
-            mass = probs[notes].sum()
-            if len(notes) and mass > 0:
-                sharp = guided[notes] / max(self.note_temperature, 1e-4)
-                sharp = np.exp(sharp - sharp.max())
-                probs[notes] = mass * sharp / sharp.sum()
+            _sharpen(probs, self.note_ids[mask[self.note_ids]], guided, self.note_temperature)
         if row.state in ("note", "after") and self.fresh_temperature is not None:
             # a sound (or pitch) the part has not played yet: how likely something new is stays the model's
             # call, but which new one is chosen at this lower temperature, so the kit grows by the model's
             # best guesses (at its own temperature, a drum part often took up the ride or a shaker at random
             # and kept it for the song)
             fresh = np.array([t for t in self.note_ids[mask[self.note_ids]] if t not in row.used], dtype=np.int64)
-            mass = probs[fresh].sum() if len(fresh) > 1 else 0.0
-            if mass > 0:
+            if len(fresh) > 1:
                 with np.errstate(divide="ignore"):
-                    sharp = np.log(probs[fresh]) / max(self.fresh_temperature, 1e-4)
-                sharp = np.exp(sharp - sharp.max())
-                probs[fresh] = mass * sharp / sharp.sum()
+                    _sharpen(probs, fresh, np.log(probs), self.fresh_temperature)
         if s.top_p < 1.0:
             order = np.argsort(-probs)
             keep = np.cumsum(probs[order]) - probs[order] < s.top_p
@@ -490,6 +482,16 @@ class StemWriter:
             row.last_value = token
             row.used.add(token)
             row.state = "after" if self.drums else "dur"
+
+
+def _sharpen(probs: np.ndarray, ids: np.ndarray, logits: np.ndarray, temperature: float) -> None:
+    """Re-spread, in place, the mass ``probs`` gives the tokens ``ids`` by ``softmax(logits / temperature)``:
+    which of them is chosen changes, how likely one of them is does not."""
+    mass = probs[ids].sum() if len(ids) else 0.0
+    if mass > 0:
+        sharp = logits[ids] / max(temperature, 1e-4)
+        sharp = np.exp(sharp - sharp.max())
+        probs[ids] = mass * sharp / sharp.sum()
 
 
 def _take_profile(row: _Row, note_ids: np.ndarray) -> np.ndarray:
