@@ -333,6 +333,10 @@ ENGINE_SETTINGS: dict[str, dict[str, type]] = {
         "passes": str,
         "harmony_weight": float,
         "sync_weight": float,
+        "density_pull": bool,
+        "bar_floor": float,
+        "snap_steps": int,
+        "root_weight": float,
     },
 }
 
@@ -485,7 +489,7 @@ def _run_training(args: argparse.Namespace, train: Any, **extra: Any) -> dict[st
 def cmd_train_diffusion(args: argparse.Namespace) -> int:
     from midiarr.diffusion.train import train
 
-    result = _run_training(args, train)
+    result = _run_training(args, train, seed=args.seed)
     _say(
         args,
         f"wrote {args.output}: {result['parameters'] / 1e6:.2f}M parameters, {result['steps']} steps, "
@@ -841,6 +845,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="use only the first N songs of each split (smoke runs)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--init-from", type=Path, help="start from this checkpoint's weights (same network)")
+    p.add_argument("--seed", type=int, help="seed of the start weights and training windows (default: the config's)")
     p.set_defaults(func=cmd_train_diffusion)
 
     p = add("tokenize", "Show a song's REMI tokens bar by bar.")

@@ -389,3 +389,106 @@ def test_sync_weight_puts_the_written_onsets_on_the_songs(tiny_diffusion: Path) 
         assert len(notes)
         sync.append(M.onset_sync(notes, others, song.ticks_per_beat))
     assert sync[1] > sync[0] and sync[1] >= 0.9
+
+
+def _budget(steps: int, bars_of: int = 16, **kw: object) -> object:
+    from midiarr.diffusion.sample import OnsetBudget
+
+    fields = dict(
+        free=torch.ones(steps, dtype=torch.bool),
+        bar=torch.arange(steps) // bars_of,
+        given=torch.zeros(steps, dtype=torch.bool),
+        active=torch.ones(steps, dtype=torch.bool),
+        density=None,
+        floor=0.0,
+        rows=72,
+    )
+    fields.update(kw)
+    return OnsetBudget(**fields)
+
+
+def _onset_steps(logits: torch.Tensor) -> torch.Tensor:
+    return 1 - torch.prod(1 - torch.sigmoid(logits), dim=0)
+
+
+def test_budget_pull_brings_the_density_into_the_asked_bin() -> None:
+    from midiarr.diffusion.sample import pull_budget
+
+    logits = torch.full((72, 32), -9.0)
+    logits[30, ::4] = -2.0  # the model leans to one note a beat, weakly
+    for low, high in ((1.0, 2.0), (0.0, 0.1)):
+        pulled = pull_budget(logits, _budget(32, density=(low, high)))
+        per_beat = float(_onset_steps(pulled).sum()) / 8
+        assert low <= per_beat <= high
+        assert int(pulled[:, 0].argmax()) == 30  # which row plays stays the model's
+    inside = pull_budget(logits, _budget(32, density=(0.0, 5.0)))
+    assert torch.equal(inside, logits)  # already in the bin: untouched
+
+
+def test_budget_pull_lifts_silent_bars_to_the_floor_only_where_asked() -> None:
+    from midiarr.diffusion.sample import pull_budget
+
+    logits = torch.full((72, 48), -12.0)
+    logits[30, 16:32:4] = 3.0  # bar 1 plays; bars 0 and 2 are silent
+    active = torch.ones(48, dtype=torch.bool)
+    active[32:] = False  # bar 2 is asked to rest
+    pulled = pull_budget(logits, _budget(48, active=active, free=active, floor=2.0))
+    per_bar = _onset_steps(pulled).view(3, 16).sum(-1)
+    assert abs(float(per_bar[0]) - 2.0) < 0.05
+    assert torch.equal(pulled[:, 16:], logits[:, 16:])  # playing bar and resting bar untouched
+    given = torch.zeros(48, dtype=torch.bool)
+    given[[0, 4]] = True  # bar 0's two onsets are already given (an overlap): nothing owed
+    free = active & (torch.arange(48) >= 8)
+    kept = pull_budget(logits, _budget(48, active=active, free=free, given=given, floor=2.0))
+    assert torch.equal(kept, logits)
+
+
+def test_snap_moves_near_misses_onto_the_songs_onsets() -> None:
+    from midiarr.diffusion.sample import snap_onsets
+    from midiarr.pianoroll import ONSET, SUSTAIN
+
+    roll = np.zeros((2, 72, 16), dtype=bool)
+    roll[ONSET, 10, 1], roll[SUSTAIN, 10, 2:4] = True, True  # one step late
+    roll[ONSET, 12, 7] = True  # one step early
+    roll[ONSET, 14, 11] = True  # where the song is silent two steps either way
+    roll[ONSET, 15, 13], roll[ONSET, 16, 12] = True, True  # the step it would move to is taken
+    heard = np.zeros(16, dtype=bool)
+    heard[[0, 8, 12]] = True
+    logits = np.zeros((2, 72, 16), dtype=np.float32)
+    out = snap_onsets(roll, logits, heard, reach=1)
+    assert out[ONSET, 10, 0] and out[SUSTAIN, 10, 1:4].all() and not out[ONSET, 10, 1]
+    assert out[ONSET, 12, 8] and not out[ONSET, 12, 7]
+    assert out[ONSET, 14, 11] and out[ONSET, 15, 13]  # nothing near / no merging
+    assert out[ONSET].sum() == roll[ONSET].sum()
+    given_part = snap_onsets(roll, logits, heard, reach=1, start=4)
+    assert given_part[ONSET, 10, 1] and given_part[ONSET, 12, 8]  # steps before start are given
+
+
+def test_beat_root_rows_finds_each_beats_chord_root() -> None:
+    from midiarr.diffusion.sample import beat_root_rows
+    from midiarr.pianoroll import ONSET, PITCH_LOW
+
+    context = np.zeros((1, 2, 72, 12), dtype=bool)
+    for pitch in (64, 67, 72):  # C major in first inversion: E G C
+        context[0, ONSET, pitch - PITCH_LOW, 0] = True
+    for pitch in (45, 60, 64):  # A minor over a low A
+        context[0, ONSET, pitch - PITCH_LOW, 8] = True
+    rows = beat_root_rows(context, np.arange(12) % 16)
+    assert {(PITCH_LOW + r) % 12 for r in np.flatnonzero(rows[:, 0])} == {0}
+    assert not rows[:, 4:8].any()
+    assert {(PITCH_LOW + r) % 12 for r in np.flatnonzero(rows[:, 9])} == {9}
+
+
+def test_asked_density_and_bar_floor_reach_the_written_part(tiny_diffusion: Path) -> None:
+    song = band_song(bars=8)
+    context = song.with_tracks([t for t in song.tracks if t.name != "Bass"])
+    counts = {}
+    for word in ("sparse", "busy"):
+        engine = DiffusionEngine(tiny_diffusion, density_pull=True, bar_floor=2.0)
+        out = engine.insert(context, "bass", Controls.build(density=word, timing="grid"), seed=0)
+        notes = out.song.tracks[out.new_tracks[0]].notes
+        bars = out.song.bar_starts(int(notes["start"].max()) + 1)
+        playing = set(np.searchsorted(bars, notes["start"], side="right") - 1)
+        assert playing == set(range(8))  # every bar the song plays in
+        counts[word] = len(np.unique(notes["start"]))
+    assert counts["busy"] > counts["sparse"]

@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from midiarr.attributes import bin_edges
 from midiarr.config import per_stem
 from midiarr.diffusion.model import ACTIVITY_ANY, DENSITY_ANY, StemDiT
 from midiarr.diffusion.train import expand_tokens
 from midiarr.errors import OptionError
+from midiarr.harmony import best_chord
 from midiarr.pianoroll import (
     NUM_DRUM_CLASSES,
     ONSET,
@@ -98,14 +100,38 @@ class SampleSettings:
     # pitched stems: at every denoising step, a step's onsets prefer the pitch classes the other parts
     # sound in that beat by this many logits (0 = the model alone); how many onsets stays the model's
     harmony_weight: float = 0.0
+    # pitched stems: a further pull toward the root of the chord the other parts sound in each beat, one
+    # number or per stem with "default" (bass players mostly play roots; a guitar's voicings would thin out)
+    root_weight: float | dict[str, float] = 0.0
     # every stem: at every denoising step, onsets move toward the steps where the other parts have onsets,
     # by this many logits, within each beat (how many onsets a beat gets stays the model's); one number,
     # or per stem with "default" for the rest
     sync_weight: float | dict[str, float] = 0.0
+    # controls the model heeds only loosely, kept at every denoising step by one shift of a stem's onset
+    # logits (where it plays, which rows and steps stay the model's): the asked density bin (True), and at
+    # least this many expected onset steps in every bar the stem is asked to play in (0 = off; one number,
+    # or per stem with "default" for the rest)
+    density_pull: bool = False
+    bar_floor: float | dict[str, float] = 0.0
+    # a written onset at most this many steps from an onset of the other parts, where they have none,
+    # moves onto theirs (0 = off); one number, or per stem with "default" for the rest
+    snap_steps: int | dict[str, int] = 0
 
     def threshold_for(self, stem: str) -> float:
         """The onset threshold of ``stem``."""
         return per_stem(self.threshold, stem, 0.5)
+
+    def bar_floor_for(self, stem: str) -> float:
+        """The least expected onset steps of ``stem`` in each bar it is asked to play in."""
+        return per_stem(self.bar_floor, stem)
+
+    def snap_steps_for(self, stem: str) -> int:
+        """How far ``stem``'s onsets may move onto the other parts' onsets."""
+        return int(per_stem(self.snap_steps, stem))
+
+    def root_weight_for(self, stem: str) -> float:
+        """The root pull of ``stem``."""
+        return per_stem(self.root_weight, stem)
 
     def sync_weight_for(self, stem: str) -> float:
         """The sync pull of ``stem``."""
@@ -130,6 +156,15 @@ class SampleSettings:
             raise OptionError(f"--threshold {self.threshold}: choose between 0 and 1")
         if not 0 <= self.harmony_weight <= 20:
             raise OptionError(f"--harmony-weight {self.harmony_weight}: choose between 0 and 20")
+        floors = self.bar_floor.values() if isinstance(self.bar_floor, dict) else [self.bar_floor]
+        if not all(isinstance(v, (int, float)) and 0 <= v <= 16 for v in floors):
+            raise OptionError(f"bar_floor {self.bar_floor}: choose between 0 and 16")
+        snaps = self.snap_steps.values() if isinstance(self.snap_steps, dict) else [self.snap_steps]
+        if not all(isinstance(v, int) and 0 <= v <= 3 for v in snaps):
+            raise OptionError(f"snap_steps {self.snap_steps}: choose a whole number of steps from 0 to 3")
+        roots = self.root_weight.values() if isinstance(self.root_weight, dict) else [self.root_weight]
+        if not all(isinstance(v, (int, float)) and 0 <= v <= 20 for v in roots):
+            raise OptionError(f"root_weight {self.root_weight}: choose between 0 and 20")
         weights = self.sync_weight.values() if isinstance(self.sync_weight, dict) else [self.sync_weight]
         if not all(isinstance(v, (int, float)) and 0 <= v <= 20 for v in weights):
             raise OptionError(f"--sync-weight {self.sync_weight}: choose between 0 and 20")
@@ -189,6 +224,28 @@ def beat_chord_rows(context: np.ndarray, bar_position: np.ndarray) -> np.ndarray
     return out
 
 
+def beat_root_rows(context: np.ndarray, bar_position: np.ndarray) -> np.ndarray:
+    """(rows, steps) float: 1 on the rows of the root of the chord ``context`` ((slots, 2, rows, steps)
+    rolls) sounds in each beat (the best chord template over the beat's sounding cells, low rows
+    counted twice as they name the root), 0 elsewhere and in silent beats."""
+    steps = context.shape[-1]
+    out = np.zeros((PITCH_ROWS, steps), dtype=np.float32)
+    if not len(context):
+        return out
+    sounding = context.any(axis=(0, 1)).astype(np.float64)  # (rows, steps)
+    pitch = PITCH_LOW + np.arange(PITCH_ROWS)
+    weight = np.where(pitch < 55, 2.0, 1.0)
+    beat = beat_index(bar_position[:steps])
+    per_beat = np.zeros((beat.max(initial=0) + 1, 12))
+    np.add.at(per_beat, (beat[None, :], (pitch % 12)[:, None]), sounding * weight[:, None])
+    for b, vec in enumerate(per_beat):
+        if vec.any():
+            root = best_chord(vec)[0]
+            cols = beat == b
+            out[np.ix_(pitch % 12 == root, cols)] = 1.0
+    return out
+
+
 def _pull_keeping_sums(
     onset_logits: torch.Tensor,
     bias: torch.Tensor,
@@ -239,6 +296,146 @@ def pull_steps(
         return torch.zeros(rows, count, dtype=values.dtype).index_add_(1, group, values)
 
     return _pull_keeping_sums(onset_logits, bias[None], per_group, lambda shift: shift[:, group], iterations)
+
+
+def snap_onsets(roll: np.ndarray, logits: np.ndarray, heard: np.ndarray, reach: int, start: int = 0) -> np.ndarray:
+    """``roll`` (2, rows, steps) with every onset at a step where the other parts start nothing moved
+    onto the nearest step within ``reach`` where they do (the likelier one by ``logits`` on a tie),
+    if the stem starts nothing there yet; steps before ``start`` are given and stay. A note moved earlier is held
+    into its old start; one moved later starts later. ``heard`` (steps,) marks the others' onsets."""
+    out = roll.copy()
+    steps = roll.shape[-1]
+    rows, cols = np.nonzero(roll[ONSET] & ~heard[None])
+    for row, col in zip(rows, cols, strict=True):
+        if col < start:
+            continue
+        near = [c for d in range(1, reach + 1) for c in (col - d, col + d) if start <= c < steps and heard[c]]
+        # a step where the stem already starts a note is taken: moving there would merge two onsets
+        near = [c for c in near if not out[ONSET, :, c].any() and abs(c - col) == abs(near[0] - col)]
+        if not near:
+            continue
+        to = max(near, key=lambda c: logits[ONSET, row, c])
+        out[ONSET, row, col] = False
+        if to < col:
+            out[SUSTAIN, row, to + 1 : col + 1] = True
+        out[ONSET, row, to] = True
+        out[SUSTAIN, row, to] = False
+        if to > col:
+            out[SUSTAIN, row, col:to] = False
+    return out
+
+
+def fill_silent_bars(roll: np.ndarray, logits: np.ndarray, budget: OnsetBudget) -> np.ndarray:
+    """``roll`` with a note on each of the likeliest ``floor`` (rounded, at least 1) free steps of every
+    asked-for bar that still starts nothing once decoded (its likeliest row there, held while its
+    sustain stays likely): the floor's promise kept where the model's onsets stayed under the threshold."""
+    if budget.floor <= 0:
+        return roll
+    out = roll.copy()
+    rows = budget.rows
+    bar, free = budget.bar.numpy(), budget.free.numpy()
+    playing = out[ONSET, :rows].any(axis=0) | budget.given.numpy()
+    prob = 1.0 / (1.0 + np.exp(-np.clip(logits[:, :rows], -30, 30)))
+    count = max(1, round(budget.floor))
+    for b in np.unique(bar[free]):
+        in_bar = bar == b
+        if playing[in_bar & budget.active.numpy()].any():
+            continue
+        steps = np.flatnonzero(in_bar & free)
+        for col in steps[np.argsort(-prob[ONSET].sum(axis=0)[steps], kind="stable")[:count]]:
+            row = int(prob[ONSET, :, col].argmax())
+            out[ONSET, row, col] = True
+            nxt = col + 1
+            while nxt < out.shape[-1] and in_bar[nxt] and not out[ONSET, row, nxt] and prob[SUSTAIN, row, nxt] > 0.5:
+                out[SUSTAIN, row, nxt] = True
+                nxt += 1
+    return out
+
+
+@dataclass
+class OnsetBudget:
+    """How many onsets one written stem owes in a window, for `pull_budget`.
+
+    ``free`` (steps,) marks the steps the sampler writes in a bar the stem is asked to play in;
+    ``bar`` (steps,) numbers the window's bars 0..B-1; ``given`` (steps,) marks onset steps already
+    fixed (the overlap with the window before); ``active`` (steps,) the steps of asked-for bars.
+    ``density`` is the asked range of onset steps per beat (None: none asked); ``floor`` the least
+    expected onset steps in every asked-for bar; ``rows`` how many rows are the stem's.
+    """
+
+    free: torch.Tensor
+    bar: torch.Tensor
+    given: torch.Tensor
+    active: torch.Tensor
+    density: tuple[float, float] | None
+    floor: float
+    rows: int
+
+
+def _onset_steps(onset_logits: torch.Tensor) -> torch.Tensor:
+    """Per step, the probability that any row starts a note there (rows independent)."""
+    return 1.0 - torch.exp(torch.nn.functional.logsigmoid(-onset_logits).sum(dim=0))
+
+
+def _solve_shift(
+    expected: Callable[[torch.Tensor], torch.Tensor], target: torch.Tensor, low: float, high: float
+) -> torch.Tensor:
+    """Per group, the shift in [low, high] whose ``expected`` count (increasing in the shift) meets ``target``."""
+    lo = torch.full_like(target, low)
+    hi = torch.full_like(target, high)
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        below = expected(mid) < target
+        lo = torch.where(below, mid, lo)
+        hi = torch.where(below, hi, mid)
+    return (lo + hi) / 2
+
+
+def pull_budget(onset_logits: torch.Tensor, budget: OnsetBudget, margin: float = 0.1) -> torch.Tensor:
+    """Onset logits (rows, steps) shifted so the stem keeps its asked density and plays in every bar
+    it is asked to play in.
+
+    The asked density (onset steps per beat over the asked-for bars) is met by one shift of every
+    free cell, only when the expected density lies outside the range (``margin`` inside its edges);
+    then each asked-for bar whose expected onset steps fall below the floor is lifted by its own
+    shift. Shifts move all of a bar's cells alike: which rows and steps play stays the model's.
+    """
+    out = onset_logits.clone()
+    rows = budget.rows
+    free = budget.free.float()
+    beats = float(budget.active.sum()) / STEPS_PER_BEAT
+    if budget.density is not None and beats > 0:
+        low, high = budget.density
+        fixed = float((budget.given & budget.active).sum())
+
+        def density(shift: torch.Tensor) -> torch.Tensor:
+            q = _onset_steps(out[:rows] + shift[..., None, None] * free)
+            return (fixed + (q * free).sum(dim=-1)) / beats
+
+        now = float(density(torch.zeros(())))
+        want = None
+        if now < low * (1 + margin):
+            want = low * (1 + margin)
+        elif now > high * (1 - margin):
+            want = high * (1 - margin)
+        if want is not None:
+            shift = _solve_shift(density, torch.tensor(want), -20.0, 20.0)
+            out[:rows] = out[:rows] + shift * free
+    if budget.floor > 0:
+        bars = int(budget.bar.max()) + 1
+        asked = torch.zeros(bars, dtype=torch.bool).index_put_((budget.bar,), budget.active, accumulate=True)
+        fixed = torch.zeros(bars).index_add_(0, budget.bar, (budget.given & budget.active).float())
+
+        def per_bar(shift: torch.Tensor) -> torch.Tensor:  # (bars,) shifts -> (bars,) expected onset steps
+            q = _onset_steps(out[:rows] + shift[budget.bar] * free)
+            return fixed + torch.zeros(bars).index_add_(0, budget.bar, q * free)
+
+        short = asked & (per_bar(torch.zeros(bars)) < budget.floor)
+        if short.any():
+            shift = _solve_shift(per_bar, torch.full((bars,), budget.floor), 0.0, 20.0)
+            shift = torch.where(short, shift, torch.zeros_like(shift))
+            out[:rows] = out[:rows] + shift[budget.bar] * free
+    return out
 
 
 class RollDiffusion:
@@ -338,10 +535,15 @@ class RollDiffusion:
                     on[: len(ids)][ok] = np.asarray(r.active_bars, dtype=bool)[ids[ok]]
                     cell_active[slot] = on
                     activity[slot] = on.reshape(n, patch).any(axis=1).astype(np.int64)
-            harmony = None
-            if s.harmony_weight and mix is None:
+            harmony = {}
+            roots = {slot: s.root_weight_for(r.stem) for r, slot in zip(requests, targets, strict=True)}
+            if (s.harmony_weight or any(roots.values())) and mix is None:
                 heard = [i for i in _PITCHED_SLOTS if present[i] and i not in targets]
-                harmony = torch.from_numpy(s.harmony_weight * beat_chord_rows(given[heard], bar_position))
+                chord = s.harmony_weight * beat_chord_rows(given[heard], bar_position)
+                root = beat_root_rows(given[heard], bar_position) if any(roots.values()) else 0.0
+                for slot in targets:
+                    if slot in _PITCHED_SLOTS:
+                        harmony[slot] = torch.from_numpy((chord + roots[slot] * root).astype(np.float32))
             sync = None
             weights = {slot: s.sync_weight_for(r.stem) for r, slot in zip(requests, targets, strict=True)}
             if any(weights.values()) and mix is None:
@@ -351,8 +553,17 @@ class RollDiffusion:
                     bias = torch.from_numpy(onsets.astype(np.float32))
                     group = torch.from_numpy(beat_index(bar_position))
                     sync = {slot: (w * bias, group) for slot, w in weights.items() if w}
+            budgets = {}
+            if mix is None:
+                ids = np.full(window, -1, dtype=np.int64)
+                ids[: len(bar_id[begin : begin + window])] = bar_id[begin : begin + window]
+                ids[ids < 0] = ids.max() + 1
+                for r, slot in zip(requests, targets, strict=True):
+                    budget = self._budget(r, cell_active[slot], ids - ids.min(), given[slot], overlap_tokens * patch)
+                    if budget is not None:
+                        budgets[slot] = budget
             logits = self._denoise(
-                given, present, known, activity, density, bar_position[::patch], targets, gen, harmony, sync
+                given, present, known, activity, density, bar_position[::patch], targets, gen, harmony, sync, budgets
             )
             keep_from = overlap_tokens * patch
             end = min(begin + window, steps_total)
@@ -363,6 +574,13 @@ class RollDiffusion:
                 if mix is not None:  # a separated stem can only hold what the mix holds
                     lg = np.where(given[SLOTS.index("mix")], lg, -30.0)
                 roll = decode_roll(lg, r.stem, s.threshold_for(r.stem), s.decode if mix is None else "cells")
+                if slot in budgets:
+                    roll = fill_silent_bars(roll, lg, budgets[slot])
+                reach = s.snap_steps_for(r.stem) if mix is None else 0
+                if reach:
+                    heard = [i for i in range(len(SLOTS) - 1) if present[i] and i not in targets]
+                    if heard:
+                        roll = snap_onsets(roll, lg, given[heard, ONSET].any(axis=(0, 1)), reach, keep_from)
                 span = end - begin
                 out[r.stem][:, :, begin + keep_from : end] = roll[:, :, keep_from:span]
                 logits_out[r.stem][:, begin + keep_from : end] = lg[ONSET][:, keep_from:span]
@@ -370,6 +588,32 @@ class RollDiffusion:
             if progress is not None:
                 progress(w + 1, len(starts))
         return SongResult(rolls=out, onset_logits=logits_out)
+
+    def _budget(
+        self, request: StemRequest, active: np.ndarray, bar: np.ndarray, given: np.ndarray, fixed_steps: int
+    ) -> OnsetBudget | None:
+        """The onset budget of one written stem in one window (None when no control asks for one)."""
+        s = self.settings
+        asked = s.density_pull and request.density != DENSITY_ANY
+        floor = s.bar_floor_for(request.stem)
+        if request.active_bars is None or not (asked or floor > 0):
+            return None
+        density = None
+        if asked:
+            edges = [0.0, *bin_edges("density", request.stem), float("inf")]
+            density = (edges[request.density], edges[request.density + 1])
+        rows = NUM_DRUM_CLASSES if request.stem == "drums" else PITCH_ROWS
+        written = np.arange(len(active)) >= fixed_steps
+        onset_steps = given[ONSET, :rows].any(axis=0) & ~written
+        return OnsetBudget(
+            free=torch.from_numpy(active & written),
+            bar=torch.from_numpy(bar),
+            given=torch.from_numpy(onset_steps),
+            active=torch.from_numpy(active.copy()),
+            density=density,
+            floor=floor,
+            rows=rows,
+        )
 
     def _model_logits(
         self,
@@ -404,11 +648,11 @@ class RollDiffusion:
         bar_position: np.ndarray,
         targets: list[int],
         gen: torch.Generator,
-        harmony: torch.Tensor | None = None,
+        harmony: dict[int, torch.Tensor] | None = None,
         sync: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
+        budgets: dict[int, OnsetBudget] | None = None,
     ) -> np.ndarray:
         s = self.settings
-        pulled = [slot for slot in targets if slot in _PITCHED_SLOTS] if harmony is not None else []
         sched = self._scheduler()
         x0_given = torch.from_numpy(np.where(given, 1.0, -1.0).astype(np.float32))[None]
         shape = (1, 1 if s.shared_noise else len(SLOTS), 2, PITCH_ROWS, self.window)
@@ -446,8 +690,11 @@ class RollDiffusion:
             lg = out[0] if not guided else out[1] + s.guidance * (out[0] - out[1])
             logits = torch.full((len(SLOTS), 2, PITCH_ROWS, self.window), -30.0)
             logits[cols] = lg + s.logit_bias
-            for slot in pulled:
-                logits[slot, ONSET] = pull_rows(logits[slot, ONSET], harmony)
+            # how many onsets first; the pulls after it move them between rows and steps, keeping the count
+            for slot, budget in (budgets or {}).items():
+                logits[slot, ONSET] = pull_budget(logits[slot, ONSET], budget)
+            for slot, bias in (harmony or {}).items():
+                logits[slot, ONSET] = pull_rows(logits[slot, ONSET], bias)
             for slot, (bias, group) in (sync or {}).items():
                 logits[slot, ONSET] = pull_steps(logits[slot, ONSET], bias, group)
             if present[mix_slot] and s.assign_to_mix:

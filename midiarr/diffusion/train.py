@@ -90,10 +90,12 @@ def train(
     threads: int | None = None,
     init_from: str | Path | None = None,
     log: Any = print,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """Train on a prepare cache's train split, validate on its valid split, save the best EMA weights.
 
-    ``init_from`` starts from an earlier checkpoint's weights (same network) with a fresh schedule.
+    ``init_from`` starts from an earlier checkpoint's weights (same network) with a fresh schedule;
+    ``seed`` overrides the config's, so a continued run draws other windows and tasks than the run before.
     """
     from accelerate import Accelerator
 
@@ -103,6 +105,8 @@ def train(
         tcfg["max_minutes"] = max_minutes
     if max_steps is not None:
         tcfg["max_steps"] = max_steps
+    if seed is not None:
+        tcfg["seed"] = seed
     if threads is not None:
         torch.set_num_threads(threads)
     out = Path(out_dir)
@@ -145,7 +149,7 @@ def train(
     n_params = sum(p.numel() for p in ema.parameters())
     meta = {
         "command": invoked_command(),
-        "config": config,
+        "config": {**config, "train": tcfg},
         "train_songs": len(train_songs),
         "valid_songs": len(valid_songs),
         "parameters": n_params,

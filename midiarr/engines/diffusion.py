@@ -81,6 +81,10 @@ class DiffusionEngine(Engine):
         threshold: float | None = None,
         harmony_weight: float | None = None,
         sync_weight: float | None = None,
+        density_pull: bool | None = None,
+        bar_floor: float | None = None,
+        snap_steps: int | None = None,
+        root_weight: float | None = None,
     ) -> None:
         from midiarr.diffusion.model import load_model
         from midiarr.diffusion.sample import RollDiffusion, SampleSettings
@@ -107,6 +111,10 @@ class DiffusionEngine(Engine):
             ("threshold", threshold),
             ("harmony_weight", harmony_weight),
             ("sync_weight", sync_weight),
+            ("density_pull", density_pull),
+            ("bar_floor", bar_floor),
+            ("snap_steps", snap_steps),
+            ("root_weight", root_weight),
         )
         for name, value in chosen:
             if value is not None:
