@@ -418,7 +418,13 @@ def cmd_eval_diffusion(args: argparse.Namespace) -> int:
     if not parts or any(p not in known for p in parts):
         raise OptionError(f"--parts {args.parts!r}: choose from {', '.join(known)}")
     stems = [check_stem(s.strip(), ("bass", "drums", "guitar", "piano")) for s in args.stems.split(",") if s.strip()]
-    engine = DiffusionEngine(args.checkpoint)
+    settings: dict[str, Any] = {}
+    for item in args.set or []:
+        (owner, name), value = _engine_setting(item)
+        if owner != "diffusion":
+            raise OptionError(f"--set {item!r}: eval-diffusion takes diffusion.KEY=VALUE settings")
+        settings[name] = value
+    engine = DiffusionEngine(args.checkpoint, **settings)
     result: dict[str, Any] = {"split": args.split, "limit": args.limit, "max_bars": args.max_bars, "seed": args.seed}
     if "separation" in parts:
         cases = D.separation_cases(args.data, args.split, args.limit, args.max_bars)
@@ -726,6 +732,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", default="0,1,2,4", help="guidance weights for separation (default 0,1,2,4)")
     p.add_argument("--parts", default="separation,activity,partial,passes", help="which measurements to run")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="diffusion.KEY=VALUE",
+        help="a sampling setting instead of its default, e.g. diffusion.guidance=2 (repeatable)",
+    )
     p.set_defaults(func=cmd_eval_diffusion)
 
     p = add("separate", "Split a flattened MIDI (pitched notes on one track) into bass, guitar and piano tracks.")

@@ -226,6 +226,9 @@ def test_bad_options_are_one_line_errors(tiny_diffusion: Path, tmp_path: Path) -
         ("separate", src, "--stems", "drums"),
         ("separate", src, "--method", "magic"),
         ("separate", src, "--checkpoint", tiny_diffusion, "--guidance", "-1"),
+        ("eval-diffusion", "--data", tmp_path, "--set", "transformer.top_p=0.9"),
+        ("eval-diffusion", "--data", tmp_path, "--checkpoint", tiny_diffusion, "--set", "diffusion.bar_floor=-1"),
+        ("eval-diffusion", "--data", tmp_path, "--checkpoint", tiny_diffusion, "--set", "diffusion.snap_steps=9"),
     ]
     for args in cases:
         proc = run_cli_process(*args, "-o", tmp_path / "o.mid")
@@ -252,6 +255,8 @@ def test_eval_diffusion_reports_every_measurement(tiny_diffusion: Path, tmp_path
         "0,2",
         "--stems",
         "bass,drums",
+        "--set",
+        "diffusion.steps=4",
         "-o",
         out,
         "-q",

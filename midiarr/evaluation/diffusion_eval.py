@@ -127,8 +127,11 @@ def evaluate_activity(
     engine: DiffusionEngine, cache: Path, split: str, stems: list[str], limit: int, max_bars: int, seed: int
 ) -> dict[str, Any]:
     """Bar-level F1 of where the written stem plays against the activity asked for, with the
-    model's learned control alone (the engine's hard mask switched off for this)."""
-    engine.sampler.settings.hard_activity = False
+    model's learned control alone (the engine's hard mask and onset budget switched off for this)."""
+    settings = engine.sampler.settings
+    # the model's own control: no mask, and no floor of onsets in the bars asked to play
+    kept = (settings.hard_activity, settings.bar_floor, settings.density_pull)
+    settings.hard_activity, settings.bar_floor, settings.density_pull = False, 0.0, False
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {}
     try:
@@ -152,7 +155,7 @@ def evaluate_activity(
             f1 = 2 * precision * recall / (precision + recall) if precision + recall else float("nan")
             out[stem] = {"f1": f1, "precision": precision, "recall": recall, "silent_bars_kept": tn / max(tn + fp, 1)}
     finally:
-        engine.sampler.settings.hard_activity = True
+        settings.hard_activity, settings.bar_floor, settings.density_pull = kept
     return out
 
 
