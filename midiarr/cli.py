@@ -435,10 +435,12 @@ def cmd_eval_diffusion(args: argparse.Namespace) -> int:
             + ", ".join(f"{k} {v['note_accuracy']:.3f}" for k, v in result["separation"]["methods"].items()),
         )
     if "activity" in parts:
-        result["activity"] = D.evaluate_activity(
-            engine, args.data, args.split, stems, args.limit, args.max_bars, args.seed
-        )
-        _say(args, "activity F1: " + ", ".join(f"{k} {v['f1']:.3f}" for k, v in result["activity"].items()))
+        for key, learned in (("activity", True), ("activity_engine", False)):
+            result[key] = D.evaluate_activity(
+                engine, args.data, args.split, stems, args.limit, args.max_bars, args.seed, learned=learned
+            )
+            who = "model alone" if learned else "engine"
+            _say(args, f"activity F1 ({who}): " + ", ".join(f"{k} {v['f1']:.3f}" for k, v in result[key].items()))
     if "partial" in parts:
         result["partial_modes"] = D.evaluate_partial_modes(
             args.checkpoint, args.data, args.split, stems, args.limit, args.max_bars, args.seed

@@ -266,7 +266,7 @@ def test_eval_diffusion_reports_every_measurement(tiny_diffusion: Path, tmp_path
     methods = report["separation"]["methods"]
     assert set(methods) == {"pitch-range", "diffusion (guidance 0)", "diffusion (guidance 2)"}
     assert all(0 <= m["note_accuracy"] <= 1 for m in methods.values())
-    assert set(report["activity"]) == {"bass", "drums"}
+    assert set(report["activity"]) == set(report["activity_engine"]) == {"bass", "drums"}
     assert set(report["partial_modes"]) == {"conditional", "repaint"}
     assert set(report["passes"]["modes"]) == {"1-pass", "2-pass", "K-pass (K=2)"}
     assert "## Separation" in (out / "report.md").read_text()
