@@ -467,6 +467,10 @@ def test_snap_moves_near_misses_onto_the_songs_onsets() -> None:
     assert out[ONSET].sum() == roll[ONSET].sum()
     given_part = snap_onsets(roll, logits, heard, reach=1, start=4)
     assert given_part[ONSET, 10, 1] and given_part[ONSET, 12, 8]  # steps before start are given
+    resting = np.ones(16, dtype=bool)
+    resting[8:] = False  # the second bar half is asked to rest: nothing moves into it
+    kept = snap_onsets(roll, logits, heard, reach=1, allowed=resting)
+    assert kept[ONSET, 12, 7] and not kept[ONSET, 12, 8] and kept[ONSET, 10, 0]
 
 
 def test_beat_root_rows_finds_each_beats_chord_root() -> None:

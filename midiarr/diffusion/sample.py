@@ -298,13 +298,23 @@ def pull_steps(
     return _pull_keeping_sums(onset_logits, bias[None], per_group, lambda shift: shift[:, group], iterations)
 
 
-def snap_onsets(roll: np.ndarray, logits: np.ndarray, heard: np.ndarray, reach: int, start: int = 0) -> np.ndarray:
+def snap_onsets(
+    roll: np.ndarray,
+    logits: np.ndarray,
+    heard: np.ndarray,
+    reach: int,
+    start: int = 0,
+    allowed: np.ndarray | None = None,
+) -> np.ndarray:
     """``roll`` (2, rows, steps) with every onset at a step where the other parts start nothing moved
     onto the nearest step within ``reach`` where they do (the likelier one by ``logits`` on a tie),
-    if the stem starts nothing there yet; steps before ``start`` are given and stay. A note moved earlier is held
+    if the stem starts nothing there yet; steps before ``start`` are given and stay, and steps outside
+    ``allowed`` (steps,) (bars asked to rest) are never moved onto. A note moved earlier is held
     into its old start; one moved later starts later. ``heard`` (steps,) marks the others' onsets."""
     out = roll.copy()
     steps = roll.shape[-1]
+    if allowed is not None:
+        heard = heard & allowed
     rows, cols = np.nonzero(roll[ONSET] & ~heard[None])
     for row, col in zip(rows, cols, strict=True):
         if col < start:
@@ -580,7 +590,9 @@ class RollDiffusion:
                 if reach:
                     heard = [i for i in range(len(SLOTS) - 1) if present[i] and i not in targets]
                     if heard:
-                        roll = snap_onsets(roll, lg, given[heard, ONSET].any(axis=(0, 1)), reach, keep_from)
+                        onsets = given[heard, ONSET].any(axis=(0, 1))
+                        allowed = cell_active[slot] if s.hard_activity else None
+                        roll = snap_onsets(roll, lg, onsets, reach, keep_from, allowed)
                 span = end - begin
                 out[r.stem][:, :, begin + keep_from : end] = roll[:, :, keep_from:span]
                 logits_out[r.stem][:, begin + keep_from : end] = lg[ONSET][:, keep_from:span]

@@ -134,12 +134,12 @@ def evaluate_activity(
     learned: bool = True,
 ) -> dict[str, Any]:
     """Bar-level F1 of where the written stem plays against the activity asked for: with ``learned``
-    the model's control alone (the engine's hard mask and onset budget switched off), else the
+    the model's control alone (the engine's hard mask, onset budget and snap switched off), else the
     engine's as shipped."""
     settings = engine.sampler.settings
-    kept = (settings.hard_activity, settings.bar_floor, settings.density_pull)
-    if learned:  # the model's own control: no mask, and no floor of onsets in the bars asked to play
-        settings.hard_activity, settings.bar_floor, settings.density_pull = False, 0.0, False
+    kept = (settings.hard_activity, settings.bar_floor, settings.density_pull, settings.snap_steps)
+    if learned:  # the model's own control: no mask, no floor of onsets in the bars asked to play, no snap
+        settings.hard_activity, settings.bar_floor, settings.density_pull, settings.snap_steps = False, 0.0, False, 0
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {}
     try:
@@ -163,7 +163,7 @@ def evaluate_activity(
             f1 = 2 * precision * recall / (precision + recall) if precision + recall else float("nan")
             out[stem] = {"f1": f1, "precision": precision, "recall": recall, "silent_bars_kept": tn / max(tn + fp, 1)}
     finally:
-        settings.hard_activity, settings.bar_floor, settings.density_pull = kept
+        settings.hard_activity, settings.bar_floor, settings.density_pull, settings.snap_steps = kept
     return out
 
 
