@@ -55,7 +55,7 @@ def lock_to_feel(notes: np.ndarray, context: np.ndarray, song: Song, active: np.
     moved = _keep_in_playing_bars(unique, moved, song, active)
     out = notes.copy()
     out["start"] = moved[np.searchsorted(unique, starts)]
-    return _no_overlaps(out)
+    return _no_overlaps(_end_before_silent_bars(out, song, active))
 
 
 def _local_feel(onsets: np.ndarray, ctx: np.ndarray, song: Song, step: float) -> np.ndarray:
@@ -95,6 +95,24 @@ def _keep_in_playing_bars(before: np.ndarray, after: np.ndarray, song: Song, act
     mask = np.asarray(active, dtype=bool)
     allowed = np.array([b < len(mask) and bool(mask[b]) for b in bar_after], dtype=bool)
     return np.where((bar_after == bar_before) | allowed, after, before)
+
+
+def _end_before_silent_bars(notes: np.ndarray, song: Song, active: np.ndarray | None) -> np.ndarray:
+    """Notes that a later start now holds over a bar line into a bar that must stay silent end at
+    that bar line instead."""
+    if active is None or len(notes) == 0:
+        return notes
+    mask = np.asarray(active, dtype=bool)
+    ends = notes["start"].astype(np.int64) + np.maximum(notes["duration"].astype(np.int64), 1)
+    bars = song.bar_starts(int(ends.max()) + 1)
+    first = np.searchsorted(bars, notes["start"], side="right") - 1
+    last = np.searchsorted(bars, ends - 1, side="right") - 1
+    out = notes.copy()
+    for k in np.flatnonzero(last > first):
+        silent = [b for b in range(first[k] + 1, last[k] + 1) if b >= len(mask) or not mask[b]]
+        if silent:
+            out["duration"][k] = max(1, int(bars[silent[0]]) - int(out["start"][k]))
+    return out
 
 
 def _no_overlaps(notes: np.ndarray) -> np.ndarray:

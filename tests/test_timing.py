@@ -59,6 +59,18 @@ def test_a_note_never_moves_into_a_bar_that_must_stay_silent():
     assert out["start"].tolist() == [bar, 2 * bar - 12]
 
 
+def test_a_note_pushed_late_never_rings_into_a_bar_that_must_stay_silent():
+    bar = 4 * TPB
+    context = notes_array([(bar - 4 * STEP + 15, 100, 36, 100), (3 * bar - 4 * STEP + 15, 100, 36, 100)])
+    # both notes end on a bar line; played late, each rings into the next bar
+    written = notes_array([(bar - 4 * STEP, 4 * STEP, 40, 90), (3 * bar - 4 * STEP, 4 * STEP, 41, 90)])
+    active = np.array([True, False, True, True])
+    out = lock_to_feel(written, context, _song(), active)
+    assert out["start"].tolist() == [bar - 4 * STEP + 15, 3 * bar - 4 * STEP + 15]
+    # bar 1 rests: the first note is cut at its line; bar 3 plays: the second rings on
+    assert out["duration"].tolist() == [4 * STEP - 15, 4 * STEP]
+
+
 def test_repeated_pitches_are_cut_rather_than_overlapped():
     context = notes_array([(STEP - 20, 50, 36, 100)])
     written = notes_array([(0, STEP, 40, 90), (STEP, STEP, 40, 90)])
