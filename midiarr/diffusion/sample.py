@@ -79,6 +79,14 @@ def decode_roll(logits: np.ndarray, stem: str, threshold: float, mode: str = "co
     return roll
 
 
+def _stem_values(value: float | dict[str, float], kind: type) -> list[float]:
+    """The numbers of a setting given as one number or per stem; a value not of ``kind`` (int: whole
+    numbers only; float: any number) becomes NaN, so every range check refuses it."""
+    values = list(value.values()) if isinstance(value, dict) else [value]
+    ok = (int,) if kind is int else (int, float)
+    return [float(v) if isinstance(v, ok) and not isinstance(v, bool) else float("nan") for v in values]
+
+
 @dataclass
 class SampleSettings:
     """How to sample (defaults from configs/diffusion.toml's [sample])."""
@@ -151,22 +159,17 @@ class SampleSettings:
             raise OptionError(f"decode {self.decode!r}: choose one of {', '.join(DECODERS)}")
         if not 0 <= self.eta <= 1:
             raise OptionError(f"--eta {self.eta}: choose between 0 and 1")
-        values = self.threshold.values() if isinstance(self.threshold, dict) else [self.threshold]
-        if not all(isinstance(v, (int, float)) and 0 < v < 1 for v in values):
+        if not all(0 < v < 1 for v in _stem_values(self.threshold, float)):
             raise OptionError(f"--threshold {self.threshold}: choose between 0 and 1")
         if not 0 <= self.harmony_weight <= 20:
             raise OptionError(f"--harmony-weight {self.harmony_weight}: choose between 0 and 20")
-        floors = self.bar_floor.values() if isinstance(self.bar_floor, dict) else [self.bar_floor]
-        if not all(isinstance(v, (int, float)) and 0 <= v <= 16 for v in floors):
+        if not all(0 <= v <= 16 for v in _stem_values(self.bar_floor, float)):
             raise OptionError(f"bar_floor {self.bar_floor}: choose between 0 and 16")
-        snaps = self.snap_steps.values() if isinstance(self.snap_steps, dict) else [self.snap_steps]
-        if not all(isinstance(v, int) and 0 <= v <= 3 for v in snaps):
+        if not all(0 <= v <= 3 for v in _stem_values(self.snap_steps, int)):
             raise OptionError(f"snap_steps {self.snap_steps}: choose a whole number of steps from 0 to 3")
-        roots = self.root_weight.values() if isinstance(self.root_weight, dict) else [self.root_weight]
-        if not all(isinstance(v, (int, float)) and 0 <= v <= 20 for v in roots):
+        if not all(0 <= v <= 20 for v in _stem_values(self.root_weight, float)):
             raise OptionError(f"root_weight {self.root_weight}: choose between 0 and 20")
-        weights = self.sync_weight.values() if isinstance(self.sync_weight, dict) else [self.sync_weight]
-        if not all(isinstance(v, (int, float)) and 0 <= v <= 20 for v in weights):
+        if not all(0 <= v <= 20 for v in _stem_values(self.sync_weight, float)):
             raise OptionError(f"--sync-weight {self.sync_weight}: choose between 0 and 20")
         return self
 
