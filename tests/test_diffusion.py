@@ -297,10 +297,14 @@ def test_training_continues_from_a_checkpoint(tiny_diffusion: Path, tmp_path: Pa
         tiny_diffusion,
         "--max-steps",
         "1",
+        "--seed",
+        "7",
         "-q",
     )
     assert code == 0
-    assert json.loads((out / "config.json").read_text())["init_from"]["step"] == 6
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["init_from"]["step"] == 6
+    assert saved["config"]["train"]["seed"] == 7  # a continued run records the seed it drew its windows with
 
 
 def test_beat_chord_rows_marks_the_pitch_classes_each_beat_sounds() -> None:
