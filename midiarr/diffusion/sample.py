@@ -436,7 +436,7 @@ def pull_budget(onset_logits: torch.Tensor, budget: OnsetBudget, margin: float =
             out[:rows] = out[:rows] + shift * free
     if budget.floor > 0:
         bars = int(budget.bar.max()) + 1
-        asked = torch.zeros(bars, dtype=torch.bool).index_put_((budget.bar,), budget.active, accumulate=True)
+        asked = torch.zeros(bars).index_add_(0, budget.bar, budget.active.float()) > 0
         fixed = torch.zeros(bars).index_add_(0, budget.bar, (budget.given & budget.active).float())
 
         def per_bar(shift: torch.Tensor) -> torch.Tensor:  # (bars,) shifts -> (bars,) expected onset steps
