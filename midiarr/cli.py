@@ -245,8 +245,8 @@ def cmd_separate(args: argparse.Namespace) -> int:
     check_output_path(args.file, args.output, args.force)
     song = _load_song_with_notes(args.file)
     if args.method == "pitch-range":
-        if any(v is not None for v in (args.checkpoint, args.steps, args.guidance, args.scheduler)):
-            raise OptionError("--checkpoint/--steps/--guidance/--scheduler apply to --method diffusion")
+        if any(v is not None for v in (args.checkpoint, args.steps, args.guidance, args.scheduler, args.assign)):
+            raise OptionError("--checkpoint/--steps/--guidance/--scheduler/--assign apply to --method diffusion")
         out = pitch_range_split(song, stems)
         counts = {t.role: len(t.notes) for t in out.tracks if not t.is_drum}
     else:
@@ -255,7 +255,11 @@ def cmd_separate(args: argparse.Namespace) -> int:
         if args.guidance is not None and args.guidance < 0:
             raise OptionError(f"--guidance {args.guidance}: must be 0 or more")
         engine = DiffusionEngine(
-            checkpoint=args.checkpoint, steps=args.steps, guidance=args.guidance, scheduler=args.scheduler
+            checkpoint=args.checkpoint,
+            steps=args.steps,
+            guidance=args.guidance,
+            scheduler=args.scheduler,
+            assign=args.assign or "head",
         )
         out, counts = engine.separate(song, stems, seed=args.seed)
     save(out, args.output)
@@ -326,6 +330,7 @@ ENGINE_SETTINGS: dict[str, dict[str, type]] = {
         "half": bool,
     },
     "diffusion": {
+        "assign": str,
         "steps": int,
         "guidance": float,
         "scheduler": str,
@@ -503,6 +508,97 @@ def cmd_train_diffusion(args: argparse.Namespace) -> int:
         f"wrote {args.output}: {result['parameters'] / 1e6:.2f}M parameters, {result['steps']} steps, "
         f"valid loss {result['valid_loss']:.5f}",
     )
+    return 0
+
+
+def cmd_train_assign(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from midiarr.diffusion.assign import HeadConfig, save_head
+    from midiarr.diffusion.train_assign import (
+        NoteExamples,
+        accuracy,
+        collect_raw,
+        examples_from_raw,
+        fit_head,
+        head_choice,
+        load_raw,
+        save_raw,
+        write_log,
+    )
+    from midiarr.engines.diffusion import bundled_checkpoint
+    from midiarr.evaluation.diffusion_eval import separation_cases
+
+    if min(args.limit, args.epochs, args.hidden, args.jobs) < 1 or args.valid_limit < 0 or args.max_bars < 2:
+        raise OptionError("--limit, --epochs, --hidden and --jobs must be at least 1, --max-bars at least 2")
+    checkpoint = args.checkpoint or bundled_checkpoint()
+    out = args.output
+    out.mkdir(parents=True, exist_ok=True)
+    made = {"checkpoint": str(checkpoint), "max_bars": args.max_bars, "guidance": args.guidance, "seed": args.seed}
+    examples: dict[str, NoteExamples] = {}
+    for split, limit in (("train", args.limit), ("valid", args.valid_limit)):
+        path = out / f"examples-{split}.npz"
+        stamp = out / f"examples-{split}.json"
+        wanted = {**made, "split": split, "limit": limit}
+        if args.reuse and path.is_file() and stamp.is_file() and json.loads(stamp.read_text("utf-8")) == wanted:
+            examples[split] = examples_from_raw(load_raw(path))
+            _say(args, f"{split}: reusing {len(examples[split])} notes from {path}")
+            continue
+        if limit == 0:
+            continue
+        cases = separation_cases(args.data, split, limit, args.max_bars)
+        if not cases:
+            raise MidiarrError(f"{args.data}: no {split} song has two or more of bass, guitar and piano")
+        _say(args, f"{split}: separating {len(cases)} songs with {checkpoint}")
+        with tqdm(total=len(cases), desc=split, unit="song", disable=getattr(args, "quiet", False)) as bar:
+            raw = collect_raw(checkpoint, cases, args.guidance, args.seed, args.jobs, lambda done, total: bar.update(1))
+        save_raw(raw, path)
+        stamp.write_text(json.dumps(wanted), encoding="utf-8")
+        examples[split] = examples_from_raw(raw)
+    train, valid = examples["train"], examples.get("valid")
+    entries: list[dict[str, Any]] = []
+    heads = {}
+    for name, uses in (("head", True), ("context-only", False)):
+        config = HeadConfig(hidden=args.hidden, use_stem_features=uses)
+        heads[name] = fit_head(
+            train,
+            valid,
+            config,
+            epochs=args.epochs,
+            seed=args.seed,
+            log=lambda e, name=name: entries.append({"head": name, **e}),
+        )
+    scores: dict[str, Any] = {}
+    if valid is not None:
+        scores = {
+            "pitch-range split": accuracy(valid.pitch_range, valid),
+            "diffusion, plain rule": accuracy(valid.plain, valid),
+            "diffusion + head": accuracy(head_choice(heads["head"], valid), valid),
+            "head without diffusion (context only)": accuracy(head_choice(heads["context-only"], valid), valid),
+        }
+        entries.append({"valid_scores": scores})
+    write_log(out / "assign_log.jsonl", entries)
+    meta = {
+        "command": "midiarr " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["train-assign"] else None,
+        "diffusion_checkpoint": str(checkpoint),
+        "data": {
+            "train_songs": len(np.unique(train.song)),
+            "train_notes": len(train),
+            "valid_songs": len(np.unique(valid.song)) if valid is not None else 0,
+            "split": "train (fit), valid (scores); the test split is never read",
+            "max_bars": args.max_bars,
+        },
+        "training": {"epochs": args.epochs, "seed": args.seed, "guidance": args.guidance},
+        "valid_scores": scores,
+    }
+    save_head(heads["head"], out, meta)
+    for name, score in scores.items():
+        _say(args, f"valid {name}: note accuracy {score['note_accuracy']:.3f}, per song {score['song_accuracy']:.3f}")
+    _say(args, f"wrote {out / 'assign.safetensors'}")
     return 0
 
 
@@ -751,6 +847,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="sampling steps (default from the model's config)")
     p.add_argument("--scheduler", choices=["ddim", "dpm"], help="sampler (default from the model's config)")
     p.add_argument("--checkpoint", type=Path, help="diffusion checkpoint folder (default: the bundled weights)")
+    p.add_argument(
+        "--assign",
+        help="how notes pick their stem: head (default: the learned assignment head, when the checkpoint has "
+        "one) or logits (the stem with the highest onset logit at the note)",
+    )
     p.add_argument("--seed", type=int, default=0, help="same seed, same split")
     p.add_argument("--force", action="store_true", help="allow the output to be the input file")
     p.set_defaults(func=cmd_separate)
@@ -861,6 +962,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", type=Path, help="start from this checkpoint's weights (same network)")
     p.add_argument("--seed", type=int, help="seed of the start weights and training windows (default: the config's)")
     p.set_defaults(func=cmd_train_diffusion)
+
+    p = add("train-assign", "Train separation's note-assignment head on the diffusion engine's output (train split).")
+    p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
+    p.add_argument("-o", "--output", type=Path, required=True, help="folder for assign.safetensors, assign.json, log")
+    p.add_argument("--checkpoint", type=Path, help="diffusion checkpoint to separate with (default: the bundled one)")
+    p.add_argument("--limit", type=int, default=700, help="train songs to learn from (default 700)")
+    p.add_argument("--valid-limit", type=int, default=200, help="valid songs to score on (default 200; 0: none)")
+    p.add_argument("--max-bars", type=int, default=16, help="cut each song to its first N bars (default 16)")
+    p.add_argument("--guidance", type=float, default=1.0, help="separation guidance weight (default 1)")
+    p.add_argument("--epochs", type=int, default=5, help="passes over the notes (default 5)")
+    p.add_argument("--hidden", type=int, default=16, help="hidden width of the head (default 16)")
+    p.add_argument("--jobs", type=int, default=1, help="processes separating songs (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampler and the head (default 0)")
+    p.add_argument("--reuse", action="store_true", help="reuse the examples a previous run left in -o")
+    p.set_defaults(func=cmd_train_assign)
 
     p = add("tokenize", "Show a song's REMI tokens bar by bar.")
     p.add_argument("file", type=Path)

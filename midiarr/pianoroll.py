@@ -102,14 +102,13 @@ def position_in_bar(song: Song, steps: int) -> np.ndarray:
     return np.clip(pos, 0, 31).astype(np.int64)
 
 
-def notes_to_steps(notes: np.ndarray, song: Song, drums: bool) -> StemNotes:
-    """A NOTE_DTYPE array as a stem's step notes (drums become drum-class rows)."""
-    if len(notes) == 0:
-        return StemNotes.empty()
+def note_cells(notes: np.ndarray, song: Song, drums: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start step, length in steps and row of each note, in the order given (pitches outside the
+    roll fold by octaves into it; drums become drum-class rows of one step)."""
     st = step_ticks(song)
     start = np.round(notes["start"] / st).astype(np.int32)
     end = np.round((notes["start"] + notes["duration"]) / st).astype(np.int32)
-    length = np.maximum(end - start, 1)
+    length = np.maximum(end - start, 1).astype(np.int32)
     if drums:
         row = _DRUM_CLASS[np.clip(notes["pitch"], 0, 127)].astype(np.int32)
         length = np.ones_like(length)
@@ -118,6 +117,14 @@ def notes_to_steps(notes: np.ndarray, song: Song, drums: bool) -> StemNotes:
         row = np.where(row < 0, row + 12 * np.ceil(-row / 12), row)
         over = row - (PITCH_ROWS - 1)
         row = np.where(over > 0, row - 12 * np.ceil(over / 12), row).astype(np.int32)
+    return start, length, row
+
+
+def notes_to_steps(notes: np.ndarray, song: Song, drums: bool) -> StemNotes:
+    """A NOTE_DTYPE array as a stem's step notes (drums become drum-class rows)."""
+    if len(notes) == 0:
+        return StemNotes.empty()
+    start, length, row = note_cells(notes, song, drums)
     velocity = notes["velocity"].astype(np.int32)
     order = np.lexsort((row, start))
     return StemNotes(start[order], length[order], row[order], velocity[order])

@@ -88,3 +88,57 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     code = run_cli("train-transformer", "--data", root / "cache", "--config", config, "-o", root / "ckpt", "-q")
     assert code == 0
     return root / "ckpt"
+
+
+TINY_DIFFUSION = """
+[network]
+window_steps = 32
+patch = 2
+width = 32
+depth = 1
+heads = 2
+[schedule]
+train_timesteps = 100
+beta_schedule = "squaredcos_cap_v2"
+shared_noise = true
+[tasks]
+separation = 0.3
+drop_mix = 0.15
+continuation = 0.3
+keep_known = 0.6
+absent_target = 0.1
+hide_activity = 0.4
+hide_density = 0.5
+transpose = [-2, 2]
+[train]
+batch_size = 4
+learning_rate = 1e-3
+min_learning_rate = 1e-4
+warmup_steps = 2
+weight_decay = 0.0
+ema_decay = 0.9
+max_steps = 6
+max_minutes = 5
+eval_every = 3
+eval_batches = 2
+seed = 0
+[sample]
+steps = 4
+scheduler = "ddim"
+guidance = 2.0
+partial = "conditional"
+overlap_steps = 8
+threshold = 0.5
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_diffusion(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A diffusion checkpoint trained for a few steps on a fixture cache (beside it, ``../cache``)."""
+    root = tmp_path_factory.mktemp("tinydiff")
+    fixture_cache(root, songs=6)
+    config = root / "tiny.toml"
+    config.write_text(TINY_DIFFUSION)
+    code = run_cli("train-diffusion", "--data", root / "cache", "--config", config, "-o", root / "ckpt", "-q")
+    assert code == 0
+    return root / "ckpt"

@@ -185,10 +185,12 @@ class StemRequest:
 
 @dataclass
 class SongResult:
-    """Written rolls per stem for the whole song, and the final onset logits (for separation)."""
+    """Written rolls per stem for the whole song, and the final onset and sustain logits (for
+    separation's note assignment)."""
 
     rolls: dict[str, np.ndarray]
     onset_logits: dict[str, np.ndarray] = field(default_factory=dict)
+    sustain_logits: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _share_the_mix(logits: torch.Tensor, mix_on: torch.Tensor, targets: list[int]) -> torch.Tensor:
@@ -503,7 +505,7 @@ class RollDiffusion:
         steps_total, window, patch = rolls.steps, self.window, self.patch
         targets = [SLOTS.index(r.stem) for r in requests]
         out = {r.stem: np.zeros((2, PITCH_ROWS, steps_total), dtype=bool) for r in requests}
-        logits_out = {r.stem: np.full((PITCH_ROWS, steps_total), -30.0, dtype=np.float32) for r in requests}
+        logits_out = {r.stem: np.full((2, PITCH_ROWS, steps_total), -30.0, dtype=np.float32) for r in requests}
         bar_id = np.cumsum(rolls.bar_position == 0) - 1
         gen = torch.Generator().manual_seed(int(seed))
         written_until = 0
@@ -598,11 +600,15 @@ class RollDiffusion:
                         roll = snap_onsets(roll, lg, onsets, reach, keep_from, allowed)
                 span = end - begin
                 out[r.stem][:, :, begin + keep_from : end] = roll[:, :, keep_from:span]
-                logits_out[r.stem][:, begin + keep_from : end] = lg[ONSET][:, keep_from:span]
+                logits_out[r.stem][:, :, begin + keep_from : end] = lg[:, :, keep_from:span]
             written_until = end
             if progress is not None:
                 progress(w + 1, len(starts))
-        return SongResult(rolls=out, onset_logits=logits_out)
+        return SongResult(
+            rolls=out,
+            onset_logits={k: v[ONSET] for k, v in logits_out.items()},
+            sustain_logits={k: v[SUSTAIN] for k, v in logits_out.items()},
+        )
 
     def _budget(
         self, request: StemRequest, active: np.ndarray, bar: np.ndarray, given: np.ndarray, fixed_steps: int

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from midiarr.pianoroll import (
     PITCHED,
     STEPS_PER_BEAT,
     WRITABLE,
+    note_cells,
     notes_to_steps,
     rasterize,
     roll_to_steps,
@@ -42,8 +43,12 @@ from midiarr.pianoroll import (
 from midiarr.roles import check_stem
 from midiarr.song import Song, Track
 
+if TYPE_CHECKING:
+    from midiarr.diffusion.assign import NoteTable, StemLogits
+
 BUNDLED = "diffusion"
 PASSES = ("1", "2", "k")
+ASSIGN = ("head", "logits")
 
 
 def bundled_checkpoint() -> Path:
@@ -85,7 +90,9 @@ class DiffusionEngine(Engine):
         bar_floor: float | None = None,
         snap_steps: int | None = None,
         root_weight: float | None = None,
+        assign: str = "head",
     ) -> None:
+        from midiarr.diffusion.assign import load_head
         from midiarr.diffusion.model import load_model
         from midiarr.diffusion.sample import RollDiffusion, SampleSettings
 
@@ -97,6 +104,8 @@ class DiffusionEngine(Engine):
             )
         if passes not in PASSES:
             raise OptionError(f"--passes {passes!r}: choose one of {', '.join(PASSES)}")
+        if assign not in ASSIGN:
+            raise OptionError(f"--assign {assign!r}: choose one of {', '.join(ASSIGN)}")
         model, self.config = load_model(path)
         cfg = self.config.get("config", {})
         defaults: dict[str, Any] = dict(cfg.get("sample", {}))
@@ -122,6 +131,9 @@ class DiffusionEngine(Engine):
         self.sampler = RollDiffusion(model, cfg.get("schedule", {}), settings)
         self.passes = passes
         self.checkpoint = path
+        # separation's note assignment: the learned head when the checkpoint ships one
+        self.head = load_head(path)
+        self.assign = assign
 
     # -- one stem -----------------------------------------------------------------------------
     def write_part(
@@ -233,22 +245,35 @@ class DiffusionEngine(Engine):
     def assign_notes(
         self, song: Song, stems: list[str], seed: int = 0, progress: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """All pitched notes of ``song`` (sorted by start, pitch) and, per note, the index of its stem."""
+        """All pitched notes of ``song`` (sorted by start, pitch) and, per note, the index in
+        ``stems`` of its stem: the assignment head's choice, or with ``assign="logits"`` (or no
+        head in the checkpoint) the stem whose onset logit is highest at the note's cell."""
+        flat, table, logits = self.separation_logits(song, stems, seed=seed, progress=progress)
+        if self.assign == "head" and self.head is not None:
+            choice = self.head.choose(table, logits)
+        else:
+            choice = logits.plain_choice()
+        to_stems = np.array([stems.index(s) if s in stems else -1 for s in PITCHED])
+        return flat, to_stems[choice]
+
+    def separation_logits(
+        self, song: Song, stems: list[str], seed: int = 0, progress: Any = None
+    ) -> tuple[np.ndarray, NoteTable, StemLogits]:
+        """Run the sampler over the mix of ``song``'s pitched notes: the notes (sorted by start,
+        pitch), their cells and each asked stem's logits there."""
+        from midiarr.diffusion.assign import NoteTable, read_logits
         from midiarr.diffusion.sample import StemRequest
 
         flat = _pitched_notes(song)
         context = song.with_tracks([t for t in song.tracks if t.is_drum])
         rolls = song_to_rolls(context, min_steps=song_steps(song))
-        mix_notes = notes_to_steps(flat, song, drums=False)
-        mix = rasterize(mix_notes, 0, rolls.steps)
+        mix = rasterize(notes_to_steps(flat, song, drums=False), 0, rolls.steps)
         result = self.sampler.run(rolls, [StemRequest(s) for s in stems], seed=seed, mix=mix, progress=progress)
-        # each input note goes to the stem whose onset logit is highest at its row and step
-        start = np.clip(mix_notes.start, 0, rolls.steps - 1)
-        scores = np.stack([result.onset_logits[s][mix_notes.row, start] for s in stems])
-        assigned = np.empty(len(flat), dtype=np.int64)
-        # mix_notes are ordered by (start, row); flat by (start, pitch): the same order
-        assigned[np.lexsort((flat["pitch"], flat["start"]))] = np.argmax(scores, axis=0)
-        return flat, assigned
+        # the cells of each note in ``flat``'s own order (rounding to steps can reorder notes)
+        start, length, rows = note_cells(flat, song, drums=False)
+        position = rolls.bar_position[np.clip(start, 0, rolls.steps - 1)]
+        table = NoteTable(flat["pitch"].astype(np.int64), start, length, flat["velocity"].astype(np.int64), position)
+        return flat, table, read_logits(result.onset_logits, result.sustain_logits, rows, table)
 
 
 def _check_separation_stems(stems: list[str] | None) -> list[str]:

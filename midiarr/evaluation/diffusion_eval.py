@@ -86,15 +86,23 @@ def evaluate_separation(
     for _, flat, truth, stems in cases:
         notes = flat.tracks[0].notes
         methods["pitch-range"].append((pitch_range_roles(notes, stems), truth, stems))
+    head = engine.head if engine.assign == "head" else None
     for g in guidances:
+        # one sampler run per song serves both choices: the plain rule on its logits, and the head
         name = f"diffusion (guidance {g:g})"
+        plain = f"diffusion, logits only (guidance {g:g})"
         engine.sampler.settings.guidance = g
-        methods[name] = []
+        methods[name], methods[plain] = [], []
         start = time.perf_counter()
         for k, (_, flat, truth, stems) in enumerate(cases):
-            _, assigned = engine.assign_notes(flat, stems, seed=seed + k)
-            methods[name].append((assigned, truth, stems))
-        timing[name] = (time.perf_counter() - start) / max(len(cases), 1)
+            _, table, logits = engine.separation_logits(flat, stems, seed=seed + k)
+            to_stems = np.array([stems.index(s) if s in stems else -1 for s in PITCHED])
+            methods[plain].append((to_stems[logits.plain_choice()], truth, stems))
+            if head is not None:
+                methods[name].append((to_stems[head.choose(table, logits)], truth, stems))
+        timing[name] = timing[plain] = (time.perf_counter() - start) / max(len(cases), 1)
+        if head is None:  # without a head the engine as shipped is the plain rule
+            methods[name] = methods.pop(plain)
     out = {}
     for name, runs in methods.items():
         pooled_pred = np.concatenate([p for p, _, _ in runs])
