@@ -584,7 +584,7 @@ def cmd_train_assign(args: argparse.Namespace) -> int:
     write_log(out / "assign_log.jsonl", entries)
     meta = {
         "command": "midiarr " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["train-assign"] else None,
-        "diffusion_checkpoint": str(checkpoint),
+        "diffusion_checkpoint": "bundled" if args.checkpoint is None else str(checkpoint),
         "data": {
             "train_songs": len(np.unique(train.song)),
             "train_notes": len(train),
