@@ -518,7 +518,7 @@ def cmd_train_assign(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from midiarr.diffusion.assign import HeadConfig, save_head
+    from midiarr.diffusion.assign import CONTEXT_ONLY_HEAD, HeadConfig, save_head
     from midiarr.diffusion.train_assign import (
         NoteExamples,
         accuracy,
@@ -596,6 +596,7 @@ def cmd_train_assign(args: argparse.Namespace) -> int:
         "valid_scores": scores,
     }
     save_head(heads["head"], out, meta)
+    save_head(heads["context-only"], out, meta, name=CONTEXT_ONLY_HEAD)
     for name, score in scores.items():
         _say(args, f"valid {name}: note accuracy {score['note_accuracy']:.3f}, per song {score['song_accuracy']:.3f}")
     _say(args, f"wrote {out / 'assign.safetensors'}")

@@ -12,6 +12,7 @@ import torch
 
 from midiarr.diffusion.assign import (
     CONTEXT_FEATURES,
+    CONTEXT_ONLY_HEAD,
     STEM_FEATURES,
     AssignHead,
     HeadConfig,
@@ -175,6 +176,8 @@ def test_train_assign_writes_head_log_and_examples(headed_checkpoint: Path) -> N
     meta = json.loads((headed_checkpoint / "assign.json").read_text())
     assert meta["head"]["hidden"] == 4 and meta["data"]["train_songs"] == 3
     assert "test split is never read" in meta["data"]["split"]
+    context_only = load_head(headed_checkpoint, CONTEXT_ONLY_HEAD)
+    assert context_only is not None and not context_only.config.use_stem_features
     log = [json.loads(line) for line in (headed_checkpoint / "assign_log.jsonl").read_text().splitlines()]
     assert [e["head"] for e in log] == ["head", "head", "context-only", "context-only"]
     raw = load_raw(headed_checkpoint / "examples-train.npz")
@@ -256,4 +259,9 @@ def test_separate_cli_takes_assign_and_eval_reports_both(
     )
     assert code == 0
     methods = json.loads((report_dir / "report.json").read_text())["separation"]["methods"]
-    assert set(methods) == {"pitch-range", "diffusion (guidance 1)", "diffusion, logits only (guidance 1)"}
+    assert set(methods) == {
+        "pitch-range",
+        "diffusion (guidance 1)",
+        "diffusion, logits only (guidance 1)",
+        "note classifier without diffusion",
+    }

@@ -28,8 +28,10 @@ from torch import nn
 from midiarr.errors import InputError
 from midiarr.pianoroll import PITCHED
 
-HEAD_WEIGHTS = "assign.safetensors"
-HEAD_CONFIG = "assign.json"
+HEAD = "assign"  # assign.safetensors + assign.json beside the diffusion weights
+# the same head fitted on the context features alone, never hearing the diffusion model: shipped so
+# that eval-diffusion can show what the model adds over a learned note classifier
+CONTEXT_ONLY_HEAD = "assign_context_only"
 FEATURE_VERSION = 1
 CONTEXT_FEATURES = 17
 # per stem: 4 from the logits, 7 from the stem's notes under the plain rule, 3 neighbourhoods
@@ -253,31 +255,32 @@ class AssignHead(nn.Module):
         return self(context, stem, asked).argmax(dim=1).numpy()
 
 
-def save_head(head: AssignHead, folder: str | Path, meta: dict[str, Any]) -> None:
-    """``assign.safetensors`` and ``assign.json`` (shape plus training facts) into ``folder``, atomically."""
+def save_head(head: AssignHead, folder: str | Path, meta: dict[str, Any], name: str = HEAD) -> None:
+    """``NAME.safetensors`` and ``NAME.json`` (shape plus training facts) into ``folder``, atomically."""
     from safetensors.torch import save_file
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (HEAD_WEIGHTS + ".tmp")
+    tmp = out / f"{name}.safetensors.tmp"
     save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, str(tmp))
-    tmp.replace(out / HEAD_WEIGHTS)
-    tmp = out / (HEAD_CONFIG + ".tmp")
+    tmp.replace(out / f"{name}.safetensors")
+    tmp = out / f"{name}.json.tmp"
     tmp.write_text(json.dumps({"head": asdict(head.config), **meta}, indent=1), encoding="utf-8")
-    tmp.replace(out / HEAD_CONFIG)
+    tmp.replace(out / f"{name}.json")
 
 
-def load_head(folder: str | Path) -> AssignHead | None:
-    """The head saved in ``folder``; None when the folder has none."""
+def load_head(folder: str | Path, name: str = HEAD) -> AssignHead | None:
+    """The head ``name`` saved in ``folder``; None when the folder has none."""
     from safetensors.torch import load_file
 
     path = Path(folder)
-    if not (path / HEAD_WEIGHTS).is_file():
+    weights, config_path = path / f"{name}.safetensors", path / f"{name}.json"
+    if not weights.is_file():
         return None
     try:
-        config = HeadConfig(**json.loads((path / HEAD_CONFIG).read_text(encoding="utf-8"))["head"])
+        config = HeadConfig(**json.loads(config_path.read_text(encoding="utf-8"))["head"])
         head = AssignHead(config)
-        head.load_state_dict(load_file(str(path / HEAD_WEIGHTS)))
+        head.load_state_dict(load_file(str(weights)))
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise InputError(f"{path}: cannot read the assignment head ({str(exc).splitlines()[0]})") from None
     if config.feature_version != FEATURE_VERSION:

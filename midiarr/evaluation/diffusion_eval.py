@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from midiarr.diffusion.assign import CONTEXT_ONLY_HEAD, load_head
 from midiarr.engines.base import Controls
 from midiarr.engines.diffusion import DiffusionEngine, pitch_range_roles
 from midiarr.errors import InputError, MidiarrError
@@ -87,6 +88,10 @@ def evaluate_separation(
         notes = flat.tracks[0].notes
         methods["pitch-range"].append((pitch_range_roles(notes, stems), truth, stems))
     head = engine.head if engine.assign == "head" else None
+    # a learned note classifier that never hears the model, when the checkpoint ships one
+    context_only = load_head(engine.checkpoint, CONTEXT_ONLY_HEAD) if head is not None else None
+    if context_only is not None:
+        methods["note classifier without diffusion"] = []
     for g in guidances:
         # one sampler run per song serves both choices: the plain rule on its logits, and the head
         name = f"diffusion (guidance {g:g})"
@@ -100,6 +105,10 @@ def evaluate_separation(
             methods[plain].append((to_stems[logits.plain_choice()], truth, stems))
             if head is not None:
                 methods[name].append((to_stems[head.choose(table, logits)], truth, stems))
+            if context_only is not None and g == guidances[0]:
+                methods["note classifier without diffusion"].append(
+                    (to_stems[context_only.choose(table, logits)], truth, stems)
+                )
         timing[name] = timing[plain] = (time.perf_counter() - start) / max(len(cases), 1)
         if head is None:  # without a head the engine as shipped is the plain rule
             methods[name] = methods.pop(plain)
