@@ -264,7 +264,10 @@ def cmd_separate(args: argparse.Namespace) -> int:
         out, counts = engine.separate(song, stems, seed=args.seed)
     save(out, args.output)
     parts = ", ".join(f"{s} {n} notes" for s, n in counts.items())
-    _say(args, f"wrote {args.output}: {parts} (by {args.method})")
+    how = args.method
+    if args.method == "diffusion":
+        how += " + assignment head" if engine.assign == "head" and engine.head is not None else ", highest onset logit"
+    _say(args, f"wrote {args.output}: {parts} (by {how})")
     return 0
 
 
