@@ -85,6 +85,23 @@ def test_neighbour_share_averages_the_other_notes_nearby() -> None:
     assert got[3] == pytest.approx([0.5, 0.5])  # nobody near: what it is told to use
 
 
+def test_features_of_a_long_song_do_not_depend_on_the_blocks_they_are_computed_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import midiarr.diffusion.assign as assign
+
+    rng = np.random.default_rng(1)
+    n = 600
+    notes = _table(list(rng.integers(30, 90, n)), list(np.sort(rng.integers(0, 3000, n))), list(rng.integers(1, 9, n)))
+    onset = rng.normal(size=(n, 3)).astype(np.float32)
+    logits = StemLogits(onset, onset, onset, np.array([True, True, False]))
+    whole = context_features(notes), stem_features(notes, logits)
+    monkeypatch.setattr(assign, "_NOTE_CHUNK", 50)
+    monkeypatch.setattr(assign, "_STEP_BLOCK", 64)
+    blocks = context_features(notes), stem_features(notes, logits)
+    assert np.allclose(whole[0], blocks[0]) and np.allclose(whole[1], blocks[1], atol=1e-6)
+
+
 def test_stem_features_zero_the_stems_not_asked() -> None:
     notes = _table([36, 60, 64], [0, 0, 4], [8, 2, 2])
     onset = np.array([[3.0, np.nan, -1.0], [-2.0, np.nan, 2.0], [-3.0, np.nan, 1.0]], np.float32)

@@ -94,6 +94,32 @@ def read_logits(
     return StemLogits(out["on"], out["s0"], out["sm"], asked)
 
 
+_NOTE_CHUNK = 32768
+_STEP_BLOCK = 4096
+
+
+def _sounding_ranks(running: np.ndarray, start: np.ndarray, pitch: np.ndarray) -> np.ndarray:
+    """Per note: how many pitches sound at its onset, how many below and above it, and the gaps (in
+    octaves, capped at 2) to the nearest sounding pitch below and above."""
+    n = len(start)
+    rows = np.arange(n)
+    sounding = running[start] > 0  # (n, 128)
+    sounding[rows, pitch] = True
+    below = np.cumsum(sounding, axis=1, dtype=np.int32)
+    count = below[:, -1]
+    rank_low = below[rows, pitch] - 1
+    rank_high = count - below[rows, pitch]
+    index = np.where(sounding, np.arange(128, dtype=np.int32)[None], -1)
+    index[rows, pitch] = -1
+    next_low = np.maximum.accumulate(index, axis=1)[rows, pitch]
+    index = np.where(sounding, np.arange(128, dtype=np.int32)[None], 999)
+    index[rows, pitch] = 999
+    next_high = np.minimum.accumulate(index[:, ::-1], axis=1)[:, ::-1][rows, pitch]
+    gap_low = np.where(next_low >= 0, np.minimum((pitch - next_low) / 12, 2.0), 2.0)
+    gap_high = np.where(next_high < 999, np.minimum((next_high - pitch) / 12, 2.0), 2.0)
+    return np.stack([count, rank_low, rank_high, gap_low, gap_high], axis=1)
+
+
 def context_features(notes: NoteTable) -> np.ndarray:
     """(notes, CONTEXT_FEATURES): where each note sits among the song's notes, stem aside."""
     n = len(notes)
@@ -107,20 +133,12 @@ def context_features(notes: NoteTable) -> np.ndarray:
     change = np.zeros((steps + 1, 128), dtype=np.int32)
     np.add.at(change, (start, pitch), 1)
     np.add.at(change, (start + length, pitch), -1)
-    sounding = np.cumsum(change, axis=0)[start] > 0  # (n, 128): pitches sounding at each note's onset
-    sounding[np.arange(n), pitch] = True
-    below = np.cumsum(sounding, axis=1)
-    count = below[:, -1]
-    rank_low = below[np.arange(n), pitch] - 1  # sounding pitches under this one
-    rank_high = count - below[np.arange(n), pitch]
-    index = np.where(sounding, np.arange(128)[None], -1)
-    index[np.arange(n), pitch] = -1
-    next_low = np.maximum.accumulate(index, axis=1)[np.arange(n), pitch]
-    index = np.where(sounding, np.arange(128)[None], 999)
-    index[np.arange(n), pitch] = 999
-    next_high = np.minimum.accumulate(index[:, ::-1], axis=1)[:, ::-1][np.arange(n), pitch]
-    gap_low = np.where(next_low >= 0, np.minimum((pitch - next_low) / 12, 2.0), 2.0)
-    gap_high = np.where(next_high < 999, np.minimum((next_high - pitch) / 12, 2.0), 2.0)
+    running = np.cumsum(change, axis=0, dtype=np.int32)
+    del change
+    ranks = np.zeros((n, 5), dtype=np.float64)
+    for a in range(0, n, _NOTE_CHUNK):  # (notes, 128) tables per chunk: memory stays flat on long songs
+        ranks[a : a + _NOTE_CHUNK] = _sounding_ranks(running, start[a : a + _NOTE_CHUNK], pitch[a : a + _NOTE_CHUNK])
+    count, rank_low, rank_high, gap_low, gap_high = ranks.T
     together = np.bincount(start, minlength=steps)[start]
     q10, q50, q90 = np.percentile(pitch, [10, 50, 90])
     velocity = notes.velocity.astype(np.float64)
@@ -150,7 +168,24 @@ def _neighbour_share(
     start: np.ndarray, pitch: np.ndarray, share: np.ndarray, steps: int, semitones: int, alone: np.ndarray
 ) -> np.ndarray:
     """Per note, the mean ``share`` row of the other notes within ``steps`` and ``semitones`` of it
-    (``alone`` where there are none), from box sums over a (time, pitch) grid."""
+    (``alone`` where there are none). Box sums over a (time, pitch) grid, one block of time at a time
+    so that a long song never needs the whole grid at once."""
+    n, k = share.shape
+    out = np.empty((n, k), dtype=np.float64)
+    order = np.argsort(start, kind="stable")
+    ordered = start[order]
+    for t0 in range(0, int(ordered[-1]) + 1 if n else 0, _STEP_BLOCK):
+        lo, hi = np.searchsorted(ordered, [t0 - steps, t0 + _STEP_BLOCK + steps])
+        near = order[lo:hi]  # every note that can be a neighbour of one starting in the block
+        mine = (start[near] >= t0) & (start[near] < t0 + _STEP_BLOCK)
+        block = _box_share(start[near] - (t0 - steps), pitch[near], share[near], steps, semitones, alone)
+        out[near[mine]] = block[mine]
+    return out
+
+
+def _box_share(
+    start: np.ndarray, pitch: np.ndarray, share: np.ndarray, steps: int, semitones: int, alone: np.ndarray
+) -> np.ndarray:
     n, k = share.shape
     span = int(start.max()) + 1
     grid = np.zeros((span + 2 * steps + 1, 128 + 2 * semitones + 1, k + 1), dtype=np.float64)
