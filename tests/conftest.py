@@ -78,16 +78,19 @@ candidates = 1
 """
 
 
+def _train_tiny(root: Path, command: str, config_text: str, songs: int) -> Path:
+    """``root/ckpt``: a checkpoint trained by ``command`` with ``config_text`` on ``songs`` fixture songs."""
+    fixture_cache(root, songs=songs)
+    config = root / "tiny.toml"
+    config.write_text(config_text)
+    assert run_cli(command, "--data", root / "cache", "--config", config, "-o", root / "ckpt", "-q") == 0
+    return root / "ckpt"
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A stem transformer trained for four steps on eight fixture songs (shared by the transformer tests)."""
-    root = tmp_path_factory.mktemp("tiny")
-    fixture_cache(root, songs=8)
-    config = root / "tiny.toml"
-    config.write_text(TINY_TRANSFORMER)
-    code = run_cli("train-transformer", "--data", root / "cache", "--config", config, "-o", root / "ckpt", "-q")
-    assert code == 0
-    return root / "ckpt"
+    return _train_tiny(tmp_path_factory.mktemp("tiny"), "train-transformer", TINY_TRANSFORMER, songs=8)
 
 
 TINY_DIFFUSION = """
@@ -135,10 +138,4 @@ threshold = 0.5
 @pytest.fixture(scope="session")
 def tiny_diffusion(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A diffusion checkpoint trained for a few steps on a fixture cache (beside it, ``../cache``)."""
-    root = tmp_path_factory.mktemp("tinydiff")
-    fixture_cache(root, songs=6)
-    config = root / "tiny.toml"
-    config.write_text(TINY_DIFFUSION)
-    code = run_cli("train-diffusion", "--data", root / "cache", "--config", config, "-o", root / "ckpt", "-q")
-    assert code == 0
-    return root / "ckpt"
+    return _train_tiny(tmp_path_factory.mktemp("tinydiff"), "train-diffusion", TINY_DIFFUSION, songs=6)

@@ -252,28 +252,9 @@ def test_separate_cli_takes_assign_and_eval_reports_both(
     assert proc.returncode != 0 and "--assign 'vote'" in proc.stderr and "Traceback" not in proc.stderr
     report_dir = tmp_path / "report"
     cache = tiny_diffusion.parent / "cache"
-    code = run_cli(
-        "eval-diffusion",
-        "--data",
-        cache,
-        "--split",
-        "train",
-        "--checkpoint",
-        headed_checkpoint,
-        "--limit",
-        "2",
-        "--max-bars",
-        "4",
-        "--guidance",
-        "1",
-        "--parts",
-        "separation",
-        "--set",
-        "diffusion.steps=2",
-        "-o",
-        report_dir,
-        "-q",
-    )
+    where = ["--data", cache, "--split", "train", "--checkpoint", headed_checkpoint, "-o", report_dir]
+    settings = ["--limit", "2", "--max-bars", "4", "--guidance", "1", "--set", "diffusion.steps=2"]
+    code = run_cli("eval-diffusion", *where, *settings, "--parts", "separation", "-q")
     assert code == 0
     methods = json.loads((report_dir / "report.json").read_text())["separation"]["methods"]
     assert set(methods) == {
