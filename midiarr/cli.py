@@ -540,6 +540,8 @@ def cmd_train_assign(args: argparse.Namespace) -> int:
         raise OptionError("--limit, --epochs, --hidden and --jobs must be at least 1, --max-bars at least 2")
     checkpoint = args.checkpoint or bundled_checkpoint()
     out = args.output
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"-o {out}: a file is there; give a folder for the head, its log and examples")
     out.mkdir(parents=True, exist_ok=True)
     made = {"checkpoint": str(checkpoint), "max_bars": args.max_bars, "guidance": args.guidance, "seed": args.seed}
     examples: dict[str, NoteExamples] = {}

@@ -248,6 +248,8 @@ def test_separate_cli_takes_assign_and_eval_reports_both(
         args = ["separate", src, "-o", out, "--checkpoint", headed_checkpoint, "--steps", "2", "--assign", choice]
         assert run_cli(*args, "-q") == 0
         assert isinstance(load(out), Song)
+    proc = run_cli_process("train-assign", "--data", tmp_path, "-o", src)
+    assert proc.returncode != 0 and "a file is there" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli_process("separate", src, "-o", tmp_path / "x.mid", "--assign", "vote")
     assert proc.returncode != 0 and "--assign 'vote'" in proc.stderr and "Traceback" not in proc.stderr
     report_dir = tmp_path / "report"
