@@ -70,6 +70,11 @@ class StemLogits:
         return np.argmax(np.where(self.asked[None], np.nan_to_num(self.onset, nan=-1e9), -np.inf), axis=1)
 
 
+def to_stem_index(choice: np.ndarray, stems: list[str]) -> np.ndarray:
+    """Stem choices given as indices into ``PITCHED``, as indices into ``stems`` (-1: not in it)."""
+    return np.array([stems.index(s) if s in stems else -1 for s in PITCHED], dtype=np.int64)[choice]
+
+
 def read_logits(
     onset: dict[str, np.ndarray], sustain: dict[str, np.ndarray], rows: np.ndarray, notes: NoteTable
 ) -> StemLogits:

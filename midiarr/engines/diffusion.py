@@ -248,13 +248,14 @@ class DiffusionEngine(Engine):
         """All pitched notes of ``song`` (sorted by start, pitch) and, per note, the index in
         ``stems`` of its stem: the assignment head's choice, or with ``assign="logits"`` (or no
         head in the checkpoint) the stem whose onset logit is highest at the note's cell."""
+        from midiarr.diffusion.assign import to_stem_index
+
         flat, table, logits = self.separation_logits(song, stems, seed=seed, progress=progress)
         if self.assign == "head" and self.head is not None:
             choice = self.head.choose(table, logits)
         else:
             choice = logits.plain_choice()
-        to_stems = np.array([stems.index(s) if s in stems else -1 for s in PITCHED])
-        return flat, to_stems[choice]
+        return flat, to_stem_index(choice, stems)
 
     def separation_logits(
         self, song: Song, stems: list[str], seed: int = 0, progress: Any = None

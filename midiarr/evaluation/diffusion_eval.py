@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from midiarr.diffusion.assign import CONTEXT_ONLY_HEAD, load_head
+from midiarr.diffusion.assign import CONTEXT_ONLY_HEAD, load_head, to_stem_index
 from midiarr.engines.base import Controls
 from midiarr.engines.diffusion import DiffusionEngine, pitch_range_roles
 from midiarr.errors import InputError, MidiarrError
@@ -101,14 +101,12 @@ def evaluate_separation(
         start = time.perf_counter()
         for k, (_, flat, truth, stems) in enumerate(cases):
             _, table, logits = engine.separation_logits(flat, stems, seed=seed + k)
-            to_stems = np.array([stems.index(s) if s in stems else -1 for s in PITCHED])
-            methods[plain].append((to_stems[logits.plain_choice()], truth, stems))
+            methods[plain].append((to_stem_index(logits.plain_choice(), stems), truth, stems))
             if head is not None:
-                methods[name].append((to_stems[head.choose(table, logits)], truth, stems))
+                methods[name].append((to_stem_index(head.choose(table, logits), stems), truth, stems))
             if context_only is not None and g == guidances[0]:
-                methods["note classifier without diffusion"].append(
-                    (to_stems[context_only.choose(table, logits)], truth, stems)
-                )
+                chosen = to_stem_index(context_only.choose(table, logits), stems)
+                methods["note classifier without diffusion"].append((chosen, truth, stems))
         timing[name] = timing[plain] = (time.perf_counter() - start) / max(len(cases), 1)
         if head is None:  # without a head the engine as shipped is the plain rule
             methods[name] = methods.pop(plain)
