@@ -538,6 +538,10 @@ def cmd_train_assign(args: argparse.Namespace) -> int:
 
     if min(args.limit, args.epochs, args.hidden, args.jobs) < 1 or args.valid_limit < 0 or args.max_bars < 2:
         raise OptionError("--limit, --epochs, --hidden and --jobs must be at least 1, --max-bars at least 2")
+    if args.guidance < 0:
+        raise OptionError(f"--guidance {args.guidance}: must be 0 or more")
+    if args.jobs > (os.cpu_count() or 1) or args.hidden > 1024 or args.epochs > 1000:
+        raise OptionError(f"--jobs at most {os.cpu_count() or 1} (this machine's cores), --hidden 1024, --epochs 1000")
     checkpoint = args.checkpoint or bundled_checkpoint()
     out = args.output
     if out.exists() and not out.is_dir():

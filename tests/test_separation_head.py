@@ -250,6 +250,9 @@ def test_separate_cli_takes_assign_and_eval_reports_both(
         assert isinstance(load(out), Song)
     proc = run_cli_process("train-assign", "--data", tmp_path, "-o", src)
     assert proc.returncode != 0 and "a file is there" in proc.stderr and "Traceback" not in proc.stderr
+    for bad in (["--guidance", "-1"], ["--jobs", "100000"], ["--hidden", "0"]):
+        proc = run_cli_process("train-assign", "--data", tmp_path, "-o", tmp_path / "head", *bad)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     proc = run_cli_process("separate", src, "-o", tmp_path / "x.mid", "--assign", "vote")
     assert proc.returncode != 0 and "--assign 'vote'" in proc.stderr and "Traceback" not in proc.stderr
     report_dir = tmp_path / "report"
