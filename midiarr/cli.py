@@ -345,6 +345,7 @@ ENGINE_SETTINGS: dict[str, dict[str, type]] = {
         "bar_floor": float,
         "snap_steps": int,
         "root_weight": float,
+        "voicing_weight": float,
     },
 }
 

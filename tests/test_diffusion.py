@@ -304,11 +304,14 @@ def test_sync_pull_moves_onsets_within_a_beat_toward_the_songs_onsets() -> None:
     assert torch.allclose(pull_steps(logits, torch.zeros(8), group), logits, atol=1e-5)
 
 
-@pytest.mark.parametrize("option", ["harmony_weight", "sync_weight"])
-def test_diffusion_guidance_weights_are_checked(tiny_diffusion: Path, option: str) -> None:
+@pytest.mark.parametrize(
+    ("option", "named"),
+    [("harmony_weight", "--harmony-weight"), ("sync_weight", "--sync-weight"), ("voicing_weight", "voicing_weight")],
+)
+def test_diffusion_guidance_weights_are_checked(tiny_diffusion: Path, option: str, named: str) -> None:
     from midiarr.errors import OptionError
 
-    with pytest.raises(OptionError, match=option.replace("_", "-")):
+    with pytest.raises(OptionError, match=named):
         DiffusionEngine(tiny_diffusion, **{option: -1})
     engine = DiffusionEngine(tiny_diffusion, **{option: 3})
     song = band_song(bars=4)
@@ -425,6 +428,23 @@ def test_snap_moves_near_misses_onto_the_songs_onsets() -> None:
     assert kept[ONSET, 12, 7] and not kept[ONSET, 12, 8] and kept[ONSET, 10, 0]
 
 
+def test_snap_goes_to_the_nearest_free_onset_when_the_nearest_is_taken() -> None:
+    from midiarr.diffusion.sample import snap_onsets
+    from midiarr.pianoroll import ONSET
+
+    roll = np.zeros((2, 72, 16), dtype=bool)
+    roll[ONSET, 20, 4] = True  # the stem already starts a note on the song's onset at step 4
+    roll[ONSET, 21, 5] = True  # one step from 4 (taken), two steps from 7 (free)
+    heard = np.zeros(16, dtype=bool)
+    heard[[4, 7]] = True
+    logits = np.zeros((2, 72, 16), dtype=np.float32)
+    near_only = snap_onsets(roll, logits, heard, reach=1)
+    assert near_only[ONSET, 21, 5]  # within one step only the taken onset: it stays
+    out = snap_onsets(roll, logits, heard, reach=2)
+    assert out[ONSET, 21, 7] and not out[ONSET, 21, 5] and out[ONSET, 20, 4]
+    assert out[ONSET].sum() == roll[ONSET].sum()  # nothing merged
+
+
 def test_beat_root_rows_finds_each_beats_chord_root() -> None:
     from midiarr.diffusion.sample import beat_root_rows
     from midiarr.pianoroll import ONSET, PITCH_LOW
@@ -453,3 +473,25 @@ def test_asked_density_and_bar_floor_reach_the_written_part(tiny_diffusion: Path
         assert playing == set(range(8))  # every bar the song plays in
         counts[word] = len(np.unique(notes["start"]))
     assert counts["busy"] > counts["sparse"]
+
+
+def test_voicing_bias_lifts_only_the_chord_tones_the_stem_does_not_sound_yet() -> None:
+    from midiarr.diffusion.sample import beat_chord_rows, beat_index, voicing_bias
+    from midiarr.pianoroll import ONSET, PITCH_LOW, SUSTAIN
+
+    steps = 8
+    context = np.zeros((1, 2, 72, steps), dtype=bool)
+    for pitch in (60, 64, 67):  # C major in beat 0; beat 1 silent
+        context[0, ONSET, pitch - PITCH_LOW, 0] = True
+    positions = np.arange(steps) % 16
+    tones = torch.from_numpy(3.0 * beat_chord_rows(context, positions))
+    beats = torch.from_numpy(beat_index(positions))
+    stem = torch.full((2, 72, steps), -30.0)
+    stem[ONSET, 48 - PITCH_LOW, 0] = 30.0  # the stem strikes a low C ...
+    stem[SUSTAIN, 48 - PITCH_LOW, 1:4] = 30.0  # ... and holds it through the beat
+    bias = voicing_bias(stem, tones, beats)
+    lifted = {(PITCH_LOW + r) % 12 for r in np.flatnonzero(bias[:, 0].numpy() > 0)}
+    assert lifted == {4, 7}  # E and G; C sounds already (in another octave)
+    assert torch.allclose(bias[64 - PITCH_LOW, :4], torch.tensor(3.0))
+    assert not bias[:, 4:].any()  # the silent beat has no chord to spread over
+    assert not bias[61 - PITCH_LOW].any()  # C# is no chord tone

@@ -111,6 +111,10 @@ class SampleSettings:
     # pitched stems: a further pull toward the root of the chord the other parts sound in each beat, one
     # number or per stem with "default" (bass players mostly play roots; a guitar's voicings would thin out)
     root_weight: float | dict[str, float] = 0.0
+    # pitched stems: a further pull toward the tones of each beat's sounding chord that the stem does not
+    # play yet in that beat (one number or per stem with "default"): the pulls above lift every chord
+    # tone alike, so a part could dwell on one tone, doubled in octaves; this spreads it over the chord
+    voicing_weight: float | dict[str, float] = 0.0
     # every stem: at every denoising step, onsets move toward the steps where the other parts have onsets,
     # by this many logits, within each beat (how many onsets a beat gets stays the model's); one number,
     # or per stem with "default" for the rest
@@ -141,6 +145,10 @@ class SampleSettings:
         """The root pull of ``stem``."""
         return per_stem(self.root_weight, stem)
 
+    def voicing_weight_for(self, stem: str) -> float:
+        """The voicing pull of ``stem``."""
+        return per_stem(self.voicing_weight, stem)
+
     def sync_weight_for(self, stem: str) -> float:
         """The sync pull of ``stem``."""
         return per_stem(self.sync_weight, stem)
@@ -169,6 +177,8 @@ class SampleSettings:
             raise OptionError(f"snap_steps {self.snap_steps}: choose a whole number of steps from 0 to 3")
         if not all(0 <= v <= 20 for v in _stem_values(self.root_weight, float)):
             raise OptionError(f"root_weight {self.root_weight}: choose between 0 and 20")
+        if not all(0 <= v <= 20 for v in _stem_values(self.voicing_weight, float)):
+            raise OptionError(f"voicing_weight {self.voicing_weight}: choose between 0 and 20")
         if not all(0 <= v <= 20 for v in _stem_values(self.sync_weight, float)):
             raise OptionError(f"--sync-weight {self.sync_weight}: choose between 0 and 20")
         return self
@@ -282,6 +292,25 @@ def pull_rows(onset_logits: torch.Tensor, bias: torch.Tensor, iterations: int = 
     return _pull_keeping_sums(onset_logits, bias, columns, lambda shift: shift, iterations)
 
 
+def voicing_bias(stem_logits: torch.Tensor, tones: torch.Tensor, beats: torch.Tensor) -> torch.Tensor:
+    """(rows, steps) bias toward the chord tones a stem does not play yet in each beat, for `pull_rows`.
+
+    ``stem_logits`` (2, rows, steps) are the stem's onset and sustain logits now; ``tones`` (rows, steps)
+    is the weight where a row's pitch class sounds in the other parts in that beat (0 elsewhere);
+    ``beats`` (steps,) numbers the beats. A pitch class the stem already sounds for a step or more of
+    the beat (any octave, struck or held) gets no bonus; one it does not sound gets the full weight.
+    """
+    rows, steps = tones.shape
+    prob = torch.sigmoid(stem_logits)
+    sounding = 1 - (1 - prob[ONSET]) * (1 - prob[SUSTAIN])  # (rows, steps)
+    pitch_class = torch.from_numpy((PITCH_LOW + np.arange(rows)) % 12)
+    count = int(beats.max()) + 1 if steps else 0
+    per_class = torch.zeros(12, steps, dtype=sounding.dtype).index_add_(0, pitch_class, sounding)
+    played = torch.zeros(12, count, dtype=sounding.dtype).index_add_(1, beats, per_class)
+    unplayed = (1 - played).clamp(0, 1)[pitch_class][:, beats]  # (rows, steps)
+    return tones * unplayed
+
+
 def beat_index(bar_position: np.ndarray) -> np.ndarray:
     """Beat number of every step (a beat starts at every 4th 16th from the bar line; odd meters too)."""
     beat = np.cumsum(bar_position % STEPS_PER_BEAT == 0) - 1
@@ -325,8 +354,10 @@ def snap_onsets(
         if col < start:
             continue
         near = [c for d in range(1, reach + 1) for c in (col - d, col + d) if start <= c < steps and heard[c]]
-        # a step where the stem already starts a note is taken: moving there would merge two onsets
-        near = [c for c in near if not out[ONSET, :, c].any() and abs(c - col) == abs(near[0] - col)]
+        # a step where the stem already starts a note is taken: moving there would merge two onsets;
+        # the nearest free one within reach is used instead
+        near = [c for c in near if not out[ONSET, :, c].any()]
+        near = [c for c in near if abs(c - col) == abs(near[0] - col)]
         if not near:
             continue
         to = max(near, key=lambda c: logits[ONSET, row, c])
@@ -550,15 +581,21 @@ class RollDiffusion:
                     on[: len(ids)][ok] = np.asarray(r.active_bars, dtype=bool)[ids[ok]]
                     cell_active[slot] = on
                     activity[slot] = on.reshape(n, patch).any(axis=1).astype(np.int64)
-            harmony = {}
+            harmony, voicing = {}, {}
             roots = {slot: s.root_weight_for(r.stem) for r, slot in zip(requests, targets, strict=True)}
-            if (s.harmony_weight or any(roots.values())) and mix is None:
+            voices = {slot: s.voicing_weight_for(r.stem) for r, slot in zip(requests, targets, strict=True)}
+            if (s.harmony_weight or any(roots.values()) or any(voices.values())) and mix is None:
                 heard = [i for i in _PITCHED_SLOTS if present[i] and i not in targets]
-                chord = s.harmony_weight * beat_chord_rows(given[heard], bar_position)
+                tones = beat_chord_rows(given[heard], bar_position)
                 root = beat_root_rows(given[heard], bar_position) if any(roots.values()) else 0.0
+                beats = torch.from_numpy(beat_index(bar_position))
                 for slot in targets:
                     if slot in _PITCHED_SLOTS:
-                        harmony[slot] = torch.from_numpy((chord + roots[slot] * root).astype(np.float32))
+                        if s.harmony_weight or roots[slot]:
+                            pull = s.harmony_weight * tones + roots[slot] * root
+                            harmony[slot] = torch.from_numpy(np.asarray(pull, dtype=np.float32))
+                        if voices[slot] and tones.any():
+                            voicing[slot] = (torch.from_numpy(voices[slot] * tones), beats)
             sync = None
             weights = {slot: s.sync_weight_for(r.stem) for r, slot in zip(requests, targets, strict=True)}
             if any(weights.values()) and mix is None:
@@ -578,7 +615,18 @@ class RollDiffusion:
                     if budget is not None:
                         budgets[slot] = budget
             logits = self._denoise(
-                given, present, known, activity, density, bar_position[::patch], targets, gen, harmony, sync, budgets
+                given,
+                present,
+                known,
+                activity,
+                density,
+                bar_position[::patch],
+                targets,
+                gen,
+                harmony,
+                sync,
+                budgets,
+                voicing,
             )
             keep_from = overlap_tokens * patch
             end = min(begin + window, steps_total)
@@ -672,6 +720,7 @@ class RollDiffusion:
         harmony: dict[int, torch.Tensor] | None = None,
         sync: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
         budgets: dict[int, OnsetBudget] | None = None,
+        voicing: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> np.ndarray:
         s = self.settings
         sched = self._scheduler()
@@ -716,6 +765,8 @@ class RollDiffusion:
                 logits[slot, ONSET] = pull_budget(logits[slot, ONSET], budget)
             for slot, bias in (harmony or {}).items():
                 logits[slot, ONSET] = pull_rows(logits[slot, ONSET], bias)
+            for slot, (tones, beats) in (voicing or {}).items():
+                logits[slot, ONSET] = pull_rows(logits[slot, ONSET], voicing_bias(logits[slot], tones, beats))
             for slot, (bias, group) in (sync or {}).items():
                 logits[slot, ONSET] = pull_steps(logits[slot, ONSET], bias, group)
             if present[mix_slot] and s.assign_to_mix:

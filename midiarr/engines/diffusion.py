@@ -90,6 +90,7 @@ class DiffusionEngine(Engine):
         bar_floor: float | None = None,
         snap_steps: int | None = None,
         root_weight: float | None = None,
+        voicing_weight: float | None = None,
         assign: str = "head",
     ) -> None:
         from midiarr.diffusion.assign import load_head
@@ -124,6 +125,7 @@ class DiffusionEngine(Engine):
             ("bar_floor", bar_floor),
             ("snap_steps", snap_steps),
             ("root_weight", root_weight),
+            ("voicing_weight", voicing_weight),
         )
         for name, value in chosen:
             if value is not None:
