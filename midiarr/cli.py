@@ -506,7 +506,9 @@ def _run_training(args: argparse.Namespace, train: Any, **extra: Any) -> dict[st
 def cmd_train_diffusion(args: argparse.Namespace) -> int:
     from midiarr.diffusion.train import train
 
-    result = _run_training(args, train, seed=args.seed)
+    if args.workers < 0:
+        raise OptionError("--workers must be 0 or more")
+    result = _run_training(args, train, seed=args.seed, workers=args.workers)
     _say(
         args,
         f"wrote {args.output}: {result['parameters'] / 1e6:.2f}M parameters, {result['steps']} steps, "
@@ -616,7 +618,9 @@ def cmd_train_assign(args: argparse.Namespace) -> int:
 def cmd_train_transformer(args: argparse.Namespace) -> int:
     from midiarr.transformer.train import train
 
-    result = _run_training(args, train, seed=args.seed)
+    if args.workers < 0:
+        raise OptionError("--workers must be 0 or more")
+    result = _run_training(args, train, seed=args.seed, workers=args.workers)
     _say(
         args,
         f"wrote {args.output}: {result['parameters'] / 1e6:.2f}M parameters, {result['steps']} steps, "
@@ -972,6 +976,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--init-from", type=Path, help="start from this checkpoint's weights (same network)")
     p.add_argument("--seed", type=int, help="seed of the start weights and training windows (default: the config's)")
+    p.add_argument(
+        "--workers", type=int, default=0, help="processes drawing training windows (default 0: in-process; GPU: ~7)"
+    )
     p.set_defaults(func=cmd_train_diffusion)
 
     p = add("train-assign", "Train separation's note-assignment head on the diffusion engine's output (train split).")

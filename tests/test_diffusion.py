@@ -255,6 +255,29 @@ def test_training_continues_from_a_checkpoint(tiny_diffusion: Path, tmp_path: Pa
     assert saved["config"]["train"]["seed"] == 7  # a continued run records the seed it drew its windows with
 
 
+def test_training_with_window_workers_is_repeatable(tiny_diffusion: Path, tmp_path: Path) -> None:
+    """--workers draws windows in DataLoader processes (for a GPU); a seed still gives the same weights."""
+    from safetensors.torch import load_file
+
+    cache = tiny_diffusion.parent / "cache"
+    config = tiny_diffusion.parent / "tiny.toml"
+    weights = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        args = ["train-diffusion", "--data", cache, "--config", config, "-o", out, "--max-steps", "2"]
+        assert run_cli(*args, "--workers", "2", "--seed", "3", "-q") == 0
+        weights.append(load_file(str(out / "model.safetensors")))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    # and the stream really is the workers' own: another worker count draws other windows
+    out = tmp_path / "c"
+    args = ["train-diffusion", "--data", cache, "--config", config, "-o", out, "--max-steps", "2"]
+    assert run_cli(*args, "--workers", "1", "--seed", "3", "-q") == 0
+    other = load_file(str(out / "model.safetensors"))
+    assert any(not torch.equal(weights[0][k], other[k]) for k in other)
+    assert run_cli(*args, "--workers", "-1", "-q") != 0
+
+
 def test_beat_chord_rows_marks_the_pitch_classes_each_beat_sounds() -> None:
     from midiarr.diffusion.sample import beat_chord_rows
     from midiarr.pianoroll import ONSET, PITCH_LOW, SUSTAIN

@@ -57,9 +57,12 @@ def diffusion_loss(
     x0 = batch["x0"][:, cols]
     b, _s = x0.shape[:2]
     device = x0.device
-    t = torch.randint(0, len(alphas_cumprod), (b,), generator=generator).to(device)
+    # a seeded validation generator lives on the CPU; training draws on the batch's own device
+    # (on a GPU a CPU draw and copy per step would cost more than the step)
+    draw_on = "cpu" if generator is not None else device
+    t = torch.randint(0, len(alphas_cumprod), (b,), generator=generator, device=draw_on).to(device)
     shape = (b, 1, *x0.shape[2:]) if shared_noise else x0.shape
-    noise = torch.randn(shape, generator=generator).to(device).expand_as(x0)
+    noise = torch.randn(shape, generator=generator, device=draw_on).to(device).expand_as(x0)
     ab = alphas_cumprod.to(device)[t].view(b, 1, 1, 1, 1)
     xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
     patch = model.config.patch if hasattr(model, "config") else model.module.config.patch
@@ -80,6 +83,27 @@ def diffusion_loss(
     return F.binary_cross_entropy_with_logits(logits[mask], (x0[mask] > 0).float())
 
 
+VALID_BATCH = 16
+
+
+class SamplerStream(torch.utils.data.IterableDataset):
+    """Endless training batches for a DataLoader: each worker runs its own seeded GroupSampler.
+
+    The sampler's numpy work, not the network, bounds a GPU run; workers draw batches in parallel.
+    Worker ``i`` is seeded ``seed * 1000 + i + 1``, so a run is repeatable for a given worker count.
+    """
+
+    def __init__(self, songs: list[Any], net: DiTConfig, tasks: TaskMix, seed: int, batch_size: int) -> None:
+        self.songs, self.net, self.tasks, self.seed, self.batch_size = songs, net, tasks, seed, batch_size
+
+    def __iter__(self):  # noqa: ANN204 (an iterator of batch dicts)
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info is not None else 0
+        sampler = GroupSampler(self.songs, self.net, self.tasks, seed=self.seed * 1000 + worker + 1)
+        while True:
+            yield sampler.batch(self.batch_size)
+
+
 def train(
     data: str | Path,
     out_dir: str | Path,
@@ -91,11 +115,14 @@ def train(
     init_from: str | Path | None = None,
     log: Any = print,
     seed: int | None = None,
+    workers: int = 0,
 ) -> dict[str, Any]:
     """Train on a prepare cache's train split, validate on its valid split, save the best EMA weights.
 
     ``init_from`` starts from an earlier checkpoint's weights (same network) with a fresh schedule;
     ``seed`` overrides the config's, so a continued run draws other windows and tasks than the run before.
+    ``workers`` > 0 draws training windows in that many DataLoader processes (for a GPU, where drawing
+    them in the training process would leave the device idle); 0 draws them in-process.
     """
     from accelerate import Accelerator
 
@@ -121,7 +148,8 @@ def train(
     shared = bool(config["schedule"]["shared_noise"])
     alphas = noise_schedule(config["schedule"]).alphas_cumprod.float()
     torch.manual_seed(int(tcfg["seed"]))
-    accelerator = Accelerator()
+    # "bf16" on a GPU (train.mixed_precision); the CPU runs keep full precision
+    accelerator = Accelerator(mixed_precision=str(tcfg.get("mixed_precision", "no")))
     model = StemDiT(net)
     init_meta: dict[str, Any] = {}
     if init_from is not None:
@@ -138,14 +166,26 @@ def train(
             }
         }
     model.train()
-    ema = copy.deepcopy(model).eval()
+    ema = copy.deepcopy(model).eval().to(accelerator.device)
     for p in ema.parameters():
         p.requires_grad_(False)
     optimizer = adamw(model, float(tcfg["learning_rate"]), float(tcfg["weight_decay"]), (0.9, 0.999))
     model, optimizer = accelerator.prepare(model, optimizer)
-    sampler = GroupSampler(train_songs, net, tasks, seed=int(tcfg["seed"]))
+    batch_size = int(tcfg["batch_size"])
+    if workers > 0:
+        stream = SamplerStream(train_songs, net, tasks, int(tcfg["seed"]), batch_size)
+        pin = accelerator.device.type == "cuda"
+        loader = torch.utils.data.DataLoader(
+            stream, batch_size=None, num_workers=workers, pin_memory=pin, prefetch_factor=4
+        )
+        batches = iter(loader)
+    else:
+        sampler = GroupSampler(train_songs, net, tasks, seed=int(tcfg["seed"]))
+        batches = iter(lambda: sampler.batch(batch_size), None)
     val_sampler = GroupSampler(valid_songs or train_songs, net, tasks, seed=12345)
-    val_batches = [val_sampler.batch(int(tcfg["batch_size"])) for _ in range(int(tcfg["eval_batches"]))]
+    # validation windows are fixed at 16 per batch whatever the training batch, so every run's
+    # valid loss is measured on the same windows and runs compare
+    val_batches = [val_sampler.batch(VALID_BATCH) for _ in range(int(tcfg["eval_batches"]))]
     n_params = sum(p.numel() for p in ema.parameters())
     meta = {
         "command": invoked_command(),
@@ -164,13 +204,16 @@ def train(
     def validate() -> float:
         gen = torch.Generator().manual_seed(0)
         with torch.no_grad():
-            losses = [float(diffusion_loss(ema, b, alphas, shared, gen)) for b in val_batches]
+            losses = []
+            for b in val_batches:
+                on_device = {k: v.to(accelerator.device) for k, v in b.items()}
+                losses.append(float(diffusion_loss(ema, on_device, alphas, shared, gen)))
         return sum(losses) / len(losses)
 
     best, started, step, running = float("inf"), time.time(), 0, []
     ema_decay = float(tcfg["ema_decay"])
     while step < int(tcfg["max_steps"]) and (time.time() - started) < 60 * float(tcfg["max_minutes"]):
-        batch = {k: v.to(accelerator.device) for k, v in sampler.batch(int(tcfg["batch_size"])).items()}
+        batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in next(batches).items()}
         lr = cosine_lr(step, (time.time() - started) / 60, tcfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -183,16 +226,16 @@ def train(
         d = ema_decay if init_from is not None else min(ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), accelerator.unwrap_model(model).parameters(), strict=True):
-                pe.mul_(d).add_(pm.detach().cpu(), alpha=1 - d)
-        running.append(float(loss.detach()))
+                pe.lerp_(pm.detach(), 1 - d)
+        running.append(loss.detach())  # summed at the log: a float() here would stall the GPU every step
         step += 1
         if step % int(tcfg["eval_every"]) == 0 or step == int(tcfg["max_steps"]):
             val = validate()
             entry = {
                 "step": step,
                 "minutes": round((time.time() - started) / 60, 2),
-                "windows_seen": step * int(tcfg["batch_size"]),
-                "train_loss": round(sum(running) / len(running), 5),
+                "windows_seen": step * batch_size,
+                "train_loss": round(float(torch.stack(running).mean()), 5),
                 "valid_loss": round(val, 5),
                 "lr": round(lr, 7),
             }
