@@ -618,9 +618,7 @@ def cmd_train_assign(args: argparse.Namespace) -> int:
 def cmd_train_transformer(args: argparse.Namespace) -> int:
     from midiarr.transformer.train import train
 
-    if args.workers < 0:
-        raise OptionError("--workers must be 0 or more")
-    result = _run_training(args, train, seed=args.seed, workers=args.workers)
+    result = _run_training(args, train, seed=args.seed)
     _say(
         args,
         f"wrote {args.output}: {result['parameters'] / 1e6:.2f}M parameters, {result['steps']} steps, "
