@@ -276,6 +276,11 @@ def test_training_with_window_workers_is_repeatable(tiny_diffusion: Path, tmp_pa
     other = load_file(str(out / "model.safetensors"))
     assert any(not torch.equal(weights[0][k], other[k]) for k in other)
     assert run_cli(*args, "--workers", "-1", "-q") != 0
+    # a precision accelerate does not know is a one-line option error, not a traceback
+    odd = tmp_path / "odd.toml"
+    odd.write_text(config.read_text().replace("[train]", '[train]\nmixed_precision = "fp4"'))
+    odd_args = ["train-diffusion", "--data", cache, "--config", odd, "-o", tmp_path / "d", "--max-steps", "1"]
+    assert run_cli(*odd_args, "-q") == 2
 
 
 def test_beat_chord_rows_marks_the_pitch_classes_each_beat_sounds() -> None:

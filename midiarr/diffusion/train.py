@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from midiarr.config import load_config
 from midiarr.diffusion.data import GroupSampler, TaskMix, build_roll_corpus, load_roll_corpus
 from midiarr.diffusion.model import DiTConfig, StemDiT, load_model, save_model
-from midiarr.errors import InputError
+from midiarr.errors import InputError, OptionError
 from midiarr.training import adamw, cosine_lr, invoked_command
 
 
@@ -84,6 +84,7 @@ def diffusion_loss(
 
 
 VALID_BATCH = 16
+MIXED_PRECISION = ("no", "bf16", "fp16")
 
 
 class SamplerStream(torch.utils.data.IterableDataset):
@@ -149,7 +150,10 @@ def train(
     alphas = noise_schedule(config["schedule"]).alphas_cumprod.float()
     torch.manual_seed(int(tcfg["seed"]))
     # "bf16" on a GPU (train.mixed_precision); the CPU runs keep full precision
-    accelerator = Accelerator(mixed_precision=str(tcfg.get("mixed_precision", "no")))
+    precision = str(tcfg.get("mixed_precision", "no"))
+    if precision not in MIXED_PRECISION:
+        raise OptionError(f"[train] mixed_precision {precision!r}: choose one of {', '.join(MIXED_PRECISION)}")
+    accelerator = Accelerator(mixed_precision=precision)
     model = StemDiT(net)
     init_meta: dict[str, Any] = {}
     if init_from is not None:
