@@ -506,8 +506,8 @@ def _run_training(args: argparse.Namespace, train: Any, **extra: Any) -> dict[st
 def cmd_train_diffusion(args: argparse.Namespace) -> int:
     from midiarr.diffusion.train import train
 
-    if args.workers < 0:
-        raise OptionError("--workers must be 0 or more")
+    if not 0 <= args.workers <= 64:
+        raise OptionError("--workers: choose from 0 (in-process) to 64 processes")
     result = _run_training(args, train, seed=args.seed, workers=args.workers)
     _say(
         args,

@@ -276,6 +276,7 @@ def test_training_with_window_workers_is_repeatable(tiny_diffusion: Path, tmp_pa
     other = load_file(str(out / "model.safetensors"))
     assert any(not torch.equal(weights[0][k], other[k]) for k in other)
     assert run_cli(*args, "--workers", "-1", "-q") != 0
+    assert run_cli(*args, "--workers", "100000", "-q") == 2  # refused before any process starts
     # a precision accelerate does not know is a one-line option error, not a traceback
     odd = tmp_path / "odd.toml"
     odd.write_text(config.read_text().replace("[train]", '[train]\nmixed_precision = "fp4"'))

@@ -135,6 +135,11 @@ def train(
         tcfg["max_steps"] = max_steps
     if seed is not None:
         tcfg["seed"] = seed
+    # "bf16" on a GPU (train.mixed_precision); the CPU runs keep full precision. Checked before the
+    # corpus loads, so a wrong config fails at once
+    precision = str(tcfg.get("mixed_precision", "no"))
+    if precision not in MIXED_PRECISION:
+        raise OptionError(f"[train] mixed_precision {precision!r}: choose one of {', '.join(MIXED_PRECISION)}")
     if threads is not None:
         torch.set_num_threads(threads)
     out = Path(out_dir)
@@ -149,10 +154,6 @@ def train(
     shared = bool(config["schedule"]["shared_noise"])
     alphas = noise_schedule(config["schedule"]).alphas_cumprod.float()
     torch.manual_seed(int(tcfg["seed"]))
-    # "bf16" on a GPU (train.mixed_precision); the CPU runs keep full precision
-    precision = str(tcfg.get("mixed_precision", "no"))
-    if precision not in MIXED_PRECISION:
-        raise OptionError(f"[train] mixed_precision {precision!r}: choose one of {', '.join(MIXED_PRECISION)}")
     accelerator = Accelerator(mixed_precision=precision)
     model = StemDiT(net)
     init_meta: dict[str, Any] = {}
