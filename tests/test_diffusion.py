@@ -414,6 +414,24 @@ def test_budget_pull_brings_the_density_into_the_asked_bin() -> None:
     assert torch.equal(inside, logits)  # already in the bin: untouched
 
 
+def test_budget_pull_for_busy_drums_adds_onset_steps_not_the_whole_kit() -> None:
+    from midiarr.diffusion.sample import pull_budget
+
+    logits = torch.full((16, 32), -8.0)
+    logits[4, ::2] = -1.0  # a closed hat on the eighths, weakly
+    logits[4, 1::2] = -5.0  # the sixteenths between them, weaker still
+    logits[0, ::8] = 0.0  # kick on 1 and 3
+    busy = (3.7, float("inf"))  # the open top bin: every 16th but a few
+    pulled = pull_budget(logits, _budget(32, rows=16, density=busy, lead_row_only=True))
+    per_beat = float(_onset_steps(pulled).sum()) / 8
+    assert 3.7 <= per_beat < 4.0  # aimed inside what the grid can hold, not past it
+    sounds_per_step = torch.sigmoid(pulled).sum(dim=0)
+    assert float(sounds_per_step.max()) < 2.5  # the new onsets are the hat's, not all 16 sounds at once
+    assert bool((pulled.argmax(dim=0)[1::2] == 4).all())
+    every_row = pull_budget(logits, _budget(32, rows=16, density=busy))
+    assert float(torch.sigmoid(every_row).sum(dim=0).mean()) > 2 * float(sounds_per_step.mean())
+
+
 def test_budget_pull_lifts_silent_bars_to_the_floor_only_where_asked() -> None:
     from midiarr.diffusion.sample import pull_budget
 

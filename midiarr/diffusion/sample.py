@@ -407,6 +407,9 @@ class OnsetBudget:
     fixed (the overlap with the window before); ``active`` (steps,) the steps of asked-for bars.
     ``density`` is the asked range of onset steps per beat (None: none asked); ``floor`` the least
     expected onset steps in every asked-for bar; ``rows`` how many rows are the stem's.
+    ``lead_row_only`` shifts only each step's likeliest row: drum rows are separate instruments decided
+    cell by cell, so a shift of every row would strike the whole kit at once where more onset steps
+    are owed (pitched stems are decoded by columns, whose note count per step is capped).
     """
 
     free: torch.Tensor
@@ -416,6 +419,7 @@ class OnsetBudget:
     density: tuple[float, float] | None
     floor: float
     rows: int
+    lead_row_only: bool = False
 
 
 def _onset_steps(onset_logits: torch.Tensor) -> torch.Tensor:
@@ -444,11 +448,17 @@ def pull_budget(onset_logits: torch.Tensor, budget: OnsetBudget, margin: float =
     The asked density (onset steps per beat over the asked-for bars) is met by one shift of every
     free cell, only when the expected density lies outside the range (``margin`` inside its edges);
     then each asked-for bar whose expected onset steps fall below the floor is lifted by its own
-    shift. Shifts move all of a bar's cells alike: which rows and steps play stays the model's.
+    shift. Shifts move all of a bar's cells alike (for drums, each step's likeliest sound only):
+    which rows and steps play stays the model's. A target the 16th grid cannot hold is not aimed at.
     """
     out = onset_logits.clone()
     rows = budget.rows
-    free = budget.free.float()
+    free_steps = budget.free.float()
+    free = free_steps  # the cells a shift moves: every row of the free steps, or only the leading one
+    if budget.lead_row_only:
+        lead = torch.zeros_like(out[:rows])
+        lead.scatter_(0, out[:rows].argmax(dim=0, keepdim=True), 1.0)
+        free = lead * free_steps
     beats = float(budget.active.sum()) / STEPS_PER_BEAT
     if budget.density is not None and beats > 0:
         low, high = budget.density
@@ -456,12 +466,15 @@ def pull_budget(onset_logits: torch.Tensor, budget: OnsetBudget, margin: float =
 
         def density(shift: torch.Tensor) -> torch.Tensor:
             q = _onset_steps(out[:rows] + shift[..., None, None] * free)
-            return (fixed + (q * free).sum(dim=-1)) / beats
+            return (fixed + (q * free_steps).sum(dim=-1)) / beats
 
         now = float(density(torch.zeros(())))
+        # the grid holds at most one onset step per 16th: a target past that (an open-ended top bin
+        # plus the margin) would drive the shift to its limit; aim halfway between the bin's edge and it
+        floor_aim = min(low * (1 + margin), STEPS_PER_BEAT - (STEPS_PER_BEAT - low) / 2)
         want = None
-        if now < low * (1 + margin):
-            want = low * (1 + margin)
+        if now < floor_aim:
+            want = floor_aim
         elif now > high * (1 - margin):
             want = high * (1 - margin)
         if want is not None:
@@ -474,7 +487,7 @@ def pull_budget(onset_logits: torch.Tensor, budget: OnsetBudget, margin: float =
 
         def per_bar(shift: torch.Tensor) -> torch.Tensor:  # (bars,) shifts -> (bars,) expected onset steps
             q = _onset_steps(out[:rows] + shift[budget.bar] * free)
-            return fixed + torch.zeros(bars).index_add_(0, budget.bar, q * free)
+            return fixed + torch.zeros(bars).index_add_(0, budget.bar, q * free_steps)
 
         short = asked & (per_bar(torch.zeros(bars)) < budget.floor)
         if short.any():
@@ -682,6 +695,7 @@ class RollDiffusion:
             density=density,
             floor=floor,
             rows=rows,
+            lead_row_only=request.stem == "drums",
         )
 
     def _model_logits(
