@@ -432,6 +432,18 @@ def test_budget_pull_for_busy_drums_adds_onset_steps_not_the_whole_kit() -> None
     assert float(torch.sigmoid(every_row).sum(dim=0).mean()) > 2 * float(sounds_per_step.mean())
 
 
+def test_an_overlap_as_long_as_the_window_is_refused(tiny_diffusion: Path) -> None:
+    from midiarr.diffusion.sample import RollDiffusion, SampleSettings
+    from midiarr.errors import OptionError
+
+    model, config = load_model(tiny_diffusion)
+    window = model.config.window_steps
+    RollDiffusion(model, config["config"]["schedule"], SampleSettings(overlap_steps=window - 1))
+    for overlap in (window, -1):  # the next window would start where this one did: the song never ends
+        with pytest.raises(OptionError, match="overlap_steps"):
+            RollDiffusion(model, config["config"]["schedule"], SampleSettings(overlap_steps=overlap))
+
+
 def test_budget_pull_lifts_silent_bars_to_the_floor_only_where_asked() -> None:
     from midiarr.diffusion.sample import pull_budget
 

@@ -506,6 +506,12 @@ class RollDiffusion:
         self.settings = (settings or SampleSettings()).check()
         self.window = model.config.window_steps
         self.patch = model.config.patch
+        if not 0 <= self.settings.overlap_steps < self.window:
+            # a window that overlaps the one before by all of itself would never move on
+            raise OptionError(
+                f"overlap_steps {self.settings.overlap_steps}: choose from 0 to {self.window - 1} "
+                f"(the model's window is {self.window} steps)"
+            )
 
     def _scheduler(self) -> object:
         from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
