@@ -430,6 +430,13 @@ def test_budget_pull_for_busy_drums_adds_onset_steps_not_the_whole_kit() -> None
     assert bool((pulled.argmax(dim=0)[1::2] == 4).all())
     every_row = pull_budget(logits, _budget(32, rows=16, density=busy))
     assert float(torch.sigmoid(every_row).sum(dim=0).mean()) > 2 * float(sounds_per_step.mean())
+    # fewer onsets: every sound is lowered alike, so the leading one is not silenced under the others
+    loud = logits.clone()
+    loud[4] = 3.0  # a hat on every 16th ...
+    loud[11, ::2] = 1.0  # ... and a ride beside it on the eighths
+    sparse = pull_budget(loud, _budget(32, rows=16, density=(0.0, 1.0), lead_row_only=True))
+    assert float(_onset_steps(sparse).sum()) / 8 <= 1.0
+    assert bool((sparse.argmax(dim=0) == 4).all())
 
 
 def test_an_overlap_as_long_as_the_window_is_refused(tiny_diffusion: Path) -> None:

@@ -407,9 +407,10 @@ class OnsetBudget:
     fixed (the overlap with the window before); ``active`` (steps,) the steps of asked-for bars.
     ``density`` is the asked range of onset steps per beat (None: none asked); ``floor`` the least
     expected onset steps in every asked-for bar; ``rows`` how many rows are the stem's.
-    ``lead_row_only`` shifts only each step's likeliest row: drum rows are separate instruments decided
-    cell by cell, so a shift of every row would strike the whole kit at once where more onset steps
-    are owed (pitched stems are decoded by columns, whose note count per step is capped).
+    ``lead_row_only``: a shift that adds onsets moves only each step's likeliest row. Drum rows are
+    separate instruments decided cell by cell, so raising every row would strike the whole kit at once
+    where more onset steps are owed (pitched stems are decoded by columns, whose notes per step are
+    capped). A shift that removes onsets moves every row either way.
     """
 
     free: torch.Tensor
@@ -448,52 +449,55 @@ def pull_budget(onset_logits: torch.Tensor, budget: OnsetBudget, margin: float =
     The asked density (onset steps per beat over the asked-for bars) is met by one shift of every
     free cell, only when the expected density lies outside the range (``margin`` inside its edges);
     then each asked-for bar whose expected onset steps fall below the floor is lifted by its own
-    shift. Shifts move all of a bar's cells alike (for drums, each step's likeliest sound only):
-    which rows and steps play stays the model's. A target the 16th grid cannot hold is not aimed at.
+    shift. Shifts move all of a bar's cells alike (drums: a shift that adds onsets moves each step's
+    likeliest sound only): which rows and steps play stays the model's. A target the 16th grid cannot
+    hold is not aimed at.
     """
     out = onset_logits.clone()
     rows = budget.rows
     free_steps = budget.free.float()
-    free = free_steps  # the cells a shift moves: every row of the free steps, or only the leading one
+    # the cells a shift that adds onsets moves: every row of the free steps, or only each one's
+    # likeliest (a shift that removes onsets always moves every row: lowering all sounds stacks none)
+    adding = free_steps
     if budget.lead_row_only:
         lead = torch.zeros_like(out[:rows])
         lead.scatter_(0, out[:rows].argmax(dim=0, keepdim=True), 1.0)
-        free = lead * free_steps
+        adding = lead * free_steps
     beats = float(budget.active.sum()) / STEPS_PER_BEAT
     if budget.density is not None and beats > 0:
         low, high = budget.density
         fixed = float((budget.given & budget.active).sum())
 
-        def density(shift: torch.Tensor) -> torch.Tensor:
-            q = _onset_steps(out[:rows] + shift[..., None, None] * free)
+        def density(shift: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
+            q = _onset_steps(out[:rows] + shift[..., None, None] * moved)
             return (fixed + (q * free_steps).sum(dim=-1)) / beats
 
-        now = float(density(torch.zeros(())))
+        now = float(density(torch.zeros(()), free_steps))
         # the grid holds at most one onset step per 16th: a target past that (an open-ended top bin
         # plus the margin) would drive the shift to its limit; aim halfway between the bin's edge and it
         floor_aim = min(low * (1 + margin), STEPS_PER_BEAT - (STEPS_PER_BEAT - low) / 2)
-        want = None
+        want, moved = None, free_steps
         if now < floor_aim:
-            want = floor_aim
+            want, moved = floor_aim, adding
         elif now > high * (1 - margin):
             want = high * (1 - margin)
         if want is not None:
-            shift = _solve_shift(density, torch.tensor(want), -20.0, 20.0)
-            out[:rows] = out[:rows] + shift * free
+            shift = _solve_shift(lambda x: density(x, moved), torch.tensor(want), -20.0, 20.0)
+            out[:rows] = out[:rows] + shift * moved
     if budget.floor > 0:
         bars = int(budget.bar.max()) + 1
         asked = torch.zeros(bars).index_add_(0, budget.bar, budget.active.float()) > 0
         fixed = torch.zeros(bars).index_add_(0, budget.bar, (budget.given & budget.active).float())
 
         def per_bar(shift: torch.Tensor) -> torch.Tensor:  # (bars,) shifts -> (bars,) expected onset steps
-            q = _onset_steps(out[:rows] + shift[budget.bar] * free)
+            q = _onset_steps(out[:rows] + shift[budget.bar] * adding)
             return fixed + torch.zeros(bars).index_add_(0, budget.bar, q * free_steps)
 
         short = asked & (per_bar(torch.zeros(bars)) < budget.floor)
         if short.any():
             shift = _solve_shift(per_bar, torch.full((bars,), budget.floor), 0.0, 20.0)
             shift = torch.where(short, shift, torch.zeros_like(shift))
-            out[:rows] = out[:rows] + shift[budget.bar] * free
+            out[:rows] = out[:rows] + shift[budget.bar] * adding
     return out
 
 
