@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from midiarr.engines import Controls, get_engine
+from midiarr.errors import OptionError
 from midiarr.fixtures import band_song
 from midiarr.io import load, write_midi
 from midiarr.song import Song, TimeSignature, Track
@@ -224,6 +225,8 @@ def test_generate_from_nothing(tiny_checkpoint: Path) -> None:
     assert song.num_bars <= 4 and song.time_signatures[0].numerator == 3
     assert all(len(t.notes) for t in song.tracks)
     assert get_engine("transformer", checkpoint=tiny_checkpoint).generate(["bass"], 2, seed=2).note_count > 0
+    with pytest.raises(OptionError, match="use --engine diffusion or transformer"):  # the engines that can
+        get_engine("rules").generate(["bass"], 2)
 
 
 def test_cli_insert_several_stems_and_generate(tiny_checkpoint: Path, tmp_path: Path, band: Song) -> None:

@@ -143,7 +143,8 @@ class Engine(ABC):
         """A new song of ``bars`` bars with ``stems``: the first written from nothing, each next one
         hearing the parts before it (harmony first, then bass, then drums)."""
         if not self.can_generate:
-            raise OptionError(f"the {self.name} engine cannot write a song from nothing; use --engine transformer")
+            able = " or ".join(n for n in available_engines() if can_generate(n))
+            raise OptionError(f"the {self.name} engine cannot write a song from nothing; use --engine {able}")
         order = sorted({check_stem(s, self.stems) for s in stems}, key=GENERATE_ORDER.index)
         song = empty_song(bars, qpm, meter, ticks_per_beat)
         mask = np.ones(bars, dtype=bool)
