@@ -72,3 +72,21 @@ def test_frechet_distance_is_zero_for_the_same_set_and_grows_with_shift():
 
 def test_range_validity():
     assert M.range_validity(notes_array([Note(0, 10, 40, 80), Note(0, 10, 90, 80)]), "bass") == 0.5
+
+
+def test_kit_similarity_counts_the_general_midi_names_of_one_kit_piece_as_one():
+    def kit(kick: int, snare: int, hat: int = 42) -> np.ndarray:
+        notes = []
+        for beat in range(8):
+            notes.append(Note(beat * 480, 60, kick if beat % 2 == 0 else snare, 100))
+            notes.append(Note(beat * 480, 60, hat, 80))
+        return notes_array(notes)
+
+    real = kit(35, 40)
+    other_names = kit(36, 38)
+    # note by note, the two kits share only the hi-hat; piece by piece they are the same part
+    assert M.profile_similarity(other_names, real, drums=True) == pytest.approx(2 / 3)
+    assert M.kit_similarity(other_names, real) == pytest.approx(1.0)
+    # a different piece is still a different piece: a ride is not a hi-hat
+    assert M.kit_similarity(kit(36, 38, hat=51), real) == pytest.approx(1 / 3)
+    assert np.isnan(M.kit_similarity(real[:0], real))

@@ -62,6 +62,7 @@ def score_part(
         "groove_similarity": M.groove_similarity(song, part, real),
         "density_ratio": M.density_ratio(part, real),
         "profile_similarity": M.profile_similarity(part, real, drums),
+        "kit_similarity": M.kit_similarity(part, real) if drums else float("nan"),
         "range_validity": M.range_validity(part, stem),
         "notes": float(len(part)),
     }

@@ -103,6 +103,28 @@ def profile_similarity(part: np.ndarray, real: np.ndarray, drums: bool = False) 
     return cosine(pitch_profile(part, drums), pitch_profile(real, drums))
 
 
+# General MIDI names several notes for one piece of a kit: an acoustic and an electric (or "1" and
+# "2") bass drum, snare, crash and ride, and six tom pitches. Files pick among them by habit, and the
+# song without its drums does not say which habit, so `kit_similarity` counts each group as one piece.
+KIT_PIECES: tuple[tuple[int, ...], ...] = ((35, 36), (38, 40), (41, 43, 45, 47, 48, 50), (49, 57), (51, 59))
+_KIT_PIECE_OF = np.arange(128)
+for _group in KIT_PIECES:
+    _KIT_PIECE_OF[list(_group)] = _group[0]
+
+
+def kit_similarity(part: np.ndarray, real: np.ndarray) -> float:
+    """Cosine of two drum parts' duration-weighted profiles over kit pieces, the General MIDI notes
+    that name one piece (`KIT_PIECES`) counted together: a kick on note 35 matches a kick on 36."""
+
+    def profile(notes: np.ndarray) -> np.ndarray:
+        if len(notes) == 0:
+            return np.zeros(128)
+        weights = np.maximum(notes["duration"], 1).astype(float)
+        return np.bincount(_KIT_PIECE_OF[notes["pitch"]], weights=weights, minlength=128)
+
+    return cosine(profile(part), profile(real))
+
+
 def range_validity(part: np.ndarray, stem: str) -> float:
     """Share of notes inside the stem's playable range."""
     if len(part) == 0:

@@ -22,6 +22,7 @@ COLUMNS = [
     ("groove_similarity", "groove sim", "{:.3f}"),
     ("density_ratio", "density ratio", "{:.2f}"),
     ("profile_similarity", "pitch-class sim", "{:.3f}"),
+    ("kit_similarity", "kit-piece sim", "{:.3f}"),
     ("range_validity", "range valid", "{:.3f}"),
     ("oa_mean", "OA mean", "{:.3f}"),
     ("frechet", "Fréchet", "{:.2f}"),
