@@ -152,6 +152,10 @@ def test_eval_command(tmp_path, capsys):
     rules = report["aggregate"]["bass"]["rules"]
     assert rules["context_preserved"] == 1.0 and rules["harmonic_fit"] > 0.9 and rules["bar_recall"] > 0.9
     assert report["aggregate"]["bass"]["real"]["groove_similarity"] == 1.0
+    # kit-piece similarity is a drum measure: the real drums match themselves, a bass has none
+    assert report["aggregate"]["drums"]["real"]["kit_similarity"] == 1.0
+    assert 0.0 < report["aggregate"]["drums"]["rules"]["kit_similarity"] <= 1.0
+    assert report["aggregate"]["bass"]["rules"].get("kit_similarity") is None
     names = {p.name for p in (tmp_path / "rep").iterdir()}
     assert {"report.json", "report.md", "metrics.png"} <= names
     assert any(n.startswith("example_") for n in names)
