@@ -112,17 +112,16 @@ for _group in KIT_PIECES:
     _KIT_PIECE_OF[list(_group)] = _group[0]
 
 
+def _kit_profile(notes: np.ndarray) -> np.ndarray:
+    pieces = notes.copy()
+    pieces["pitch"] = _KIT_PIECE_OF[notes["pitch"]]
+    return pitch_profile(pieces, drums=True)
+
+
 def kit_similarity(part: np.ndarray, real: np.ndarray) -> float:
     """Cosine of two drum parts' duration-weighted profiles over kit pieces, the General MIDI notes
     that name one piece (`KIT_PIECES`) counted together: a kick on note 35 matches a kick on 36."""
-
-    def profile(notes: np.ndarray) -> np.ndarray:
-        if len(notes) == 0:
-            return np.zeros(128)
-        weights = np.maximum(notes["duration"], 1).astype(float)
-        return np.bincount(_KIT_PIECE_OF[notes["pitch"]], weights=weights, minlength=128)
-
-    return cosine(profile(part), profile(real))
+    return cosine(_kit_profile(part), _kit_profile(real))
 
 
 def range_validity(part: np.ndarray, stem: str) -> float:
