@@ -9,6 +9,7 @@ The OpenAPI schema at /openapi.json is the contract.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
@@ -20,17 +21,24 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import FastAPI, File, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 
 from midiarr import __version__
-from midiarr.errors import MidiarrError
+from midiarr.errors import LimitError, MidiarrError
 from midiarr.server.jobs import JobManager, safe_child
+from midiarr.server.safety import CODES, ApiError, BodyLimit, clean_filename, clean_text, error_body
 
 ALLOWED_SUFFIXES = (".mid", ".midi", ".kar", ".rmi", ".musicxml", ".mxl", ".xml")
 STEMS = ("bass", "drums", "guitar", "piano", "strings")
+SEED_MAX = 2**32 - 1  # the range every engine's generators take (NumPy's legacy seeds, diffusion's draws)
+MAX_CANDIDATES = 8  # each take is a full sampling pass
+SAMPLING = ("temperature", "top_p", "candidates")
 
 
 @dataclass
@@ -44,6 +52,9 @@ class Limits:
     max_queued_jobs: int = 20
     max_songs: int = 100
     song_ttl_seconds: float = 6 * 3600
+    max_parsing_uploads: int = 2  # songs read at once, each in a worker thread
+    max_pending_uploads: int = 8  # uploads being read or waiting for a reader; more are answered 429
+    max_request_bytes: int = 64 * 1024  # any body but an upload's
 
 
 class Track(BaseModel):
@@ -81,10 +92,11 @@ class Roll(BaseModel):
 
 
 class JobRequest(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+    # JSON's 1e400 and NaN reach the model as inf and nan; no field takes them
+    model_config = ConfigDict(populate_by_name=True, allow_inf_nan=False)
 
     action: Literal["insert", "generate"] = "insert"
-    song_id: str | None = Field(None, description="uploaded song (insert)")
+    song_id: str | None = Field(None, description="uploaded song (insert)", max_length=64)
     stems: list[Literal["bass", "drums", "guitar", "piano", "strings"]] = Field(default_factory=lambda: ["bass"])
     engine: str = "rules"
     instruction: str | None = Field(None, max_length=300)
@@ -93,10 +105,13 @@ class JobRequest(BaseModel):
     rhythm: Literal["straight", "syncopated"] | None = None
     register_: Literal["low", "mid", "high"] | None = Field(None, alias="register")
     active: str | None = Field(None, description="bars to play, e.g. 1-16,33-48", max_length=200)
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     bars: int = Field(16, ge=1, le=256, description="length of a generated song")
     tempo: float = Field(120.0, ge=20, le=300)
     render: bool = True
+    temperature: float | None = Field(None, gt=0, le=10, description="transformer sampling temperature")
+    top_p: float | None = Field(None, gt=0, le=1, description="transformer nucleus sampling mass")
+    candidates: int | None = Field(None, ge=1, le=MAX_CANDIDATES, description="transformer takes per window")
 
 
 class JobStatus(BaseModel):
@@ -118,8 +133,33 @@ class _Store:
     songs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def _error(status: int, message: str) -> HTTPException:
-    return HTTPException(status_code=status, detail=message)
+def _error(status: int, message: str, code: str | None = None) -> ApiError:
+    return ApiError(status, message, code)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    """Where and what for each error, never the value sent (which may be NaN, huge or hostile)."""
+    parts = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            parts.append("the body is not valid JSON")
+            continue
+        loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path")]
+        parts.append(f"{'.'.join(loc) or 'request'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts[:10]) or "invalid request"
+
+
+def _check_active(text: str, bars: int) -> None:
+    """422 unless ``text`` names bar ranges inside a song of ``bars`` bars; nothing is allocated before."""
+    from midiarr.engines import parse_bar_ranges
+
+    for number in re.findall(r"\d+", text):
+        if len(number) > 9 or int(number) > bars:
+            raise _error(422, f"active {text!r}: bar {number[:12]} is beyond the song's {bars} bars")
+    try:
+        parse_bar_ranges(text, bars)
+    except MidiarrError as exc:
+        raise _error(422, str(exc)) from None
 
 
 def _song_tracks(song: Any) -> list[Track]:
@@ -129,7 +169,7 @@ def _song_tracks(song: Any) -> list[Track]:
     return [
         Track(
             index=i,
-            name=t.name or f"track {i}",
+            name=clean_text(t.name or "") or f"track {i}",
             role=roles[i],
             program=t.program,
             is_drum=t.is_drum,
@@ -162,9 +202,31 @@ def create_app(root: str | Path | None = None, limits: Limits | None = None) -> 
     )
     app.state.store = store
 
+    # one error shape, {"error": message, "code": code}, for the API's own errors, the router's 404
+    # and 405, validation errors and anything unexpected
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        code = getattr(exc, "code", None) or CODES.get(exc.status_code, f"http_{exc.status_code}")
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such address {request.url.path}"
+        return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(error_body("invalid_value", _validation_message(exc)), status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(error_body("internal_error", f"internal error ({type(exc).__name__})"), status_code=500)
+
+    def body_limit(path: str) -> int:
+        # multipart framing around the file is small; 64 KB leaves room for any name a browser sends
+        return limits.max_upload_bytes + 64 * 1024 if path == "/api/songs" else limits.max_request_bytes
+
+    app.add_middleware(BodyLimit, limit_for=body_limit)
+    # uploads being read; touched on the event loop only. The limiter is made on first use, in the loop.
+    parsing: dict[str, Any] = {"pending": 0, "slots": None}
 
     def expire() -> None:
         now = time.time()
@@ -201,52 +263,41 @@ def create_app(root: str | Path | None = None, limits: Limits | None = None) -> 
     @app.post("/api/songs", response_model=SongInfo, status_code=201)
     async def upload(file: UploadFile = File(...)) -> SongInfo:  # noqa: B008  (FastAPI's way to declare a form file)
         """Upload a MIDI or MusicXML song; returns its tracks and roles."""
-        from midiarr.io import load
-
         expire()
         if len(store.songs) >= limits.max_songs:
             raise _error(429, "too many songs on the server; delete some with DELETE /api/songs/{id}")
-        filename = Path(file.filename or "song.mid").name
+        filename = clean_filename(file.filename)
         suffix = Path(filename).suffix.lower()
         if suffix not in ALLOWED_SUFFIXES:
             raise _error(415, f"{filename}: not a MIDI or MusicXML file (use {', '.join(ALLOWED_SUFFIXES)})")
-        data = await file.read(limits.max_upload_bytes + 1)
-        if len(data) > limits.max_upload_bytes:
-            raise _error(413, f"{filename}: larger than {limits.max_upload_bytes // (1024 * 1024)} MB")
-        if not data:
-            raise _error(400, f"{filename}: the file is empty")
+        if parsing["pending"] >= limits.max_pending_uploads:
+            raise _error(429, "the server is reading other songs; try again in a moment")
+        if parsing["slots"] is None:
+            parsing["slots"] = anyio.CapacityLimiter(limits.max_parsing_uploads)
         song_id = uuid.uuid4().hex[:16]
         folder = base / "songs" / song_id
-        folder.mkdir(parents=True)
-        path = folder / f"upload{suffix}"  # the client's name is kept as data only, never as a path
-        path.write_bytes(data)
+        parsing["pending"] += 1
         try:
-            song = load(path)
-        except MidiarrError as exc:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise _error(422, f"{filename}: {exc}".replace(str(path), filename)) from None
-        except Exception as exc:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise _error(422, f"{filename}: cannot read the song ({type(exc).__name__})") from None
-        if song.note_count == 0:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise _error(422, f"{filename}: the song has no notes")
-        if song.num_bars > limits.max_bars or song.duration_seconds > limits.max_seconds:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise _error(
-                413, f"{filename}: longer than {limits.max_bars} bars or {limits.max_seconds / 60:.0f} minutes"
+            # reading a long score takes seconds of CPU: a worker thread does it, so the loop keeps
+            # answering, and the limiter bounds how many run at once
+            song, info = await anyio.to_thread.run_sync(
+                _read_upload, file.file, folder, song_id, filename, limits, limiter=parsing["slots"]
             )
-        ts = song.time_signature_at(0)
-        info = SongInfo(
-            id=song_id,
-            filename=filename,
-            bars=song.num_bars,
-            seconds=round(song.duration_seconds, 3),
-            tempo=round(song.tempo_at(0), 3),
-            time_signature=f"{ts.numerator}/{ts.denominator}",
-            tracks=_song_tracks(song),
-        )
-        store.songs[song_id] = {"folder": folder, "path": path, "info": info, "created": time.time()}
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        finally:
+            parsing["pending"] -= 1
+        if len(store.songs) >= limits.max_songs:  # others may have been stored while this one was read
+            shutil.rmtree(folder, ignore_errors=True)
+            raise _error(429, "too many songs on the server; delete some with DELETE /api/songs/{id}")
+        store.songs[song_id] = {
+            "folder": folder,
+            "path": folder / f"upload{suffix}",
+            "info": info,
+            "song": song,
+            "created": time.time(),
+        }
         return info
 
     @app.get("/api/songs/{song_id}", response_model=SongInfo)
@@ -257,10 +308,7 @@ def create_app(root: str | Path | None = None, limits: Limits | None = None) -> 
     @app.get("/api/songs/{song_id}/roll", response_model=Roll)
     def song_roll(song_id: str) -> Roll:
         """Every note of the song in seconds, for drawing a piano roll."""
-        from midiarr.io import load
-
-        entry = song_entry(song_id)
-        return _roll(load(entry["path"]))
+        return _roll(song_entry(song_id)["song"])  # the song read at upload, not read again per request
 
     @app.delete("/api/songs/{song_id}", status_code=204)
     def delete_song(song_id: str) -> Response:
@@ -299,21 +347,23 @@ def create_app(root: str | Path | None = None, limits: Limits | None = None) -> 
         }
         if not spec["stems"]:
             raise _error(422, "name at least one stem")
-        if request.active:
-            from midiarr.engines import parse_bar_ranges
-
-            try:
-                parse_bar_ranges(request.active)
-            except MidiarrError as exc:
-                raise _error(422, str(exc)) from None
+        options = {name: getattr(request, name) for name in SAMPLING if getattr(request, name) is not None}
+        if options and request.engine != "transformer":
+            raise _error(422, f"{', '.join(options)} apply to the transformer engine, not {request.engine}")
+        spec["options"] = options
         if request.action == "insert":
             if not request.song_id:
                 raise _error(422, "an insert needs song_id (upload a song first)")
-            spec["song_path"] = str(song_entry(request.song_id)["path"])
+            entry = song_entry(request.song_id)
+            spec["song_path"] = str(entry["path"])
+            bars = entry["info"].bars
         else:
             if not can_generate(request.engine):
                 raise _error(422, f"the {request.engine} engine cannot write a song from nothing")
             spec["bars"], spec["tempo"] = request.bars, request.tempo
+            bars = request.bars
+        if request.active:
+            _check_active(request.active, bars)
         if not store.jobs.can_accept():
             raise _error(429, "too many jobs waiting; try again when one has finished")
         job = store.jobs.submit(spec)
@@ -365,6 +415,57 @@ def create_app(root: str | Path | None = None, limits: Limits | None = None) -> 
         return path
 
     return app
+
+
+def _read_upload(source: Any, folder: Path, song_id: str, filename: str, limits: Limits) -> tuple[Any, SongInfo]:
+    """Store an upload as ``folder/upload.<ext>`` and read it (in a worker thread): the song and its facts.
+
+    Every failure is an `ApiError`: 413 over a size or length limit, 422 a song that cannot be read.
+    """
+    from midiarr.io import load
+
+    suffix = Path(filename).suffix.lower()
+    folder.mkdir(parents=True)
+    path = folder / f"upload{suffix}"  # the client's name is kept as data only, never as a path
+    source.seek(0)
+    size = 0
+    with open(path, "wb") as out:
+        while chunk := source.read(1 << 20):
+            size += len(chunk)
+            if size > limits.max_upload_bytes:
+                raise _error(413, f"{filename}: larger than {limits.max_upload_bytes // (1024 * 1024)} MB")
+            out.write(chunk)
+    if not size:
+        raise _error(400, f"{filename}: the file is empty")
+    try:
+        song = load(path)
+    except LimitError as exc:
+        raise _error(413, _reader_message(exc, path, filename)) from None
+    except MidiarrError as exc:
+        raise _error(422, _reader_message(exc, path, filename), "unreadable_song") from None
+    except Exception as exc:  # a reader's own failure on a broken file (or one too big for memory)
+        raise _error(422, f"{filename}: cannot read the song ({type(exc).__name__})", "unreadable_song") from None
+    if song.note_count == 0:
+        raise _error(422, f"{filename}: the song has no notes", "unreadable_song")
+    if song.num_bars > limits.max_bars or song.duration_seconds > limits.max_seconds:
+        raise _error(413, f"{filename}: longer than {limits.max_bars} bars or {limits.max_seconds / 60:.0f} minutes")
+    ts = song.time_signature_at(0)
+    info = SongInfo(
+        id=song_id,
+        filename=filename,
+        bars=song.num_bars,
+        seconds=round(song.duration_seconds, 3),
+        tempo=round(song.tempo_at(0), 3),
+        time_signature=f"{ts.numerator}/{ts.denominator}",
+        tracks=_song_tracks(song),
+    )
+    return song, info
+
+
+def _reader_message(exc: Exception, path: Path, filename: str) -> str:
+    """A reader's message about ``path`` told with the client's file name, once."""
+    text = str(exc).replace(str(path), filename).replace(path.name, filename)
+    return text if text.startswith(filename) else f"{filename}: {text}"
 
 
 def _roll(song: Any) -> Roll:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from midiarr.io import atomic_write_text
+from midiarr.server.safety import clean_text
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 
@@ -36,7 +37,7 @@ def run_job(folder: str, spec: dict[str, Any]) -> None:
         from midiarr.io import load, save
 
         _progress(out, "running", 0.02, "loading the engine")
-        engine = get_engine(spec["engine"])
+        engine = get_engine(spec["engine"], **spec.get("options", {}))
         controls = Controls.build(spec.get("instruction"), **spec.get("controls", {}))
         stems: list[str] = spec["stems"]
         if spec["action"] == "generate":
@@ -68,14 +69,16 @@ def run_job(folder: str, spec: dict[str, Any]) -> None:
             files += [f"audio/{p.name}" for p in audio.values()]
         summary = {
             "tracks": [
-                {"name": t.name, "role": t.role, "notes": len(t.notes), "is_drum": t.is_drum} for t in song.tracks
+                {"name": clean_text(t.name or ""), "role": t.role, "notes": len(t.notes), "is_drum": t.is_drum}
+                for t in song.tracks
             ],
             "new_stems": new_roles,
             "bars": song.num_bars,
         }
         _progress(out, "done", 1.0, "finished", files=files, result=summary)
     except Exception as exc:  # reported to the client as the job's message
-        _progress(out, "failed", 1.0, f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc))
+        message = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+        _progress(out, "failed", 1.0, clean_text(message, limit=500))  # a song's own text may be in it
 
 
 @dataclass

@@ -9,7 +9,8 @@ const state = { song: null, job: null, timer: null, audios: {} };
 async function api(path, options) {
   const response = await fetch(path, options);
   const body = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
-  if (!response.ok) throw new Error(body?.error ?? (Array.isArray(body?.detail) ? body.detail.map((d) => d.msg).join("; ") : response.statusText));
+  // every error is {"error": message, "code": code} (docs/server.md)
+  if (!response.ok) throw new Error(body?.error ?? `${response.status} ${response.statusText}`);
   return body;
 }
 
