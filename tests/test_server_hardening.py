@@ -398,3 +398,28 @@ def test_many_clients_at_once(live: str, song_bytes: bytes) -> None:
         started = time.perf_counter()
         assert c.get("/api/health").status_code == 200
         assert time.perf_counter() - started < 0.5
+
+
+def test_bodies_without_a_length_stop_at_the_limit(client: TestClient, song_bytes: bytes) -> None:
+    def chunks(total: int, head: bytes = b"", tail: bytes = b"") -> Iterator[bytes]:
+        yield head
+        for _ in range(total // 16_384):
+            yield b" " * 16_384
+        yield tail
+
+    # a generator body goes out chunked, with no Content-Length to refuse it by
+    r = client.post(
+        "/api/jobs", content=chunks(200_000, b'{"instruction": "', b'"}'), headers={"content-type": "application/json"}
+    )
+    _is_error(r, 413, "too_large")
+    boundary = "chunked-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.mid"\r\n'
+        "Content-Type: audio/midi\r\n\r\n"
+    ).encode()
+    r = client.post(
+        "/api/songs",
+        content=chunks(2_200_000, head, f"\r\n--{boundary}--\r\n".encode()),
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )
+    _is_error(r, 413, "too_large")
