@@ -29,7 +29,7 @@ from midiarr.convert import (
     to_pretty_midi,
     to_symusic,
 )
-from midiarr.errors import InputError, MidiarrError, OptionError, OutputError
+from midiarr.errors import ExistingPartError, InputError, MidiarrError, OptionError, OutputError
 from midiarr.io import load, save
 from midiarr.roles import ROLES, assign_roles
 from midiarr.song import KeySignature, Marker, Note, Song, Tempo, TimeSignature, Track
@@ -38,6 +38,7 @@ from midiarr.subtract import subtract
 __all__ = [
     "ROLES",
     "Arranger",
+    "ExistingPartError",
     "InputError",
     "KeySignature",
     "Marker",

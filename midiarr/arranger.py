@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from midiarr.convert import from_any
-from midiarr.engines import Controls, Engine, get_engine, parse_bar_ranges
+from midiarr.engines import Controls, Engine, get_engine, parse_bar_ranges, refuse_existing
+from midiarr.roles import check_stem
 from midiarr.song import Song
 
 
@@ -48,6 +49,7 @@ class Arranger:
         seed: int = 0,
         active: str | np.ndarray | None = None,
         timing: str = "song",
+        replace: bool = False,
         **controls: str | None,
     ) -> Song:
         """The song (a Song, or a pretty_midi / mido / music21 / symusic object) with ``stem`` written in.
@@ -55,12 +57,15 @@ class Arranger:
         ``instruction`` is free text ("busy syncopated bass, soft"); keyword controls (density, dynamics,
         rhythm, register, polyphony) override it; ``active`` names bars ("1-16,33-48") or is a per-bar mask;
         ``timing="song"`` plays the part with the other parts' micro-timing, ``"grid"`` on exact 16ths.
-        Use ``arranger.engine.insert`` for what was replaced and which tracks are new.
+        The part is added as new track(s); every other track is kept exactly. If the song already has
+        a part of that role, `midiarr.ExistingPartError` names it (its ``tracks``: number, name, role);
+        ``replace=True`` replaces that part instead. Use ``arranger.engine.insert`` for what was
+        replaced and which tracks are new.
         """
         song = from_any(song)
         mask = parse_bar_ranges(active, song.num_bars) if isinstance(active, str) else active
         asked = Controls.build(instruction, timing=timing, **controls)
-        return self.engine.insert(song, stem, asked, active=mask, seed=seed).song
+        return self.engine.insert(song, stem, asked, active=mask, seed=seed, replace=replace).song
 
     def arrange(
         self,
@@ -69,12 +74,17 @@ class Arranger:
         instruction: str | None = None,
         *,
         seed: int = 0,
+        replace: bool = False,
         **controls: str | None,
     ) -> Song:
-        """Write several stems in turn, each one hearing the parts written before it."""
+        """Write several stems in turn, each one hearing the parts written before it. Parts the song
+        already has raise `midiarr.ExistingPartError` (all named at once, before anything is written)
+        unless ``replace=True``."""
         out = from_any(song)
+        if not replace:
+            refuse_existing(out, [check_stem(s, self.engine.stems) for s in stems])
         for k, stem in enumerate(stems):
-            out = self.insert(out, stem, instruction, seed=seed + k, **controls)
+            out = self.insert(out, stem, instruction, seed=seed + k, replace=replace, **controls)
         return out
 
     def generate(

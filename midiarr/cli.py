@@ -186,7 +186,7 @@ def _controls_from_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_insert(args: argparse.Namespace) -> int:
-    from midiarr.engines import parse_bar_ranges
+    from midiarr.engines import existing_parts, parse_bar_ranges, refuse_existing
     from midiarr.io import check_output_path, save
     from midiarr.roles import assign_roles, check_stem, parse_role_overrides
 
@@ -196,16 +196,23 @@ def cmd_insert(args: argparse.Namespace) -> int:
     if len(set(stems)) != len(stems):
         raise OptionError(f"--stem {args.stem}: a stem is named twice")
     check_output_path(args.file, args.output, args.force)
+    roles_asked = parse_role_overrides(args.role)
     engine = _engine_from_args(args)
     song = _load_song_with_notes(args.file)
+    roles = assign_roles(song, roles_asked)
+    # insert only adds: a part the song already has is the user's, so ask before replacing it
+    if not args.replace:
+        refuse_existing(song, stems, roles)
+    replacing = [f"track {i} {song.tracks[i].name!r}" for i in existing_parts(song, stems, roles)]
     controls = _controls_from_args(args)
     notation = {".musicxml", ".mxl", ".xml"}
     # a score notates the grid: off-grid ticks would come out as unreadable tuplets and ties
     controls.timing = args.timing or ("grid" if args.output.suffix.lower() in notation else "song")
     active = parse_bar_ranges(args.active) if args.active else None
-    roles = assign_roles(song, parse_role_overrides(args.role))
     # several stems: each engine decides how they hear each other (in turn, or written together)
-    result = engine.insert_stems(song, stems, controls, active=active, seed=args.seed, roles=roles)
+    result = engine.insert_stems(
+        song, stems, controls, active=active, seed=args.seed, roles=roles, replace=args.replace
+    )
     song, new_tracks, replaced = result.song, result.new_tracks, result.replaced_tracks
     if args.file.suffix.lower() in notation and args.output.suffix.lower() in notation and not replaced:
         # notation in, notation out: keep the original score as it is and add the new parts to it
@@ -219,7 +226,7 @@ def cmd_insert(args: argparse.Namespace) -> int:
         bars = int(song.bar_activity(new.notes).sum())
         _say(args, f"wrote {args.output}: {new.role} by {engine.name}, {len(new.notes)} notes in {bars} bars")
     if replaced:
-        _say(args, f"replaced the song's own part: {', '.join(replaced)}")
+        _say(args, f"replaced the song's own part (--replace): {', '.join(replacing or replaced)}")
     if controls.unknown_words:
         _say(args, f"instruction words not used: {', '.join(controls.unknown_words)}")
     if args.report:
@@ -814,7 +821,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--donor", action="append", type=Path, help="donor song for --engine borrow (repeatable)")
     p.add_argument("--report", type=Path, metavar="DIR", help="also write an HTML page with a piano roll and audio")
     p.add_argument("--soundfont", default=None, help="SoundFont for the report's audio (default as in `render`)")
-    p.add_argument("--role", action="append", metavar="TRACK=ROLE", help=role_help)
+    p.add_argument(
+        "--role",
+        action="append",
+        metavar="TRACK=ROLE",
+        help="re-label a track, e.g. --role 3=other for a track that is not the stem you insert (repeatable; "
+        "track numbers as in `midiarr stems`; roles: drums, bass, guitar, piano, strings, lead, other)",
+    )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace the song's own part of the stem (by default insert only adds, and stops if the song has one)",
+    )
     p.add_argument("--force", action="store_true", help="allow the output to be the input file")
     p.set_defaults(func=cmd_insert)
 

@@ -25,3 +25,15 @@ class OptionError(MidiarrError):
 
 class OutputError(MidiarrError):
     """An output could not be written (or would overwrite the input)."""
+
+
+class ExistingPartError(InputError):
+    """The song already has a part of a stem asked for; `insert` only adds parts unless told to replace.
+
+    ``tracks`` lists ``(track number as in `midiarr stems`, track name, role)`` for each such part, so a
+    caller (the CLI, the HTTP API) can name them and ask what to do.
+    """
+
+    def __init__(self, message: str, tracks: list[tuple[int, str, str]]) -> None:
+        super().__init__(message)
+        self.tracks = tracks

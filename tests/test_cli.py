@@ -116,7 +116,7 @@ def test_insert_command(band_file, tmp_path, capsys):
 
 def test_insert_to_musicxml(band_file, tmp_path):
     out = tmp_path / "song.musicxml"
-    assert run_cli("-q", "insert", band_file, "--stem", "guitar", "-o", out) == 0
+    assert run_cli("-q", "insert", band_file, "--stem", "guitar", "-o", out, "--replace") == 0
     assert [t.name for t in read_musicxml(out).tracks][-1] == "Guitar"
 
 
@@ -181,6 +181,7 @@ def test_insert_report_page(band_file, tmp_path):
             "timgm",
             "--instruction",
             "busy drums",
+            "--replace",
         )
         == 0
     )

@@ -72,8 +72,8 @@ def test_insert_same_seed_same_part_and_activity_mask(tiny_diffusion: Path) -> N
     song = band_song(bars=8)
     active = np.zeros(8, dtype=bool)
     active[2:4] = True
-    a = engine.insert(song, "bass", Controls.build("soft bass"), active=active, seed=5)
-    b = engine.insert(song, "bass", Controls.build("soft bass"), active=active, seed=5)
+    a = engine.insert(song, "bass", Controls.build("soft bass"), active=active, seed=5, replace=True)
+    b = engine.insert(song, "bass", Controls.build("soft bass"), active=active, seed=5, replace=True)
     assert a.song.tracks[-1] == b.song.tracks[-1]
     assert a.replaced_tracks  # the song's own bass was replaced
     notes = a.song.tracks[-1].notes
@@ -85,7 +85,7 @@ def test_every_mode_and_sampler_runs(tiny_diffusion: Path) -> None:
     song = band_song(bars=6)
     for options in ({"partial": "repaint"}, {"scheduler": "dpm"}, {"passes": "k"}, {"passes": "2"}):
         engine = DiffusionEngine(tiny_diffusion, steps=3, **options)
-        result = engine.insert_stems(song, ["bass", "drums"], seed=1)
+        result = engine.insert_stems(song, ["bass", "drums"], seed=1, replace=True)
         assert [song_role for song_role in (t.role for t in result.song.tracks[-2:])] == ["bass", "drums"]
 
 
@@ -159,6 +159,7 @@ def test_cli_insert_separate_generate(tiny_diffusion: Path, tmp_path: Path) -> N
         ins,
         "-q",
         "--force",
+        "--replace",
     )
     assert code == 0
 

@@ -94,7 +94,7 @@ def test_activity_mask_and_determinism():
 
 def test_existing_stem_is_replaced_and_reported():
     song = band_song(bars=4)
-    result = get_engine("rules").insert(song, "bass", seed=0)
+    result = get_engine("rules").insert(song, "bass", seed=0, replace=True)
     assert result.replaced_tracks == ["Bass"]
     assert [t.name for t in result.song.tracks] == ["Piano", "Guitar", "Drums", "Bass"]
 
@@ -103,7 +103,7 @@ def test_song_with_only_the_stem_is_refused():
     song = band_song(bars=4)
     song.tracks = [t for t in song.tracks if t.name == "Bass"]
     with pytest.raises(OptionError, match="no parts besides"):
-        get_engine("rules").insert(song, "bass")
+        get_engine("rules").insert(song, "bass", replace=True)
 
 
 def test_borrow_moves_a_donor_onto_the_grid():

@@ -177,7 +177,7 @@ def test_engine_writes_a_part_in_range_and_is_deterministic(tiny_checkpoint: Pat
 def test_activity_mask_and_existing_stem(tiny_checkpoint: Path, band: Song) -> None:
     engine = get_engine("transformer", checkpoint=tiny_checkpoint, candidates=2)
     mask = np.array([True, True, False, False, True, False, False, False])
-    result = engine.insert(band, "drums", active=mask, seed=1)
+    result = engine.insert(band, "drums", active=mask, seed=1, replace=True)
     assert result.replaced_tracks == ["Drums"]
     played = result.song.bar_activity(result.song.tracks[result.new_tracks[0]].notes, 8)
     assert not played[~mask].any() and played[mask].all()
@@ -284,7 +284,7 @@ def test_song_with_no_other_parts_is_refused(tiny_checkpoint: Path) -> None:
 
     lonely = Song(tracks=[Track(name="Bass", program=33, notes=band_song(bars=2).tracks[1].notes)])
     with pytest.raises(OptionError, match="no parts besides"):
-        get_engine("transformer", checkpoint=tiny_checkpoint).insert(lonely, "bass")
+        get_engine("transformer", checkpoint=tiny_checkpoint).insert(lonely, "bass", replace=True)
 
 
 def test_bundled_weights_write_a_bass_offline(band: Song) -> None:

@@ -10,8 +10,10 @@ from midiarr.engines.base import (
     InsertResult,
     available_engines,
     default_activity,
+    existing_parts,
     get_engine,
     parse_bar_ranges,
+    refuse_existing,
     register_engine,
 )
 
@@ -21,7 +23,9 @@ __all__ = [
     "InsertResult",
     "available_engines",
     "default_activity",
+    "existing_parts",
     "get_engine",
     "parse_bar_ranges",
+    "refuse_existing",
     "register_engine",
 ]

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from midiarr.attributes import parse_instruction
-from midiarr.errors import OptionError
-from midiarr.roles import REMOVABLE_STEMS, assign_roles, check_stem, tracks_with_role
+from midiarr.errors import ExistingPartError, OptionError
+from midiarr.roles import REMOVABLE_STEMS, ROLES, assign_roles, check_stem, tracks_with_role
 from midiarr.song import Song, Tempo, TimeSignature, Track
 from midiarr.timing import TIMINGS, lock_to_feel
 
@@ -50,13 +50,16 @@ class Controls:
 
 @dataclass
 class InsertResult:
-    """The song with the new part, which tracks are new, and what was replaced."""
+    """The song with the new part, which tracks are new, and what was replaced (only with ``replace``)."""
 
     song: Song
     stem: str
     new_tracks: list[int]
     replaced_tracks: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    # the role of every track of ``song`` (the input's roles, overrides included, and the new stems), so
+    # a next insert into ``song`` keeps the user's --role overrides instead of guessing again
+    roles: dict[int, str] = field(default_factory=dict)
 
 
 class Engine(ABC):
@@ -83,24 +86,22 @@ class Engine(ABC):
         active: np.ndarray | None = None,
         seed: int = 0,
         roles: dict[int, str] | None = None,
+        replace: bool = False,
     ) -> InsertResult:
-        """The song with ``stem`` written by this engine; an existing part of that role is replaced."""
+        """The song with ``stem`` written by this engine and added as new track(s) at the end.
+
+        Every other track is kept exactly. If the song already has a part of that role this raises
+        `ExistingPartError` naming it; with ``replace=True`` that part is taken out and replaced.
+        """
         stem = check_stem(stem, self.stems)
-        context, existing = split_off(song, [stem], roles)
+        context, kept, existing, roles = make_room(song, [stem], roles, replace)
         mask = fit_activity(context, active)
         controls = controls or Controls()
         tracks = self.write_part(context, stem, controls, mask, np.random.default_rng(seed))
         for t in tracks:
             t.role = stem
         tracks = follow_timing(context, tracks, controls, mask)
-        out = context.with_tracks(context.tracks + tracks)
-        first_new = len(context.tracks)
-        return InsertResult(
-            song=out,
-            stem=stem,
-            new_tracks=list(range(first_new, first_new + len(tracks))),
-            replaced_tracks=[song.tracks[i].name or f"track {i}" for i in existing],
-        )
+        return build_result(song, context, kept, existing, roles, tracks, [stem] * len(tracks), stem)
 
     def insert_stems(
         self,
@@ -110,17 +111,22 @@ class Engine(ABC):
         active: np.ndarray | None = None,
         seed: int = 0,
         roles: dict[int, str] | None = None,
+        replace: bool = False,
     ) -> InsertResult:
         """The song with several stems written; by default one at a time, each hearing the ones
-        before it (an engine that writes stems jointly overrides this)."""
+        before it (an engine that writes stems jointly overrides this). ``replace`` as in `insert`."""
         if not stems:
             raise OptionError("name at least one stem")
+        stems = [check_stem(s, self.stems) for s in stems]
+        roles = roles if roles is not None else assign_roles(song)
+        if not replace:  # ask about every stem before writing any
+            refuse_existing(song, stems, roles)
         replaced: list[str] = []
         written = 0
         for k, stem in enumerate(stems):
             # new tracks always go to the end, so the last `written` tracks are the new ones
-            result = self.insert(song, stem, controls, active=active, seed=seed + k, roles=roles)
-            song, roles = result.song, None
+            result = self.insert(song, stem, controls, active=active, seed=seed + k, roles=roles, replace=replace)
+            song, roles = result.song, result.roles
             replaced += result.replaced_tracks
             written += len(result.new_tracks)
         return InsertResult(
@@ -128,6 +134,7 @@ class Engine(ABC):
             stem=",".join(stems),
             new_tracks=list(range(len(song.tracks) - written, len(song.tracks))),
             replaced_tracks=replaced,
+            roles=roles,
         )
 
     def generate(
@@ -156,15 +163,100 @@ class Engine(ABC):
         return song
 
 
+def existing_parts(song: Song, stems: list[str], roles: dict[int, str] | None = None) -> list[int]:
+    """Indices of the song's tracks that play one of ``stems`` and hold notes (an empty track of that
+    role is no part: nothing of the user's would be lost, so it neither blocks an insert nor goes)."""
+    roles = roles if roles is not None else assign_roles(song)
+    return sorted({i for s in stems for i in tracks_with_role(roles, s) if len(song.tracks[i].notes)})
+
+
+def refuse_existing(song: Song, stems: list[str], roles: dict[int, str] | None = None) -> None:
+    """Raise `ExistingPartError` (one line naming the tracks and what to do) when the song already
+    has a part of one of ``stems``: insert adds parts and never deletes the user's own notes unasked."""
+    roles = roles if roles is not None else assign_roles(song)
+    found = existing_parts(song, stems, roles)
+    if not found:
+        return
+    tracks = [(i, song.tracks[i].name, roles[i]) for i in found]
+    groups = []
+    for stem in dict.fromkeys(r for _, _, r in tracks):
+        named = ", ".join(f"track {i} {_shown_name(name)}" for i, name, r in tracks if r == stem)
+        groups.append(f"{'an' if stem[0] in 'aeiou' else 'a'} {stem} part ({named})")
+    first = found[0]
+    others = ", ".join(r for r in ROLES if r not in stems)
+    raise ExistingPartError(
+        f"the song already has {' and '.join(groups)}; insert only adds parts: pass --replace to replace "
+        f"{'it' if len(found) == 1 else 'them'}, or re-label a track that plays something else, "
+        f"e.g. --role {first}=other (roles: {others})",
+        tracks,
+    )
+
+
+def _shown_name(name: str) -> str:
+    """A track name as the message shows it: quoted, printable, not endless."""
+    clean = "".join(c if c.isprintable() else " " for c in name).strip()
+    if not clean:
+        return "(no name)"
+    return repr(clean if len(clean) <= 40 else clean[:39] + "…")
+
+
+def make_room(
+    song: Song, stems: list[str], roles: dict[int, str] | None, replace: bool
+) -> tuple[Song, list[int], list[int], dict[int, str]]:
+    """The context to write ``stems`` for, the input's tracks it keeps, those taken out, and the
+    input's roles.
+
+    Without ``replace`` the context is the whole song (after `refuse_existing`); with it, the song
+    without its tracks of ``stems``.
+    """
+    roles = roles if roles is not None else assign_roles(song)
+    if replace:
+        context, existing = split_off(song, stems, roles)
+    else:
+        refuse_existing(song, stems, roles)
+        # a copy, so an engine can never change the caller's song through its context
+        context, existing = song.with_tracks(song.tracks), []
+        _check_something_to_hear(context, stems)
+    kept = [i for i in range(len(song.tracks)) if i not in set(existing)]
+    return context, kept, existing, roles
+
+
+def build_result(
+    song: Song,
+    context: Song,
+    kept: list[int],
+    existing: list[int],
+    roles: dict[int, str],
+    tracks: list[Track],
+    new_roles: list[str],
+    stem: str,
+) -> InsertResult:
+    """The `InsertResult` of adding ``tracks`` after the kept tracks of ``song``."""
+    out = context.with_tracks(context.tracks + tracks)
+    out_roles = {k: roles[i] for k, i in enumerate(kept)}
+    out_roles.update({len(kept) + k: r for k, r in enumerate(new_roles)})
+    return InsertResult(
+        song=out,
+        stem=stem,
+        new_tracks=list(range(len(context.tracks), len(out.tracks))),
+        replaced_tracks=[song.tracks[i].name or f"track {i}" for i in existing],
+        roles=out_roles,
+    )
+
+
 def split_off(song: Song, stems: list[str], roles: dict[int, str] | None = None) -> tuple[Song, list[int]]:
     """The song without its tracks of ``stems`` (the context an engine writes for), and their indices."""
     roles = roles if roles is not None else assign_roles(song)
     existing = sorted({i for s in stems for i in tracks_with_role(roles, s)})
     context = song.with_tracks([t for i, t in enumerate(song.tracks) if i not in set(existing)])
+    _check_something_to_hear(context, stems)
+    return context, existing
+
+
+def _check_something_to_hear(context: Song, stems: list[str]) -> None:
     if not any(len(t.notes) for t in context.tracks):
         names = ", ".join(stems)
         raise OptionError(f"the song has no parts besides the {names}; nothing to write a {names} part for")
-    return context, existing
 
 
 def follow_timing(context: Song, tracks: list[Track], controls: Controls, active: np.ndarray) -> list[Track]:

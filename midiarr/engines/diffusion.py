@@ -20,11 +20,12 @@ from midiarr.engines.base import (
     Controls,
     Engine,
     InsertResult,
+    build_result,
     empty_song,
     fit_activity,
     follow_timing,
+    make_room,
     register_engine,
-    split_off,
 )
 from midiarr.engines.rules import NAMES, PROGRAMS
 from midiarr.errors import InputError, OptionError
@@ -195,22 +196,19 @@ class DiffusionEngine(Engine):
         active: np.ndarray | None = None,
         seed: int = 0,
         roles: dict[int, str] | None = None,
+        replace: bool = False,
     ) -> InsertResult:
-        """The song with several stems written together (in --passes); their own parts are replaced."""
+        """The song with several stems written together (in --passes) and added as new tracks; an
+        existing part of one of them raises `ExistingPartError` unless ``replace``, as in `insert`."""
         stems = [check_stem(s, self.stems) for s in stems]
         if not stems:
             raise OptionError("name at least one stem")
-        context, existing = split_off(song, stems, roles)
+        context, kept, existing, roles = make_room(song, stems, roles, replace)
         mask = fit_activity(context, active)
         controls = controls or Controls()
         tracks = follow_timing(context, self.write_stems(context, stems, controls, mask, seed), controls, mask)
-        out = context.with_tracks(context.tracks + tracks)
-        return InsertResult(
-            song=out,
-            stem=",".join(stems),
-            new_tracks=list(range(len(context.tracks), len(out.tracks))),
-            replaced_tracks=[song.tracks[i].name or f"track {i}" for i in existing],
-        )
+        new_roles = [t.role or stems[0] for t in tracks]
+        return build_result(song, context, kept, existing, roles, tracks, new_roles, ",".join(stems))
 
     def generate(
         self,
