@@ -305,7 +305,7 @@ def cmd_arrange(args: argparse.Namespace) -> int:
         raise OptionError(f"-o {args.output}: not a folder")
     song = _load_song_with_notes(args.file)
     engine = get_engine(args.engine)
-    result = engine.insert_stems(song, stems, Controls.build(args.instruction), seed=args.seed)
+    result = engine.insert_stems(song, stems, Controls.build(args.instruction), seed=args.seed, replace=args.replace)
     out_dir = args.output
     save(result.song, out_dir / "song.mid")
     _say(args, f"wrote {out_dir / 'song.mid'}: {', '.join(stems)} by {engine.name}")
@@ -346,5 +346,6 @@ def register_arrange(add: Callable[[str, str], argparse.ArgumentParser]) -> None
     p.add_argument("--audio", action="store_true", help="also write audio_<stem>.wav with the audio stem models")
     p.add_argument("--method", choices=["ldm", "gmsdi"], default="ldm", help="audio model for --audio")
     p.add_argument("--checkpoint", type=Path, help="audio model folder (default: the bundled weights)")
+    p.add_argument("--replace", action="store_true", help="replace the song's own part of the stem (default: stop)")
     _sampling_options(p)
     p.set_defaults(func=cmd_arrange)
