@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -50,28 +51,79 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def read_input_bytes(path: str | os.PathLike[str], max_bytes: int) -> bytes:
-    """Read an input file, refusing missing paths, folders and files over ``max_bytes``."""
+    """Read an input file: a regular file only (no folder, FIFO or device), at most ``max_bytes``.
+
+    The cap is enforced while reading, not from ``st_size``: a symlink to ``/dev/zero`` or a file
+    that grows while it is read stops at the cap instead of filling memory. The file is opened
+    without blocking, so a FIFO with no writer is refused instead of waiting forever.
+    """
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    if p.is_dir():
-        raise InputError(f"{p}: is a folder, expected a file")
-    size = p.stat().st_size
-    if size > max_bytes:
-        raise InputError(f"{p}: file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
     try:
-        return p.read_bytes()
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{p}: is a folder, expected a file") from None
     except OSError as exc:
         raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
-
-
-def check_output_path(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str], force: bool) -> None:
-    """Refuse to overwrite the input file itself unless ``force`` is given."""
-    src, dst = Path(input_path), Path(output_path)
-    same = False
     try:
-        same = dst.exists() and src.exists() and src.resolve() == dst.resolve()
-    except OSError:
-        same = False
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise InputError(f"{p}: is a folder, expected a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"{p}: not a regular file (a pipe, device or socket); save the song to a file first")
+        if info.st_size > max_bytes:
+            raise InputError(f"{p}: file is {info.st_size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise InputError(f"{p}: file is over the {max_bytes / 1e6:.0f} MB limit")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+
+
+def check_output_folder(output_path: str | os.PathLike[str], mkdir: bool = False) -> Path:
+    """Make sure an output file's folder is there (created only when ``mkdir``); the real path of the output.
+
+    The folder is made before any comparison with the input, so ``nosuchdir/../song.mid`` is
+    compared as the file it will really be.
+    """
+    dst = Path(output_path)
+    parent = dst.parent if str(dst.parent) else Path(".")
+    if not parent.is_dir():
+        if parent.exists():
+            raise OutputError(f"cannot write {dst}: {parent} is not a folder")
+        if not mkdir:
+            raise OutputError(f"cannot write {dst}: folder {parent} does not exist (create it, or pass --mkdir)")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create folder {parent}: {exc.strerror or exc}") from None
+    if dst.is_dir():
+        raise OutputError(f"cannot write {dst}: it is a folder, expected a file name")
+    return Path(os.path.realpath(dst))
+
+
+def check_output_path(
+    input_path: str | os.PathLike[str], output_path: str | os.PathLike[str], force: bool, mkdir: bool = False
+) -> None:
+    """Refuse to overwrite the input file itself unless ``force`` is given; see `check_output_folder`."""
+    src = Path(input_path)
+    real_dst = check_output_folder(output_path, mkdir)
+    same = Path(os.path.realpath(src)) == real_dst
+    if not same and real_dst.exists() and src.exists():
+        try:
+            same = os.path.samefile(src, real_dst)  # a hard link is the same file under another name
+        except OSError:
+            same = False
     if same and not force:
-        raise OutputError(f"output {dst} is the input file; choose another path or pass --force")
+        raise OutputError(f"output {output_path} is the input file; choose another path or pass --force")

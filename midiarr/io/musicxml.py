@@ -9,17 +9,32 @@ positions back to General MIDI drum pitches.
 
 from __future__ import annotations
 
+import bisect
+import io
 import os
+import warnings
+import xml.etree.ElementTree as ET
 import zipfile
+import zlib
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from midiarr.errors import InputError
+from midiarr.errors import InputError, LimitError, OutputError
 from midiarr.io.files import atomic_write_bytes, read_input_bytes
-from midiarr.io.limits import MAX_FILE_BYTES, check_song_limits
+from midiarr.io.limits import (
+    MAX_FILE_BYTES,
+    MAX_MXL_EXPANDED_BYTES,
+    MAX_MXL_RATIO,
+    MAX_NOTATION_NOTES,
+    MAX_NOTATION_WORK,
+    MAX_XML_MEASURE_WORK,
+    MAX_XML_NOTES,
+    MAX_XML_NOTES_PER_MEASURE,
+    check_song_limits,
+)
 from midiarr.song import (
     NOTE_DTYPE,
     KeySignature,
@@ -87,36 +102,171 @@ def _drum_pitch(step: str | None, octave: int | None, notehead: str) -> int:
     return nearest[0]
 
 
+def _route_music21_warnings() -> None:
+    """Send music21's own warnings (it writes them straight to stderr) through `warnings`, so the
+    command line can keep them out of a one-line error unless --verbose is given."""
+    from music21 import environment
+
+    if getattr(environment.Environment.warn, "_midiarr", False):
+        return
+
+    def warn(self: environment.Environment, msg: object, header: str | None = None) -> None:
+        text = " ".join(str(m) for m in msg) if isinstance(msg, list | tuple) else str(msg)
+        warnings.warn(f"music21: {text.strip()}", stacklevel=2)
+
+    warn._midiarr = True  # type: ignore[attr-defined]
+    environment.Environment.warn = warn  # type: ignore[method-assign]
+
+
 # ----------------------------------------------------------------- reading
 def read_musicxml(path: str | os.PathLike[str]) -> Song:
     """Read a MusicXML file (.musicxml, .xml or compressed .mxl) into a `Song`."""
+    name = str(path)
     parsed = parse_musicxml_score(path)
-    song = from_music21(parsed)
-    check_song_limits(song, str(path))
+    try:
+        song = from_music21(parsed)
+    except InputError:
+        raise
+    except Exception as exc:  # music21 objects that parsed but hold values it cannot interpret
+        raise InputError(f"{name}: broken MusicXML ({type(exc).__name__}: {_first_line(exc)})") from None
+    check_song_limits(song, name)
     song.metadata.setdefault("title", _title(parsed) or Path(path).stem)
-    song.metadata["source"] = str(path)
+    song.metadata["source"] = name
     return song
+
+
+def unpack_mxl(data: bytes, name: str) -> bytes:
+    """The score inside a compressed MusicXML (.mxl) archive, expanded under a size and ratio cap.
+
+    Sizes stated in the archive are not trusted: the score is inflated in pieces and refused as
+    soon as it passes either cap, so a zip bomb costs no more memory than the cap.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        names = archive.namelist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise InputError(f"{name}: broken compressed MusicXML ({_first_line(exc)})") from None
+    if len(names) > 1000:
+        raise LimitError(f"{name}: {len(names)} files in the archive; a MusicXML archive holds a few")
+    root = _mxl_rootfile(archive, names, name)
+    cap = min(MAX_MXL_EXPANDED_BYTES, max(1 << 20, MAX_MXL_RATIO * len(data)))
+    out = bytearray()
+    try:
+        with archive.open(root) as fh:
+            while chunk := fh.read(1 << 20):
+                out += chunk
+                if len(out) > cap:
+                    raise LimitError(
+                        f"{name}: the score expands past {cap / 1e6:.0f} MB from {len(data) / 1e6:.1f} MB "
+                        "(a zip bomb, or far beyond any real score)"
+                    )
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, OSError, EOFError) as exc:
+        raise InputError(f"{name}: broken compressed MusicXML ({_first_line(exc)})") from None
+    except zlib.error as exc:
+        raise InputError(f"{name}: broken compressed MusicXML ({_first_line(exc)})") from None
+    return bytes(out)
+
+
+def _mxl_rootfile(archive: zipfile.ZipFile, names: list[str], name: str) -> str:
+    """The score's name in the archive: META-INF/container.xml's rootfile, else its one score file."""
+    if "META-INF/container.xml" in names:
+        info = archive.getinfo("META-INF/container.xml")
+        if info.file_size <= 1 << 20:
+            try:
+                container = ET.fromstring(archive.read(info))
+            except (ET.ParseError, zipfile.BadZipFile, OSError, zlib.error, RuntimeError, ValueError):
+                container = None
+            if container is not None:
+                for el in container.iter():
+                    if el.tag.rsplit("}", 1)[-1] == "rootfile" and el.get("full-path") in names:
+                        return str(el.get("full-path"))
+    scores = [n for n in names if n.lower().endswith((".xml", ".musicxml")) and not n.startswith("META-INF/")]
+    if not scores:
+        raise InputError(f"{name}: compressed MusicXML without a score file inside")
+    return scores[0]
+
+
+def _check_xml_work(root: ET.Element, name: str) -> None:
+    """Refuse a score whose reading would run for minutes: music21's cost grows with notes per
+    measure and with the square of each part's measure count (it re-measures the part as each
+    measure is added)."""
+    if root.tag != "score-partwise":
+        if root.tag == "score-timewise":
+            raise InputError(f"{name}: timewise MusicXML is not supported; save it as partwise MusicXML")
+        raise InputError(f"{name}: not a MusicXML score (root element <{root.tag[:40]}>)")
+    parts = root.findall("part")
+    if not parts:
+        raise InputError(f"{name}: the score has no parts")
+    declared = {sp.get("id") for sp in root.iterfind("part-list/score-part")}
+    missing = [p.get("id") or "?" for p in parts if p.get("id") not in declared]
+    if missing:
+        raise InputError(f"{name}: part {missing[0][:40]!r} is not declared in the part list")
+    notes = 0
+    measure_work = 0
+    for part in parts:
+        measures = part.findall("measure")
+        measure_work += len(measures) ** 2
+        for measure in measures:
+            count = sum(1 for _ in measure.iter("note"))
+            if count > MAX_XML_NOTES_PER_MEASURE:
+                raise LimitError(
+                    f"{name}: measure {measure.get('number', '?')[:12]} of part {part.get('id', '?')[:40]} holds "
+                    f"{count} notes, over the {MAX_XML_NOTES_PER_MEASURE} limit"
+                )
+            notes += count
+    if notes > MAX_XML_NOTES:
+        raise LimitError(f"{name}: {notes} notes, over the {MAX_XML_NOTES} limit for MusicXML (MIDI takes more)")
+    if measure_work > MAX_XML_MEASURE_WORK:
+        most = max(len(p.findall("measure")) for p in parts)
+        fits = int((MAX_XML_MEASURE_WORK / len(parts)) ** 0.5)
+        raise LimitError(
+            f"{name}: {most} measures in {len(parts)} part(s) is more than midiarr reads from MusicXML "
+            f"(up to about {fits} measures with {len(parts)} part(s)); save it as MIDI, or split the score"
+        )
 
 
 def parse_musicxml_score(path: str | os.PathLike[str]) -> music21.stream.Score:
     """The music21 Score of a MusicXML file, with one clear `InputError` for anything broken."""
     data = read_input_bytes(path, MAX_FILE_BYTES)
-    name = str(path)
+    return parse_musicxml_bytes(data, str(path), Path(path).suffix.lower() == ".mxl")
+
+
+def parse_musicxml_bytes(data: bytes, name: str, compressed: bool | None = None) -> music21.stream.Score:
+    """The music21 Score of MusicXML bytes (plain, or a .mxl archive when ``compressed``)."""
     if not data.strip():
         raise InputError(f"{name}: empty file")
-    suffix = Path(path).suffix.lower()
-    if suffix == ".mxl" and not data.startswith(b"PK"):
-        raise InputError(f"{name}: not a compressed MusicXML (.mxl) file")
-    if suffix != ".mxl" and b"score-partwise" not in data[:4096] and b"score-timewise" not in data[:4096]:
+    if compressed is None:
+        compressed = data.startswith(b"PK")
+    if compressed:
+        if not data.startswith(b"PK"):
+            raise InputError(f"{name}: not a compressed MusicXML (.mxl) file")
+        data = unpack_mxl(data, name)
+    head = data[:4096]
+    if b"score-partwise" not in head and b"score-timewise" not in head:
         raise InputError(f"{name}: not a MusicXML score (no score-partwise element)")
-    import music21
-
     try:
-        parsed = music21.converter.parse(str(path), format="musicxml", forceSource=True)
-    except (zipfile.BadZipFile, music21.exceptions21.Music21Exception) as exc:
+        # expat resolves no external entity (no XXE) and refuses entity expansion bombs
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
         raise InputError(f"{name}: broken MusicXML ({_first_line(exc)})") from None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise InputError(f"{name}: broken MusicXML ({type(exc).__name__})") from None
+    _check_xml_work(root, name)
+    _route_music21_warnings()
+    import music21
+    from music21.musicxml import xmlToM21
+
+    importer = xmlToM21.MusicXMLImporter()
+    importer.xmlRoot = root
+    try:
+        importer.xmlRootToScore(root, importer.stream)
+    except music21.exceptions21.Music21Exception as exc:
+        raise InputError(f"{name}: broken MusicXML ({_first_line(exc)})") from None
+    except RecursionError:
+        raise InputError(f"{name}: broken MusicXML (nested too deeply)") from None
     except Exception as exc:  # music21's XML layer raises many unrelated types on bad input
         raise InputError(f"{name}: broken MusicXML ({type(exc).__name__}: {_first_line(exc)})") from None
+    parsed = importer.stream
     if not isinstance(parsed, music21.stream.Score):
         parsed = music21.stream.Score([parsed])
     return parsed
@@ -134,6 +284,7 @@ def _title(score: music21.stream.Score) -> str | None:
 
 def from_music21(score: music21.stream.Score) -> Song:
     """A `Song` from a music21 Score: one track per part, ties merged, pickups padded to a full bar."""
+    _route_music21_warnings()
     from music21 import dynamics, instrument, key, meter, note, stream
 
     tpb = XML_TICKS_PER_BEAT
@@ -146,13 +297,17 @@ def from_music21(score: music21.stream.Score) -> Song:
 
     tracks: list[Track] = []
     for part in parts:
-        flat = part.stripTies().flatten()
+        # Ties are merged here rather than by music21's stripTies, which deep-copies the whole part
+        # (minutes on a long score); the part itself is left as it was.
+        flat = part.flatten()
         inst = part.getInstrument(returnDefault=True)
         unpitched = any(isinstance(n, note.Unpitched) for n in flat.notes[:64])
         is_drum = unpitched or isinstance(inst, instrument.UnpitchedPercussion) or inst.midiChannel == 9
         dyn_marks = [(Fraction(d.offset), d.volumeScalar) for d in flat.getElementsByClass(dynamics.Dynamic)]
+        dyn_offsets = [off for off, _ in dyn_marks]
 
         rows: list[tuple[int, int, int, int]] = []
+        tied_from: dict[int, int] = {}  # pitch -> the row a tie on that pitch extends
         for el in flat.notes:
             ql = Fraction(el.duration.quarterLength)
             if ql <= 0:  # grace notes take no time in the score
@@ -160,14 +315,28 @@ def from_music21(score: music21.stream.Score) -> Song:
             offset = Fraction(el.offset)
             start, dur = to_tick(offset), max(1, round(ql * tpb))
             members = list(el.notes) if hasattr(el, "notes") and el.notes else [el]
-            chord_velocity = _velocity_of(el, offset, dyn_marks)
+            chord_velocity = _velocity_of(el, offset, dyn_marks, dyn_offsets)
             for m in members:
                 if isinstance(m, note.Unpitched):
                     pitch = _drum_pitch(m.displayStep, m.displayOctave, m.notehead or "normal")
                 else:
                     pitch = int(m.pitch.midi)
+                pitch = int(np.clip(pitch, 0, 127))
+                tie = m.tie if m.tie is not None else (el.tie if m is not el else None)
+                tie_type = tie.type if tie is not None else None
+                if tie_type in ("continue", "stop") and pitch in tied_from:
+                    row = tied_from[pitch]
+                    first, length, _, vel = rows[row]
+                    rows[row] = (first, max(length, start + dur - first), pitch, vel)
+                    if tie_type == "stop":
+                        del tied_from[pitch]
+                    continue
                 vel = int(np.clip(m.volume.velocity, 1, 127)) if m.volume.velocity is not None else chord_velocity
-                rows.append((start, dur, int(np.clip(pitch, 0, 127)), vel))
+                rows.append((start, dur, pitch, vel))
+                if tie_type in ("start", "continue"):
+                    tied_from[pitch] = len(rows) - 1
+                else:
+                    tied_from.pop(pitch, None)
         notes = sort_notes(np.array(rows, dtype=NOTE_DTYPE)) if rows else np.zeros(0, dtype=NOTE_DTYPE)
         program = inst.midiProgram if inst.midiProgram is not None else 0
         name = part.partName or inst.partName or inst.instrumentName or ""
@@ -200,15 +369,17 @@ def from_music21(score: music21.stream.Score) -> Song:
     )
 
 
-def _velocity_of(el: music21.base.Music21Object, offset: Fraction, dyn_marks: list[tuple[Fraction, float]]) -> int:
-    """A note's velocity: its own, else the last dynamic mark before it, else a default."""
+def _velocity_of(
+    el: music21.base.Music21Object,
+    offset: Fraction,
+    dyn_marks: list[tuple[Fraction, float]],
+    dyn_offsets: list[Fraction],
+) -> int:
+    """A note's velocity: its own, else the last dynamic mark at or before it, else a default."""
     if el.volume.velocity is not None:
         return int(np.clip(el.volume.velocity, 1, 127))
-    scalar = None
-    for off, vs in dyn_marks:
-        if off > offset:
-            break
-        scalar = vs
+    i = bisect.bisect_right(dyn_offsets, offset)
+    scalar = dyn_marks[i - 1][1] if i else None
     return int(np.clip(round(scalar * 127), 1, 127)) if scalar is not None else DEFAULT_VELOCITY
 
 
@@ -232,6 +403,7 @@ def to_music21(song: Song, roles: dict[int, str] | None = None, tempo_marks: boo
     """A music21 Score: a part per track with a clef for its role, quantized for notation.
 
     ``tempo_marks=False`` leaves out metronome marks (for parts added to a score that has its own)."""
+    _route_music21_warnings()
     from music21 import chord, clef, instrument, key, metadata, meter, note, stream, tempo
     from music21.percussion import PercussionChord
 
@@ -321,6 +493,7 @@ def _clef_for(track: Track, role: str | None, clef_mod: object) -> object:
 
 def pickup_ticks(score: music21.stream.Score, ticks_per_beat: int = XML_TICKS_PER_BEAT) -> int:
     """Length of the score's pickup (anacrusis) in ticks, 0 when the first bar is full."""
+    _route_music21_warnings()
     from music21 import stream
 
     parts = list(score.parts) or [score]
@@ -334,8 +507,10 @@ def add_parts(score: music21.stream.Score, song: Song, indices: list[int]) -> mu
     The original parts stay exactly as they were (articulations, lyrics, layout and all); the new parts get
     measures on the same bar lines, a clef for their role, and a pickup bar when the score has one.
     """
+    _route_music21_warnings()
     from music21 import note, stream
 
+    check_notation_work(song, song.metadata.get("title") or "the song")
     pickup = pickup_ticks(score, song.ticks_per_beat)
     reference = (list(score.parts) or [score])[0].getElementsByClass(stream.Measure)
     first_number = reference.first().number if reference.first() is not None else 1
@@ -376,13 +551,38 @@ def write_score(score: music21.stream.Score, path: str | os.PathLike[str]) -> Pa
 
     target = Path(path)
     suffix = target.suffix.lower() if target.suffix.lower() in MUSICXML_SUFFIXES else ".musicxml"
+    _route_music21_warnings()
+    import music21
+
     with tempfile.TemporaryDirectory() as tmp:
         fmt = "mxl" if suffix == ".mxl" else "musicxml"
-        written = Path(score.write(fmt, fp=str(Path(tmp) / f"out{suffix}")))
+        try:
+            written = Path(score.write(fmt, fp=str(Path(tmp) / f"out{suffix}")))
+        except music21.exceptions21.Music21Exception as exc:
+            raise OutputError(f"cannot write {target} as MusicXML ({_first_line(exc)})") from None
         data = written.read_bytes()
     return atomic_write_bytes(target, data)
 
 
+def check_notation_work(song: Song, name: str) -> None:
+    """Refuse a song whose notation would take minutes: the notation step's cost grows with the
+    square of each part's bar count and with its notes."""
+    bars = song.num_bars
+    parts = max(1, len(song.tracks))
+    if song.note_count > MAX_NOTATION_NOTES:
+        raise LimitError(
+            f"{name}: {song.note_count} notes is more than midiarr notates as MusicXML "
+            f"({MAX_NOTATION_NOTES}); write a .mid file, or convert a part of the song"
+        )
+    if parts * bars**2 > MAX_NOTATION_WORK:
+        most = int((MAX_NOTATION_WORK / parts) ** 0.5)
+        raise LimitError(
+            f"{name}: {bars} bars in {parts} parts is more than midiarr notates as MusicXML "
+            f"(up to {most} bars with {parts} parts); write a .mid file, or convert a part of the song"
+        )
+
+
 def write_musicxml(song: Song, path: str | os.PathLike[str]) -> Path:
     """Write MusicXML (.musicxml/.xml plain, .mxl compressed), atomically."""
+    check_notation_work(song, str(path))
     return write_score(to_music21(song), path)
