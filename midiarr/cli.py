@@ -11,12 +11,14 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from midiarr import __version__
 from midiarr.errors import EmptySongError, MidiarrError, OptionError
+from midiarr.options import float_in, int_in, seed
 from midiarr.song import Song
 from midiarr.timing import TIMINGS
 
@@ -52,7 +54,7 @@ def _load_song_with_notes(path: Path) -> Song:
 def cmd_convert(args: argparse.Namespace) -> int:
     from midiarr.io import check_output_path, load, save
 
-    check_output_path(args.input, args.output, args.force)
+    check_output_path(args.input, args.output, args.force, args.mkdir)
     song = load(args.input)
     save(song, args.output)
     _say(args, f"wrote {args.output} ({len(song.tracks)} tracks, {song.note_count} notes, {song.num_bars} bars)")
@@ -116,9 +118,9 @@ def cmd_subtract(args: argparse.Namespace) -> int:
     from midiarr.subtract import subtract
 
     stem = check_stem(args.stem)
-    check_output_path(args.file, args.output, args.force)
+    check_output_path(args.file, args.output, args.force, args.mkdir)
     if args.stem_output:
-        check_output_path(args.file, args.stem_output, args.force)
+        check_output_path(args.file, args.stem_output, args.force, args.mkdir)
     song = load(args.file)
     sub = subtract(song, stem, assign_roles(song, parse_role_overrides(args.role)))
     save(sub.partial, args.output)
@@ -195,7 +197,7 @@ def cmd_insert(args: argparse.Namespace) -> int:
         raise OptionError("--stem: name at least one stem")
     if len(set(stems)) != len(stems):
         raise OptionError(f"--stem {args.stem}: a stem is named twice")
-    check_output_path(args.file, args.output, args.force)
+    check_output_path(args.file, args.output, args.force, args.mkdir)
     roles_asked = parse_role_overrides(args.role)
     engine = _engine_from_args(args)
     song = _load_song_with_notes(args.file)
@@ -208,7 +210,7 @@ def cmd_insert(args: argparse.Namespace) -> int:
     notation = {".musicxml", ".mxl", ".xml"}
     # a score notates the grid: off-grid ticks would come out as unreadable tuplets and ties
     controls.timing = args.timing or ("grid" if args.output.suffix.lower() in notation else "song")
-    active = parse_bar_ranges(args.active) if args.active else None
+    active = parse_bar_ranges(args.active, song.num_bars) if args.active else None
     # several stems: each engine decides how they hear each other (in turn, or written together)
     result = engine.insert_stems(
         song, stems, controls, active=active, seed=args.seed, roles=roles, replace=args.replace
@@ -249,7 +251,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
         raise OptionError(f"--stems {args.stems!r}: choose from {', '.join(PITCHED)}")
     if args.method not in ("diffusion", "pitch-range"):
         raise OptionError(f"--method {args.method!r}: choose diffusion or pitch-range")
-    check_output_path(args.file, args.output, args.force)
+    check_output_path(args.file, args.output, args.force, args.mkdir)
     song = _load_song_with_notes(args.file)
     if args.method == "pitch-range":
         if any(v is not None for v in (args.checkpoint, args.steps, args.guidance, args.scheduler, args.assign)):
@@ -280,12 +282,14 @@ def cmd_separate(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from midiarr.io import save
+    from midiarr.io.files import check_output_folder
     from midiarr.roles import check_stem
 
     stems = [check_stem(s.strip()) for s in args.stems.split(",") if s.strip()]
     if not stems:
         raise OptionError("--stems: name at least one stem")
     meter = _meter(args.meter)
+    check_output_folder(args.output, args.mkdir)
     engine = _engine_from_args(args)
     song = engine.generate(stems, args.bars, _controls_from_args(args), seed=args.seed, qpm=args.tempo, meter=meter)
     save(song, args.output)
@@ -733,9 +737,19 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rhythm", choices=["straight", "syncopated"])
     p.add_argument("--register", choices=["low", "mid", "high"])
     p.add_argument("--polyphony", choices=["single", "chords"], help="single notes (arpeggios) or chords")
-    p.add_argument("--temperature", type=float, help="transformer sampling temperature (default from its config)")
-    p.add_argument("--top-p", type=float, help="transformer nucleus sampling mass (default from its config)")
-    p.add_argument("--candidates", type=int, help="transformer: sample N takes per window and keep one (--pick)")
+    p.add_argument(
+        "--temperature",
+        type=float_in(0, 10, low_open=True),
+        help="transformer sampling temperature (default from its config)",
+    )
+    p.add_argument(
+        "--top-p",
+        type=float_in(0, 1, low_open=True),
+        help="transformer nucleus sampling mass (default from its config)",
+    )
+    p.add_argument(
+        "--candidates", type=int_in(1, 64), help="transformer: sample N takes per window and keep one (--pick)"
+    )
     p.add_argument(
         "--pick",
         choices=["likelihood", "consensus"],
@@ -743,18 +757,22 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--harmony-weight",
-        type=float,
+        type=float_in(0, 100),
         help="transformer, diffusion: pull toward the song's chord tones (0 = the model alone)",
     )
-    p.add_argument("--root-weight", type=float, help="transformer: a further pull toward the chord's root")
+    p.add_argument("--root-weight", type=float_in(0, 100), help="transformer: a further pull toward the chord's root")
     p.add_argument(
-        "--sync-weight", type=float, help="transformer, diffusion: pull onsets onto the other parts' onsets (0 = off)"
+        "--sync-weight",
+        type=float_in(0, 100),
+        help="transformer, diffusion: pull onsets onto the other parts' onsets (0 = off)",
     )
     p.add_argument(
-        "--control-weight", type=float, help="transformer: pull toward the asked density and dynamics (0 = off)"
+        "--control-weight",
+        type=float_in(0, 100),
+        help="transformer: pull toward the asked density and dynamics (0 = off)",
     )
     p.add_argument("--checkpoint", type=Path, help="model checkpoint folder (default: the engine's bundled weights)")
-    p.add_argument("--steps", type=int, help="diffusion: sampling steps (default from its config)")
+    p.add_argument("--steps", type=int_in(1, 1000), help="diffusion: sampling steps (default from its config)")
     p.add_argument("--scheduler", choices=["ddim", "dpm"], help="diffusion: sampler (default from its config)")
     p.add_argument(
         "--partial",
@@ -769,11 +787,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="midiarr", description="MIDI arrangement engine: write the missing stem of a song.")
     parser.add_argument("--version", action="version", version=f"midiarr {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and requested data")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also show the libraries' warnings")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="print only errors")
+        p.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="also show the libraries' warnings"
+        )
         return p
 
     role_help = "override a track's role, e.g. --role 3=bass (repeatable; track numbers as in `midiarr stems`)"
@@ -782,6 +804,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path, help="song to read")
     p.add_argument("-o", "--output", type=Path, required=True, help="file to write; its extension picks the format")
     p.add_argument("--force", action="store_true", help="allow the output to be the input file")
+    p.add_argument("--mkdir", action="store_true", help="create the output's folder if it is missing")
     p.set_defaults(func=cmd_convert)
 
     p = add("stems", "List a song's tracks with their stem roles.")
@@ -798,6 +821,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stem-output", type=Path, help="also write the removed stem alone here")
     p.add_argument("--role", action="append", metavar="TRACK=ROLE", help=role_help)
     p.add_argument("--force", action="store_true", help="allow an output to be the input file")
+    p.add_argument("--mkdir", action="store_true", help="create the output folders if they are missing")
     p.set_defaults(func=cmd_subtract)
 
     p = add("insert", "Write a missing stem into a song with an engine; the other tracks are kept exactly.")
@@ -811,7 +835,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BARS",
         help="bars to play, 1-based ranges, e.g. 1-16,33-48 (default: wherever the song plays)",
     )
-    p.add_argument("--seed", type=int, default=0, help="same seed, same part")
+    p.add_argument("--seed", type=seed, default=0, help="same seed, same part")
     p.add_argument(
         "--timing",
         choices=TIMINGS,
@@ -834,19 +858,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace the song's own part of the stem (by default insert only adds, and stops if the song has one)",
     )
     p.add_argument("--force", action="store_true", help="allow the output to be the input file")
+    p.add_argument("--mkdir", action="store_true", help="create the output's folder if it is missing")
     p.set_defaults(func=cmd_insert)
 
     p = add("generate", "Write a new song from nothing: the stems named, each hearing the ones before it.")
     p.add_argument("--stems", default="piano,bass,drums", help="comma-separated stems (default piano,bass,drums)")
-    p.add_argument("--bars", type=int, default=16, help="length in bars (default 16)")
-    p.add_argument("--tempo", type=float, default=120.0, help="quarter notes per minute (default 120)")
+    p.add_argument("--bars", type=int_in(1, 2000), default=16, help="length in bars (default 16)")
+    p.add_argument("--tempo", type=float_in(20, 400), default=120.0, help="quarter notes per minute (default 120)")
     p.add_argument("--meter", default="4/4", help="time signature (default 4/4)")
     p.add_argument("-o", "--output", type=Path, required=True, help="the new song (.mid or MusicXML)")
+    p.add_argument("--mkdir", action="store_true", help="create the output's folder if it is missing")
     p.add_argument(
         "--engine", default="transformer", help="engine (default transformer; rules cannot start from nothing)"
     )
     _add_control_options(p)
-    p.add_argument("--seed", type=int, default=0, help="same seed, same song")
+    p.add_argument("--seed", type=seed, default=0, help="same seed, same song")
     p.add_argument("--donor", action="append", type=Path, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_generate)
 
@@ -856,11 +882,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="report folder")
     p.add_argument("--checkpoint", type=Path, help="diffusion checkpoint folder (default: the bundled weights)")
     p.add_argument("--stems", default="bass,drums,guitar", help="stems for activity and partial modes")
-    p.add_argument("--limit", type=int, default=12, help="songs per measurement (default 12)")
-    p.add_argument("--max-bars", type=int, default=16, help="each song cut to its first N bars (default 16)")
+    p.add_argument("--limit", type=int_in(1, 10_000_000), default=12, help="songs per measurement (default 12)")
+    p.add_argument(
+        "--max-bars", type=int_in(1, 100_000), default=16, help="each song cut to its first N bars (default 16)"
+    )
     p.add_argument("--guidance", default="0,1,2,4", help="guidance weights for separation (default 0,1,2,4)")
     p.add_argument("--parts", default="separation,activity,partial,passes", help="which measurements to run")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument(
         "--set",
         action="append",
@@ -874,8 +902,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="the song with one track per stem")
     p.add_argument("--stems", default="bass,guitar,piano", help="stems to split into (default bass,guitar,piano)")
     p.add_argument("--method", default="diffusion", help="diffusion (default) or pitch-range (the baseline)")
-    p.add_argument("--guidance", type=float, help="classifier-free guidance on the mix (0 free ... >=1 follow it)")
-    p.add_argument("--steps", type=int, help="sampling steps (default from the model's config)")
+    p.add_argument(
+        "--guidance", type=float_in(0, 100), help="classifier-free guidance on the mix (0 free ... >=1 follow it)"
+    )
+    p.add_argument("--steps", type=int_in(1, 1000), help="sampling steps (default from the model's config)")
     p.add_argument("--scheduler", choices=["ddim", "dpm"], help="sampler (default from the model's config)")
     p.add_argument("--checkpoint", type=Path, help="diffusion checkpoint folder (default: the bundled weights)")
     p.add_argument(
@@ -883,15 +913,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="how notes pick their stem: head (default: the learned assignment head, when the checkpoint has "
         "one) or logits (the stem with the highest onset logit at the note)",
     )
-    p.add_argument("--seed", type=int, default=0, help="same seed, same split")
+    p.add_argument("--seed", type=seed, default=0, help="same seed, same split")
     p.add_argument("--force", action="store_true", help="allow the output to be the input file")
+    p.add_argument("--mkdir", action="store_true", help="create the output's folder if it is missing")
     p.set_defaults(func=cmd_separate)
 
     p = add("serve", "Serve the HTTP API and the web page on this machine (loopback by default).")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
-    p.add_argument("--jobs", type=int, default=1, help="jobs that run at once (default 1)")
-    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MB (default 20)")
+    p.add_argument("--port", type=int_in(0, 65535), default=8765, help="port (default 8765)")
+    p.add_argument("--jobs", type=int_in(1, 64), default=1, help="jobs that run at once (default 1)")
+    p.add_argument(
+        "--max-upload-mb", type=float_in(0, 4096, low_open=True), default=20.0, help="largest upload in MB (default 20)"
+    )
     p.set_defaults(func=cmd_serve)
 
     p = add(
@@ -910,7 +943,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ENGINE.KEY=VALUE",
         help="an engine setting instead of its default, e.g. transformer.harmony_weight=1.5 (repeatable)",
     )
-    p.add_argument("--max-bars", type=int, help="cut every song to its first N bars (all engines alike)")
+    p.add_argument("--max-bars", type=int_in(1, 100_000), help="cut every song to its first N bars (all engines alike)")
     p.add_argument(
         "--timing",
         choices=TIMINGS,
@@ -921,15 +954,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
     p.add_argument("--split", choices=["train", "valid", "test"], default="test")
     p.add_argument("-o", "--output", type=Path, required=True, help="report folder (JSON, Markdown, PNG)")
-    p.add_argument("--limit", type=int, help="at most N parts per stem")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int_in(1, 10_000_000), help="at most N parts per stem")
+    p.add_argument("--seed", type=seed, default=0)
     p.set_defaults(func=cmd_eval)
 
     p = add("prepare", "Build Subtractive Training triplets (full, without stem, instruction) from a folder.")
     p.add_argument("data_dir", type=Path, help="folder searched recursively for MIDI and MusicXML")
     p.add_argument("-o", "--output", type=Path, required=True, help="cache folder to write")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    p.add_argument("--limit", type=int, default=None, help="take only the first N files (sorted by path)")
+    p.add_argument("--workers", type=int_in(1, 256), default=None, help="processes (default: all cores)")
+    p.add_argument(
+        "--limit", type=int_in(1, 10_000_000), default=None, help="take only the first N files (sorted by path)"
+    )
     p.set_defaults(func=cmd_prepare)
 
     sf_help = "default (FluidR3_GM when installed, else the embedded TimGM6mb), fluidr3, timgm, or an .sf2/.sf3 path"
@@ -942,7 +977,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["wav", "flac"], default="wav")
     p.add_argument(
         "--loudness",
-        type=float,
+        type=float_in(-80, 0),
         metavar="DBFS",
         help="bring the mix to this RMS level (e.g. -20); one gain for all files keeps stems summing to it",
     )
@@ -954,13 +989,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", type=Path, help="a folder of MIDI/MusicXML files, or a `midiarr prepare` cache")
     p.add_argument("-o", "--output", type=Path, required=True, help="audio dataset folder (resumable)")
     p.add_argument("--sr", type=_sample_rate, default=16000, help="sample rate in Hz (default 16000)")
-    p.add_argument("--clip", type=float, metavar="SECONDS", help="cut each song into clips of this length")
+    p.add_argument(
+        "--clip", type=float_in(0.1, 3600), metavar="SECONDS", help="cut each song into clips of this length"
+    )
     p.add_argument("--soundfont", default=None, help=sf_help)
     p.add_argument("--format", choices=["wav", "flac"], default="wav")
     p.add_argument("--stereo", action="store_true", help="keep two channels (default: mono, as the audio models use)")
     p.add_argument("--split", choices=["train", "valid", "test"], help="render only this split")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    p.add_argument("--limit", type=int, default=None, help="take only the first N songs")
+    p.add_argument("--workers", type=int_in(1, 256), default=None, help="processes (default: all cores)")
+    p.add_argument("--limit", type=int_in(1, 10_000_000), default=None, help="take only the first N songs")
     p.add_argument(
         "--require-roles",
         type=_role_list,
@@ -974,26 +1011,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
     p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint folder (safetensors, config, log)")
     p.add_argument("--config", type=Path, help="model/training TOML (default: the bundled configs/transformer.toml)")
-    p.add_argument("--max-minutes", type=float, help="wall-clock budget (overrides the config)")
-    p.add_argument("--max-steps", type=int, help="optimizer steps (overrides the config)")
-    p.add_argument("--limit", type=int, help="use only the first N stems of each split (smoke runs)")
+    p.add_argument(
+        "--max-minutes", type=float_in(0, 1e6, low_open=True), help="wall-clock budget (overrides the config)"
+    )
+    p.add_argument("--max-steps", type=int_in(1, 10**9), help="optimizer steps (overrides the config)")
+    p.add_argument("--limit", type=int_in(1, 10_000_000), help="use only the first N stems of each split (smoke runs)")
     p.add_argument("--init-from", type=Path, help="start from this checkpoint's weights (same network shape)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--seed", type=int, help="seed of the start weights and training windows (default: the config's)")
+    p.add_argument("--threads", type=int_in(1, 256), help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--seed", type=seed, help="seed of the start weights and training windows (default: the config's)")
     p.set_defaults(func=cmd_train_transformer)
 
     p = add("train-diffusion", "Train the piano-roll diffusion engine on a prepare cache (train split).")
     p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
     p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint folder (safetensors, config, log)")
     p.add_argument("--config", type=Path, help="network/training TOML (default: the bundled configs/diffusion.toml)")
-    p.add_argument("--max-minutes", type=float, help="wall-clock budget (overrides the config)")
-    p.add_argument("--max-steps", type=int, help="optimizer steps (overrides the config)")
-    p.add_argument("--limit", type=int, help="use only the first N songs of each split (smoke runs)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--init-from", type=Path, help="start from this checkpoint's weights (same network)")
-    p.add_argument("--seed", type=int, help="seed of the start weights and training windows (default: the config's)")
     p.add_argument(
-        "--workers", type=int, default=0, help="processes drawing training windows (default 0: in-process; GPU: ~7)"
+        "--max-minutes", type=float_in(0, 1e6, low_open=True), help="wall-clock budget (overrides the config)"
+    )
+    p.add_argument("--max-steps", type=int_in(1, 10**9), help="optimizer steps (overrides the config)")
+    p.add_argument("--limit", type=int_in(1, 10_000_000), help="use only the first N songs of each split (smoke runs)")
+    p.add_argument("--threads", type=int_in(1, 256), help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--init-from", type=Path, help="start from this checkpoint's weights (same network)")
+    p.add_argument("--seed", type=seed, help="seed of the start weights and training windows (default: the config's)")
+    p.add_argument(
+        "--workers",
+        type=int_in(0, 64),
+        default=0,
+        help="processes drawing training windows (default 0: in-process; GPU: ~7)",
     )
     p.set_defaults(func=cmd_train_diffusion)
 
@@ -1001,21 +1045,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder for assign.safetensors, assign.json, log")
     p.add_argument("--checkpoint", type=Path, help="diffusion checkpoint to separate with (default: the bundled one)")
-    p.add_argument("--limit", type=int, default=700, help="train songs to learn from (default 700)")
-    p.add_argument("--valid-limit", type=int, default=200, help="valid songs to score on (default 200; 0: none)")
-    p.add_argument("--max-bars", type=int, default=16, help="cut each song to its first N bars (default 16)")
-    p.add_argument("--guidance", type=float, default=1.0, help="separation guidance weight (default 1)")
-    p.add_argument("--epochs", type=int, default=5, help="passes over the notes (default 5)")
-    p.add_argument("--hidden", type=int, default=16, help="hidden width of the head (default 16)")
-    p.add_argument("--jobs", type=int, default=1, help="processes separating songs (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampler and the head (default 0)")
+    p.add_argument("--limit", type=int_in(1, 10_000_000), default=700, help="train songs to learn from (default 700)")
+    p.add_argument(
+        "--valid-limit", type=int_in(0, 10_000_000), default=200, help="valid songs to score on (default 200; 0: none)"
+    )
+    p.add_argument(
+        "--max-bars", type=int_in(1, 100_000), default=16, help="cut each song to its first N bars (default 16)"
+    )
+    p.add_argument("--guidance", type=float_in(0, 100), default=1.0, help="separation guidance weight (default 1)")
+    p.add_argument("--epochs", type=int_in(1, 100_000), default=5, help="passes over the notes (default 5)")
+    p.add_argument("--hidden", type=int_in(1, 4096), default=16, help="hidden width of the head (default 16)")
+    p.add_argument("--jobs", type=int_in(1, 64), default=1, help="processes separating songs (default 1)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the sampler and the head (default 0)")
     p.add_argument("--reuse", action="store_true", help="reuse the examples a previous run left in -o")
     p.set_defaults(func=cmd_train_assign)
 
     p = add("tokenize", "Show a song's REMI tokens bar by bar.")
     p.add_argument("file", type=Path)
     p.add_argument("--config", type=Path, help="tokenizer TOML (default: the bundled configs/tokenizer.toml)")
-    p.add_argument("--bars", type=int, help="show only the first N bars")
+    p.add_argument("--bars", type=int_in(1, 100_000), help="show only the first N bars")
     p.add_argument("--json", action="store_true", help="print token ids per bar as JSON")
     p.set_defaults(func=cmd_tokenize)
 
@@ -1028,10 +1076,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed as one line
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USAGE
+    if not getattr(args, "verbose", False):
+        # music21, diffusers and torch warn about things the user cannot act on; an error stays one line
+        warnings.simplefilter("ignore")
+        os.environ.setdefault("PYTHONWARNINGS", "ignore")  # worker processes too
     try:
         return int(args.func(args) or 0)
     except MidiarrError as exc:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from midiarr.audio.tuned import INSERT_GUIDANCE, SEPARATION_ESTIMATOR, SEPARATION_GUIDANCE
 from midiarr.errors import OptionError
+from midiarr.options import float_in, int_in, seed
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
@@ -46,9 +47,11 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint folder (safetensors, config, log)")
     p.add_argument("--vae", type=Path, help="the trained mel VAE (ldm and gmsdi work in its latent space)")
     p.add_argument("--config", type=Path, help="TOML (default: the bundled configs/audio.toml)")
-    p.add_argument("--max-minutes", type=float, help="wall-clock budget (overrides the config)")
-    p.add_argument("--max-steps", type=int, help="optimizer steps (overrides the config)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument(
+        "--max-minutes", type=float_in(0, 1e6, low_open=True), help="wall-clock budget (overrides the config)"
+    )
+    p.add_argument("--max-steps", type=int_in(1, 10**9), help="optimizer steps (overrides the config)")
+    p.add_argument("--threads", type=int_in(1, 256), help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--init-from", type=Path, help="ldm/gmsdi: continue from this checkpoint's weights (same network)")
     p.set_defaults(func=cmd_train_audio)
     register_audio(add)
@@ -211,12 +214,16 @@ def cmd_eval_audio(args: argparse.Namespace) -> int:
 
 
 def _sampling_options(p: argparse.ArgumentParser, guidance: bool = True) -> None:
-    p.add_argument("--steps", type=int, help="DDIM steps (default 25)")
+    p.add_argument("--steps", type=int_in(1, 1000), help="DDIM steps (default 25)")
     if guidance:
-        p.add_argument("--guidance", type=float, help="classifier-free guidance on the given audio (default: "
-                       f"{SEPARATION_GUIDANCE} to separate by estimator, {INSERT_GUIDANCE} to insert)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="same seed, same output")
-    p.add_argument("--overlap", type=float, default=0.5, help="seconds shared by neighbouring 4 s windows")
+        p.add_argument(
+            "--guidance",
+            type=float_in(0, 100),
+            help="classifier-free guidance on the given audio (default: "
+            f"{SEPARATION_GUIDANCE} to separate by estimator, {INSERT_GUIDANCE} to insert)",
+        )
+    p.add_argument("--seed", type=seed, default=0, help="same seed, same output")
+    p.add_argument("--overlap", type=float_in(0, 3.5), default=0.5, help="seconds shared by neighbouring 4 s windows")
 
 
 def _estimator_option(p: argparse.ArgumentParser) -> None:
@@ -258,7 +265,7 @@ def register_audio(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
 
     q = action("generate", "Generate stems from nothing (total generation).")
     q.add_argument("--stems", default="bass,drums,guitar,piano", help="comma-separated stems")
-    q.add_argument("--seconds", type=float, default=8.0)
+    q.add_argument("--seconds", type=float_in(0.1, 600), default=8.0)
     q.add_argument("-o", "--output", type=Path, required=True, help="folder for <stem>.wav and mix.wav")
     q.add_argument("--checkpoint", type=Path, help="stem LDM folder (default: the bundled weights)")
     _sampling_options(q, guidance=False)
@@ -270,10 +277,14 @@ def register_audio(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--ldm", type=Path, help="stem LDM folder (default: bundled)")
     p.add_argument("--gmsdi", type=Path, help="GMSDI folder (default: bundled, when there is one)")
     p.add_argument("--parts", default="separation,insertion,generation")
-    p.add_argument("--limit", type=int, default=48, help="clips drawn from the split (with 2+ stems sounding)")
+    p.add_argument(
+        "--limit", type=int_in(1, 10_000_000), default=48, help="clips drawn from the split (with 2+ stems sounding)"
+    )
     p.add_argument("-o", "--output", type=Path, help="also write the report as JSON here")
-    p.add_argument("--insert-guidance", type=float, help=f"guidance for insertion (default {INSERT_GUIDANCE})")
-    p.add_argument("--generation-eta", type=float, help="DDIM eta of total generation (0..1; default tuned)")
+    p.add_argument(
+        "--insert-guidance", type=float_in(0, 100), help=f"guidance for insertion (default {INSERT_GUIDANCE})"
+    )
+    p.add_argument("--generation-eta", type=float_in(0, 1), help="DDIM eta of total generation (0..1; default tuned)")
     _estimator_option(p)
     _sampling_options(p)
     p.set_defaults(func=cmd_eval_audio)
