@@ -87,7 +87,8 @@ def test_insert_job_writes_midi_musicxml_and_audio(client: TestClient, tmp_path:
 def test_paths_from_requests_never_reach_the_file_system(client: TestClient, tmp_path: Path, band_file: Path) -> None:
     info = _upload(client, band_file, name="../../etc/evil.mid")
     assert info["filename"] == "evil.mid"
-    r = client.post("/api/jobs", json={"song_id": info["id"], "stems": ["bass"], "engine": "rules", "render": False})
+    request = {"song_id": info["id"], "stems": ["bass"], "engine": "rules", "render": False, "replace": True}
+    r = client.post("/api/jobs", json=request)
     status = _wait(client, r.json()["id"])
     for name in ("../progress.json", "/etc/passwd", "..%2F..%2Fsecret", "audio/../../../x"):
         assert client.get(f"/api/jobs/{status['id']}/files/{name}").status_code == 404
@@ -126,7 +127,8 @@ def test_long_song_is_refused(client: TestClient, tmp_path: Path) -> None:
 
 def test_cancel_a_job(client: TestClient, band_file: Path) -> None:
     info = _upload(client, band_file)
-    r = client.post("/api/jobs", json={"song_id": info["id"], "stems": ["bass", "drums", "guitar"], "engine": "rules"})
+    request = {"song_id": info["id"], "stems": ["bass", "drums", "guitar"], "engine": "rules", "replace": True}
+    r = client.post("/api/jobs", json=request)
     job = r.json()["id"]
     cancelled = client.delete(f"/api/jobs/{job}").json()
     assert cancelled["state"] in ("cancelled", "done")
@@ -149,3 +151,33 @@ def test_page_and_static_files(client: TestClient) -> None:
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/static/../app.py").status_code == 404
     assert client.get("/api/health").json()["status"] == "ok"
+
+
+def test_insert_asks_before_replacing_the_songs_own_part(client: TestClient, tmp_path: Path) -> None:
+    from midiarr.fixtures import misleading_band
+
+    src = write_midi(misleading_band(), tmp_path / "folk.mid")
+    info = _upload(client, src)
+    r = client.post("/api/jobs", json={"song_id": info["id"], "stems": ["guitar"], "engine": "rules"})
+    assert r.status_code == 409
+    body = r.json()
+    assert body["code"] == "existing_part"
+    assert "track 0 'Lead Guitar', track 3 'Banjo', track 4 'Tenor Banjo'" in body["error"]
+    assert "replace: true" in body["error"]
+    assert [(t["index"], t["name"]) for t in body["tracks"]] == [(0, "Lead Guitar"), (3, "Banjo"), (4, "Tenor Banjo")]
+    # a stem the song lacks (its "Bass" plays above C4: role other) is simply added, every track kept
+    r = client.post("/api/jobs", json={"song_id": info["id"], "stems": ["bass"], "engine": "rules", "render": False})
+    assert r.status_code == 202, r.text
+    assert _wait(client, r.json()["id"])["state"] == "done"
+    request = {"song_id": info["id"], "stems": ["guitar"], "engine": "rules", "render": False, "replace": True}
+    r = client.post("/api/jobs", json=request)
+    assert r.status_code == 202, r.text
+    status = _wait(client, r.json()["id"])
+    assert status["state"] == "done", status
+    names = [t["name"] for t in status["result"]["tracks"]]
+    assert names == ["Bass Drum", "Bass", "Piano", "Drums", "Guitar"]
+    # the page asks the same question and offers the replace
+    page = client.get("/").text
+    assert 'id="existing"' in page and 'id="replace-go"' in page
+    script = client.get("/static/app.js").text
+    assert "existing_part" in script and "replace" in script

@@ -112,6 +112,9 @@ class JobRequest(BaseModel):
     temperature: float | None = Field(None, gt=0, le=10, description="transformer sampling temperature")
     top_p: float | None = Field(None, gt=0, le=1, description="transformer nucleus sampling mass")
     candidates: int | None = Field(None, ge=1, le=MAX_CANDIDATES, description="transformer takes per window")
+    replace: bool = Field(
+        False, description="insert: replace the song's own part of a stem (without it, such a part answers 409)"
+    )
 
 
 class JobStatus(BaseModel):
@@ -135,6 +138,21 @@ class _Store:
 
 def _error(status: int, message: str, code: str | None = None) -> ApiError:
     return ApiError(status, message, code)
+
+
+def _existing_part(tracks: list[Track]) -> JSONResponse:
+    """409 naming the song's own parts of the stems asked for (the question `midiarr insert` asks too):
+    the usual error shape plus ``tracks``, each with index, name and role."""
+    parts = [
+        f"{role} part (" + ", ".join(f"track {t.index} {t.name!r}" for t in tracks if t.role == role) + ")"
+        for role in dict.fromkeys(t.role for t in tracks)
+    ]
+    message = (
+        f"the song already has its own {' and '.join(parts)}; an insert only adds parts: "
+        f"send replace: true to replace {'it' if len(tracks) == 1 else 'them'}"
+    )
+    body = {**error_body("existing_part", message), "tracks": [t.model_dump() for t in tracks]}
+    return JSONResponse(body, status_code=409)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -364,6 +382,12 @@ def create_app(root: str | Path | None = None, limits: Limits | None = None) -> 
             bars = request.bars
         if request.active:
             _check_active(request.active, bars)
+        if request.action == "insert":
+            # insert only adds: a part the song already has is the user's, so ask before replacing it
+            existing = [t for t in entry["info"].tracks if t.role in spec["stems"] and t.notes > 0]
+            if existing and not request.replace:
+                return _existing_part(existing)
+            spec["replace"] = request.replace
         if not store.jobs.can_accept():
             raise _error(429, "too many jobs waiting; try again when one has finished")
         job = store.jobs.submit(spec)

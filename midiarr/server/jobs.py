@@ -50,7 +50,8 @@ def run_job(folder: str, spec: dict[str, Any]) -> None:
             for k, stem in enumerate(stems):
                 _progress(out, "running", 0.05 + 0.7 * k / len(stems), f"writing the {stem}")
                 active = parse_bar_ranges(spec["active"], song.num_bars) if spec.get("active") else None
-                result = engine.insert(song, stem, controls, active=active, seed=int(spec.get("seed", 0)) + k)
+                seed, replace = int(spec.get("seed", 0)) + k, bool(spec.get("replace"))
+                result = engine.insert(song, stem, controls, active=active, seed=seed, replace=replace)
                 song = result.song
                 new_roles.append(stem)
         _progress(out, "running", 0.8, "saving MIDI and MusicXML")

@@ -10,7 +10,12 @@ async function api(path, options) {
   const response = await fetch(path, options);
   const body = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
   // every error is {"error": message, "code": code} (docs/server.md)
-  if (!response.ok) throw new Error(body?.error ?? `${response.status} ${response.statusText}`);
+  if (!response.ok) {
+    const err = new Error(body?.error ?? `${response.status} ${response.statusText}`);
+    err.code = body?.code;
+    err.body = body;
+    throw err;
+  }
   return body;
 }
 
@@ -77,15 +82,16 @@ async function upload(file) {
   }
 }
 
-async function submit(event) {
-  event.preventDefault();
+async function submit(event, replace = false) {
+  event?.preventDefault();
   if (!state.song) return;
+  $("existing").hidden = true;
   const stems = [...$("stems").querySelectorAll("input:checked")].map((b) => b.value);
   if (!stems.length) { say("job-status", "pick at least one stem", true); return; }
   const request = {
     action: "insert", song_id: state.song.id, stems, engine: $("engine").value,
     instruction: $("instruction").value || null, active: $("active").value || null,
-    seed: Number($("seed").value || 0),
+    seed: Number($("seed").value || 0), replace,
   };
   try {
     const job = await api("/api/jobs", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request) });
@@ -95,7 +101,15 @@ async function submit(event) {
     $("progress").hidden = false;
     poll();
   } catch (err) {
-    say("job-status", err.message, true);
+    if (err.code === "existing_part") {
+      // insert only adds: the song already plays this stem, so ask before replacing the user's own part
+      const named = err.body.tracks.map((t) => `track ${t.index} "${t.name}" (${t.role})`).join(", ");
+      say("existing-question", `The song already has its own part: ${named}. Replace it with the new one?`);
+      $("existing").hidden = false;
+      say("job-status", "");
+    } else {
+      say("job-status", err.message, true);
+    }
   }
 }
 
@@ -176,7 +190,9 @@ async function init() {
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); if (e.dataTransfer.files[0]) upload(e.dataTransfer.files[0]); });
   $("file").addEventListener("change", () => { if ($("file").files[0]) upload($("file").files[0]); });
-  $("job-form").addEventListener("submit", submit);
+  $("job-form").addEventListener("submit", (e) => submit(e));
+  $("replace-go").addEventListener("click", () => submit(null, true));
+  $("replace-no").addEventListener("click", () => { $("existing").hidden = true; });
   $("cancel").addEventListener("click", cancel);
   $("play").addEventListener("click", playAll);
   $("stop").addEventListener("click", stopAll);
