@@ -5,12 +5,13 @@ PY := $(VENV)/bin/python
 MIDIARR := $(VENV)/bin/midiarr
 OUT ?= out
 
-.PHONY: setup demo test lint bench-prepare bench-render clean
+.PHONY: setup demo test lint fuzz bench-prepare bench-render clean
 
 setup:
 	@bash scripts/setup.sh
 
 demo: setup
+	@mkdir -p $(OUT)
 	@echo "== the bundled example's tracks and roles"
 	$(MIDIARR) stems examples/band.mid --describe
 	@echo "== take the bass out: the song a songwriter brings"
@@ -25,6 +26,12 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The long fuzz tier (docs/reliability.md): hostile inputs, options and paths through the real CLI,
+# two processes at a time; rewrites the numbers table of docs/reliability.md and docs/reliability.json.
+FUZZ_SEEDS ?= 0 1
+fuzz: setup
+	$(PY) -m tests.fuzz --tier long $(foreach s,$(FUZZ_SEEDS),--seed $(s)) --report docs/reliability.json --doc docs/reliability.md
 
 lint: setup
 	$(VENV)/bin/ruff check .

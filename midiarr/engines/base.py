@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from midiarr.attributes import parse_instruction
-from midiarr.errors import ExistingPartError, OptionError
+from midiarr.errors import ExistingPartError, LimitError, OptionError
 from midiarr.roles import REMOVABLE_STEMS, ROLES, assign_roles, check_stem, tracks_with_role
 from midiarr.song import Song, Tempo, TimeSignature, Track
 from midiarr.timing import TIMINGS, lock_to_feel
@@ -68,6 +68,17 @@ class Engine(ABC):
     name: str = "engine"
     stems: tuple[str, ...] = REMOVABLE_STEMS
     can_generate: bool = False  # can write a first part with nothing to listen to
+    # the most bars one call writes (None: no limit); a model engine's time grows with every bar, so a
+    # song of thousands of bars is refused up front instead of running for many minutes
+    max_bars: int | None = None
+
+    def check_bars(self, bars: int) -> None:
+        """Raise `LimitError` when a song of ``bars`` bars is longer than this engine works on."""
+        if self.max_bars is not None and bars > self.max_bars:
+            raise LimitError(
+                f"the song has {bars} bars and the {self.name} engine works on songs of up to {self.max_bars}; "
+                "use --engine rules, or cut the song"
+            )
 
     @abstractmethod
     def write_part(
@@ -95,6 +106,7 @@ class Engine(ABC):
         """
         stem = check_stem(stem, self.stems)
         context, kept, existing, roles = make_room(song, [stem], roles, replace)
+        self.check_bars(context.num_bars)
         mask = fit_activity(context, active)
         controls = controls or Controls()
         tracks = self.write_part(context, stem, controls, mask, np.random.default_rng(seed))
@@ -153,6 +165,7 @@ class Engine(ABC):
             able = " or ".join(n for n in available_engines() if can_generate(n))
             raise OptionError(f"the {self.name} engine cannot write a song from nothing; use --engine {able}")
         order = sorted({check_stem(s, self.stems) for s in stems}, key=GENERATE_ORDER.index)
+        self.check_bars(bars)
         song = empty_song(bars, qpm, meter, ticks_per_beat)
         mask = np.ones(bars, dtype=bool)
         for k, stem in enumerate(order):

@@ -74,6 +74,7 @@ class DiffusionEngine(Engine):
 
     stems = WRITABLE
     can_generate = True
+    max_bars = 1000  # 125 windows of 8 bars: about a minute here
 
     def __init__(
         self,
@@ -204,6 +205,7 @@ class DiffusionEngine(Engine):
         if not stems:
             raise OptionError("name at least one stem")
         context, kept, existing, roles = make_room(song, stems, roles, replace)
+        self.check_bars(context.num_bars)
         mask = fit_activity(context, active)
         controls = controls or Controls()
         tracks = follow_timing(context, self.write_stems(context, stems, controls, mask, seed), controls, mask)
@@ -221,6 +223,7 @@ class DiffusionEngine(Engine):
         ticks_per_beat: int = 480,
     ) -> Song:
         """A new song of ``bars`` bars with all ``stems`` written together (or in --passes)."""
+        self.check_bars(bars)
         song = empty_song(bars, qpm, meter, ticks_per_beat)
         steps = int(np.ceil(bars * 4 * meter[0] / meter[1] * STEPS_PER_BEAT))
         tracks = self.write_stems(
@@ -239,6 +242,7 @@ class DiffusionEngine(Engine):
         count per stem.
         """
         stems = _check_separation_stems(stems)
+        self.check_bars(song.num_bars)
         flat, assigned = self.assign_notes(song, stems, seed=seed, progress=progress)
         return _split_song(song, flat, assigned, stems)
 

@@ -28,6 +28,7 @@ class TransformerEngine(Engine):
     """Writes a stem bar by bar with the stem transformer."""
 
     can_generate = True
+    max_bars = 1000  # written bar by bar: about a minute here
 
     def __init__(
         self,
