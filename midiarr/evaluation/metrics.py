@@ -205,3 +205,145 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     eig = np.linalg.eigvals(cov_a @ cov_b)
     tr_sqrt = float(np.sum(np.sqrt(np.clip(eig.real, 0, None))))
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * tr_sqrt)
+
+
+# ------------------------------------------------- how a player plays (issue 26, item 3)
+# Per-part attributes whose written value is compared with the real part's, and the same distance between
+# the real parts of two different songs is the yardstick: a written part "plays like a player" on an
+# attribute when it is no further from its song's real part than one real part is from another song's.
+
+
+def rhythm_repetition(song: Song, part: np.ndarray) -> float:
+    """Share of bars whose onset pattern on the 16th grid equals the previous bar's, over the pairs of
+    successive bars where either plays (a bar that goes silent after a playing one counts as a change).
+    Positions are 16ths from the bar start, so a bar of another meter has its own number of positions.
+    NaN when no pair of successive bars has an onset."""
+    if len(part) == 0:
+        return float("nan")
+    onsets = np.unique(part["start"])
+    bars = song.bar_starts(max(song.end_tick, int(onsets.max()) + 1))
+    idx = np.clip(np.searchsorted(bars, onsets, side="right") - 1, 0, len(bars) - 1)
+    pos = np.round((onsets - bars[idx]) / (song.ticks_per_beat / 4)).astype(np.int64)
+    patterns: dict[int, set[int]] = {}
+    for b, p in zip(idx.tolist(), pos.tolist()):
+        patterns.setdefault(b, set()).add(p)
+    same = pairs = 0
+    for b in range(1, int(idx.max()) + 1):
+        prev, cur = patterns.get(b - 1), patterns.get(b)
+        if prev is None and cur is None:
+            continue
+        pairs += 1
+        same += int(prev == cur)
+    return float(same / pairs) if pairs else float("nan")
+
+
+def length_spread(part: np.ndarray, tpb: int) -> float:
+    """Standard deviation of log2 note length in beats (a 64th-beat floor, so a 1-tick drum hit does not
+    dominate); 0 = every note the same length, 1 = lengths typically a factor of two apart. NaN under 2 notes."""
+    if len(part) < 2:
+        return float("nan")
+    return float(np.std(np.log2(np.maximum(part["duration"] / tpb, 1 / 64))))
+
+
+def velocity_spread(part: np.ndarray) -> float:
+    """Standard deviation of velocity (of 127). NaN under 2 notes."""
+    return float(np.std(part["velocity"].astype(float))) if len(part) >= 2 else float("nan")
+
+
+def pitch_spread(part: np.ndarray) -> float:
+    """Standard deviation of pitch in semitones (the spread of the register a part uses). NaN under 2 notes."""
+    return float(np.std(part["pitch"].astype(float))) if len(part) >= 2 else float("nan")
+
+
+INTERVAL_RANGE = 12  # successive intervals beyond an octave are clipped onto +-12
+
+
+def interval_profile(part: np.ndarray) -> np.ndarray:
+    """Distribution (sums to 1; all zeros with fewer than two onsets) of the melodic intervals between
+    successive onsets of the part's lowest line (the lowest pitch at each onset), clipped to -12..+12:
+    index 0 is an octave or more down, 12 a repeated note, 24 an octave or more up."""
+    hist = np.zeros(2 * INTERVAL_RANGE + 1)
+    if len(part) < 2:
+        return hist
+    order = np.lexsort((part["pitch"], part["start"]))
+    starts, pitches = part["start"][order], part["pitch"][order].astype(np.int64)
+    first = np.r_[True, starts[1:] != starts[:-1]]  # the lowest pitch is the first of each onset
+    lowest = pitches[first]
+    if len(lowest) < 2:
+        return hist
+    steps = np.clip(np.diff(lowest), -INTERVAL_RANGE, INTERVAL_RANGE) + INTERVAL_RANGE
+    np.add.at(hist, steps, 1)
+    return hist / hist.sum()
+
+
+def total_variation(p: np.ndarray, q: np.ndarray) -> float:
+    """Total-variation distance of two distributions (0 = the same, 1 = no overlap); NaN when either is empty."""
+    if p.sum() <= 0 or q.sum() <= 0:
+        return float("nan")
+    return float(0.5 * np.abs(p / p.sum() - q / q.sum()).sum())
+
+
+# Kit pieces whose share of a drum part's notes the report gives: General MIDI's names of one piece counted
+# together (`KIT_PIECES`), hats closed/pedal/open as one, the china and splash with the crashes and the bell
+# with the ride; every other sound (percussion, side stick, cowbell...) is "other".
+KIT_SHARES: dict[str, tuple[int, ...]] = {
+    "kick": KIT_PIECES[0],
+    "snare": KIT_PIECES[1],
+    "hihat": (42, 44, 46),
+    "tom": KIT_PIECES[2],
+    "crash": (*KIT_PIECES[3], 52, 55),
+    "ride": (*KIT_PIECES[4], 53),
+}
+
+
+def kit_shares(part: np.ndarray) -> dict[str, float]:
+    """Share of a drum part's notes on each kit piece of `KIT_SHARES`, plus ``other``; the shares sum to 1.
+    All NaN for an empty part."""
+    names = [*KIT_SHARES, "other"]
+    if len(part) == 0:
+        return {k: float("nan") for k in names}
+    pitch = part["pitch"]
+    out = {k: float(np.isin(pitch, group).mean()) for k, group in KIT_SHARES.items()}
+    out["other"] = float((~np.isin(pitch, [n for group in KIT_SHARES.values() for n in group])).mean())
+    return out
+
+
+def kit_share_vector(part: np.ndarray) -> np.ndarray:
+    """`kit_shares` as a vector in `KIT_SHARES` order then ``other`` (zeros for an empty part)."""
+    shares = kit_shares(part)
+    return np.nan_to_num(np.array(list(shares.values()), dtype=float))
+
+
+# ------------------------------------------------- engine-vs-engine differences
+def paired_bootstrap(
+    a: np.ndarray | list[float], b: np.ndarray | list[float], resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict[str, float]:
+    """Difference A - B of paired per-song values (row i of both is the same song; rows where either is
+    NaN are dropped), with percentile bootstrap intervals at ``level``: songs are resampled with replacement
+    ``resamples`` times (seeded, so a report is reproducible) and the difference recomputed on each draw.
+    ``mean_diff`` is the mean of the per-song differences, ``median_diff`` the median of A minus the median
+    of B (what the medians in the report would show), each with ``_lo``/``_hi``; ``n`` the songs used."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    n = len(x)
+    out = {"n": float(n)}
+    if n == 0:
+        return out | {
+            k: float("nan") for k in ("mean_diff", "mean_lo", "mean_hi", "median_diff", "median_lo", "median_hi")
+        }
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    means = (x - y)[idx].mean(axis=1)
+    medians = np.median(x[idx], axis=1) - np.median(y[idx], axis=1)
+    tail = (1 - level) / 2 * 100
+    lo_hi = [tail, 100 - tail]
+    m_lo, m_hi = np.percentile(means, lo_hi)
+    d_lo, d_hi = np.percentile(medians, lo_hi)
+    return out | {
+        "mean_diff": float((x - y).mean()),
+        "mean_lo": float(m_lo),
+        "mean_hi": float(m_hi),
+        "median_diff": float(np.median(x) - np.median(y)),
+        "median_lo": float(d_lo),
+        "median_hi": float(d_hi),
+    }
