@@ -382,8 +382,8 @@ def _engine_setting(item: str) -> tuple[tuple[str, str], Any]:
 def cmd_eval(args: argparse.Namespace) -> int:
     import shlex
 
-    from midiarr.evaluation.harness import check_engines, evaluate
-    from midiarr.evaluation.report import markdown_table, write_report
+    from midiarr.evaluation.harness import check_engines, evaluate, evaluate_control, parse_control
+    from midiarr.evaluation.report import control_table, markdown_table, write_control_report, write_report
     from midiarr.roles import check_stem
 
     options: dict[str, dict[str, Any]] = {}
@@ -397,8 +397,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
         options.setdefault(name[0], {})[name[1]] = value
     if args.max_bars is not None and args.max_bars < 1:
         raise OptionError("--max-bars must be at least 1")
+    controls = [parse_control(c) for c in args.control or []]
     engines = check_engines(args.engine, options)
     stems = [check_stem(s) for s in args.stems.split(",") if s.strip()]
+    command = "midiarr " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "eval" in sys.argv[1:] else ""
+    if controls:  # measure the controls instead of the usual pass
+        runs = [
+            evaluate_control(
+                engines,
+                stems,
+                args.data,
+                attr,
+                levels,
+                split=args.split,
+                limit=args.limit,
+                seed=args.seed,
+                progress=not args.quiet,
+                engine_options=options,
+                max_bars=args.max_bars,
+                timing=args.timing,
+            )
+            for attr, levels in controls
+        ]
+        paths = write_control_report(runs, args.output, command=command)
+        for run in runs:
+            _say(args, control_table(run["control"]))
+        _say(args, f"wrote {len(paths)} files to {args.output} ({sum(len(r['failures']) for r in runs)} failures)")
+        return 0
     result = evaluate(
         engines,
         stems,
@@ -411,7 +436,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         max_bars=args.max_bars,
         timing=args.timing,
     )
-    command = "midiarr " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "eval" in sys.argv[1:] else ""
     paths = write_report(result, args.output, command=command)
     _say(args, markdown_table(result["aggregate"]))
     _say(args, f"wrote {len(paths)} files to {args.output} ({len(result['failures'])} failures)")
@@ -956,6 +980,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="report folder (JSON, Markdown, PNG)")
     p.add_argument("--limit", type=int_in(1, 10_000_000), help="at most N parts per stem")
     p.add_argument("--seed", type=seed, default=0)
+    p.add_argument(
+        "--control",
+        action="append",
+        metavar="ATTR=LEVEL,LEVEL,...",
+        help="instead of the usual pass, write every part at each level (density=sparse,medium,busy or "
+        "dynamics=soft,medium,loud) and report whether the measured notes / mean velocity rise in that order "
+        "(repeatable)",
+    )
     p.set_defaults(func=cmd_eval)
 
     p = add("prepare", "Build Subtractive Training triplets (full, without stem, instruction) from a folder.")

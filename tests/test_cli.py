@@ -156,6 +156,11 @@ def test_eval_command(tmp_path, capsys):
     assert report["aggregate"]["drums"]["real"]["kit_similarity"] == 1.0
     assert 0.0 < report["aggregate"]["drums"]["rules"]["kit_similarity"] <= 1.0
     assert report["aggregate"]["bass"]["rules"].get("kit_similarity") is None
+    # per-song rows, spreads and engine-vs-engine intervals beside the means
+    assert all(row["song"] for row in report["scores"])
+    assert report["spreads"]["bass"]["rules"]["density_ratio"]["median"] is not None
+    assert "density_ratio" in report["bootstrap"]["bass"]["rules - borrow"]
+    assert "## Players" in (tmp_path / "rep" / "report.md").read_text()
     names = {p.name for p in (tmp_path / "rep").iterdir()}
     assert {"report.json", "report.md", "metrics.png"} <= names
     assert any(n.startswith("example_") for n in names)

@@ -8,6 +8,7 @@ ceiling). Set-level distances compare all written parts with all real parts.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from midiarr.attributes import measure, parse_instruction
+from midiarr.attributes import BINS, measure, parse_instruction
 from midiarr.engines import Controls, get_engine
 from midiarr.errors import InputError, MidiarrError, OptionError
 from midiarr.evaluation import metrics as M
@@ -39,11 +40,38 @@ class PartScore:
     values: dict[str, float] = field(default_factory=dict)
     vector: list[float] = field(default_factory=list)
     features: dict[str, list[float]] = field(default_factory=dict)
+    song: str = ""
+    # distributions compared as wholes (total variation) by `player_distances`: "interval", "kit"
+    profiles: dict[str, list[float]] = field(default_factory=dict)
 
 
 def _notes_of(song: Song, indices: list[int]) -> np.ndarray:
     arrays = [song.tracks[i].notes for i in indices]
     return sort_notes(np.concatenate(arrays)) if arrays else np.zeros(0, dtype=song.tracks[0].notes.dtype)
+
+
+def _select_rows(cache: Path, split: str, stems: list[str], limit: int | None) -> list[dict[str, Any]]:
+    """The split's triplets of ``stems`` in id order, the first ``limit`` of each stem."""
+    # a song with no other part (a drums-only groove) has nothing to insert a stem into
+    rows = [r for r in load_triplets(cache, split=split) if r["stem"] in stems and r["context_tracks"] > 0]
+    rows.sort(key=lambda r: r["id"])
+    if limit is not None:
+        rows = [r for stem in stems for r in [x for x in rows if x["stem"] == stem][:limit]]
+    if not rows:
+        raise InputError(f"{cache}: no {split} triplets for stems {', '.join(stems)}")
+    return rows
+
+
+def _load_row(cache: Path, row: dict[str, Any], max_bars: int | None) -> tuple[Song, Song, np.ndarray, np.ndarray]:
+    """(full song, song without the stem, the real part's notes, the other parts' notes) of a triplet."""
+    full = load(cache / row["full"])
+    partial = load(cache / row["partial"])
+    if max_bars is not None:
+        full, partial = full.first_bars(max_bars), partial.first_bars(max_bars)
+    roles = assign_roles(full)
+    real = _notes_of(full, [i for i in tracks_with_role(roles, row["stem"]) if len(full.tracks[i].notes)])
+    context = _notes_of(partial, list(range(len(partial.tracks)))) if partial.tracks else real[:0]
+    return full, partial, real, context
 
 
 def score_part(
@@ -65,7 +93,13 @@ def score_part(
         "kit_similarity": M.kit_similarity(part, real) if drums else float("nan"),
         "range_validity": M.range_validity(part, stem),
         "notes": float(len(part)),
+        "rep_rate": M.rhythm_repetition(song, part),
+        "length_sd": M.length_spread(part, tpb),
+        "velocity_sd": M.velocity_spread(part),
+        "pitch_sd": float("nan") if drums else M.pitch_spread(part),
     }
+    if drums:
+        values.update({f"share_{k}": v for k, v in M.kit_shares(part).items()})
     if requested and len(part):
         got = measure(song, part, stem).bins
         for attr in CONTROLLED:
@@ -95,13 +129,7 @@ def evaluate(
     from tqdm import tqdm
 
     cache = Path(cache_dir)
-    # a song with no other part (a drums-only groove) has nothing to insert a stem into
-    rows = [r for r in load_triplets(cache, split=split) if r["stem"] in stems and r["context_tracks"] > 0]
-    rows.sort(key=lambda r: r["id"])
-    if limit is not None:
-        rows = [r for stem in stems for r in [x for x in rows if x["stem"] == stem][:limit]]
-    if not rows:
-        raise InputError(f"{cache}: no {split} triplets for stems {', '.join(stems)}")
+    rows = _select_rows(cache, split, stems, limit)
     donors = {stem: [str(cache / r["full"]) for r in rows if r["stem"] == stem] for stem in stems}
     options = engine_options or {}
     # model engines load their weights once, not once per part
@@ -112,16 +140,10 @@ def evaluate(
     for k, row in enumerate(tqdm(rows, desc="eval", unit="part", disable=not progress)):
         stem = row["stem"]
         try:
-            full = load(cache / row["full"])
-            partial = load(cache / row["partial"])
-            if max_bars is not None:
-                full, partial = full.first_bars(max_bars), partial.first_bars(max_bars)
+            full, partial, real, context = _load_row(cache, row, max_bars)
         except MidiarrError as exc:
             failures.append(f"{row['id']}: {exc}")
             continue
-        roles = assign_roles(full)
-        real = _notes_of(full, [i for i in tracks_with_role(roles, stem) if len(full.tracks[i].notes)])
-        context = _notes_of(partial, list(range(len(partial.tracks)))) if partial.tracks else real[:0]
         requested = {k2: v for k2, v in parse_instruction(row["instruction"]).bins.items() if k2 in CONTROLLED}
         parts = {REAL: (real, 0.0, True)}
         for name in engines:
@@ -148,6 +170,9 @@ def evaluate(
             values["context_preserved"] = float(kept)
             values["seconds"] = wall
             feats = M.note_features(full, part)
+            profiles = {"kit": M.kit_share_vector(part).tolist()} if stem == "drums" else {}
+            if stem != "drums":  # the lowest line of a drum kit is its kick: no melody to profile
+                profiles["interval"] = M.interval_profile(part).tolist()
             scores.append(
                 PartScore(
                     name,
@@ -156,6 +181,8 @@ def evaluate(
                     values,
                     M.part_vector(feats).tolist(),
                     {f: feats[f].tolist() for f in M.FEATURES},
+                    song=row.get("song_id", row["id"].rsplit(":", 1)[0]),
+                    profiles=profiles,
                 )
             )
         if len([e for e in examples if e["stem"] == stem]) < 2 and len(real) > 16:
@@ -168,9 +195,13 @@ def evaluate(
                     "parts": {n: p[0] for n, p in parts.items()},
                 }
             )
+    player_distances(scores, stems)
+    names = [REAL, *engines]
     return {
         "scores": scores,
-        "aggregate": aggregate(scores, [REAL, *engines], stems),
+        "aggregate": aggregate(scores, names, stems),
+        "spreads": spreads(scores, names, stems),
+        "bootstrap": bootstrap(scores, engines, stems, seed=seed),
         "examples": examples,
         "failures": failures,
         "split": split,
@@ -207,6 +238,223 @@ def aggregate(scores: list[PartScore], engines: list[str], stems: list[str]) -> 
             agg["frechet"] = M.frechet_distance(np.array([s.vector for s in mine]), np.array([s.vector for s in real]))
             out[stem][engine] = agg
     return out
+
+
+# ------------------------------------------------- players: written vs real vs another song's real part
+# Scalar attributes compared as |written - real|, and distributions compared by total variation.
+PLAYER_SCALARS: tuple[str, ...] = (
+    "rep_rate",
+    "length_sd",
+    "velocity_sd",
+    "pitch_sd",
+    *(f"share_{k}" for k in (*M.KIT_SHARES, "other")),
+)
+PLAYER_PROFILES: tuple[str, ...] = ("interval", "kit")
+
+
+def _player_distance(a: PartScore, b: PartScore) -> dict[str, float]:
+    out = {k: abs(a.values[k] - b.values[k]) for k in PLAYER_SCALARS if k in a.values and k in b.values}
+    for k in PLAYER_PROFILES:
+        if k in a.profiles and k in b.profiles:
+            out[k] = M.total_variation(np.asarray(a.profiles[k]), np.asarray(b.profiles[k]))
+    return out
+
+
+def player_distances(scores: list[PartScore], stems: list[str]) -> None:
+    """Add ``dist_X`` to every engine's part (|written - real| on this song's real part, total variation
+    for the interval profile and kit shares) and ``spread_X`` to every real part: the same distance to the
+    real part of a different song, the next song of the stem in triplet-id order (the last pairs with the
+    first), so the pairing is deterministic and every real part is used twice. ``spread_X`` is the yardstick:
+    a written part is "within the spread between real parts of different songs" when its ``dist_X`` is no
+    larger. NaN where a part is missing or too small to measure."""
+    for stem in stems:
+        real = sorted((s for s in scores if s.stem == stem and s.engine == REAL), key=lambda s: s.triplet)
+        by_triplet = {s.triplet: s for s in real}
+        for i, s in enumerate(real):
+            other = real[(i + 1) % len(real)] if len(real) > 1 else None
+            dist = _player_distance(s, other) if other else _player_distance(s, s)
+            s.values.update({f"spread_{k}": v if other else float("nan") for k, v in dist.items()})
+        for s in scores:
+            if s.stem == stem and s.engine != REAL and s.triplet in by_triplet:
+                s.values.update({f"dist_{k}": v for k, v in _player_distance(s, by_triplet[s.triplet]).items()})
+
+
+# ------------------------------------------------- spreads and paired bootstrap intervals
+# Where a metric has a target band, the share of songs inside it (issue 26: density ratio 0.7-1.4).
+BANDS: dict[str, tuple[float, float]] = {"density_ratio": (0.7, 1.4)}
+
+
+def describe(values: list[float], band: tuple[float, float] | None = None) -> dict[str, float]:
+    """n, mean, median, quartiles and IQR of the non-NaN values (and the share inside ``band``, ends included)."""
+    v = np.array([x for x in values if not math.isnan(x)], dtype=float)
+    out: dict[str, float] = {"n": float(len(v))}
+    if len(v):
+        q25, med, q75 = np.percentile(v, [25, 50, 75])
+        out.update(mean=float(v.mean()), median=float(med), q25=float(q25), q75=float(q75), iqr=float(q75 - q25))
+    else:
+        out.update({k: float("nan") for k in ("mean", "median", "q25", "q75", "iqr")})
+    if band is not None:
+        out["in_band"] = float(np.mean((v >= band[0]) & (v <= band[1]))) if len(v) else float("nan")
+        out["band_lo"], out["band_hi"] = band
+    return out
+
+
+def spreads(scores: list[PartScore], engines: list[str], stems: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per stem, engine and metric: `describe` over the songs (a mean alone is ruled by one odd song)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for stem in stems:
+        out[stem] = {}
+        for engine in engines:
+            mine = [s for s in scores if s.stem == stem and s.engine == engine]
+            if mine:
+                keys = sorted({k for s in mine for k in s.values})
+                out[stem][engine] = {
+                    k: describe([s.values.get(k, float("nan")) for s in mine], BANDS.get(k)) for k in keys
+                }
+    return out
+
+
+def bootstrap(
+    scores: list[PartScore], engines: list[str], stems: list[str], resamples: int = 2000, seed: int = 0
+) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """Per stem, for every pair of engines "A - B" and every metric, `metrics.paired_bootstrap` of A's
+    per-song values minus B's, paired by triplet (the same song's part)."""
+    out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for stem in stems:
+        out[stem] = {}
+        by_engine = {e: {s.triplet: s.values for s in scores if s.stem == stem and s.engine == e} for e in engines}
+        for a, b in itertools.combinations([e for e in engines if by_engine[e]], 2):
+            shared = sorted(set(by_engine[a]) & set(by_engine[b]))
+            keys = sorted({k for t in shared for k in (*by_engine[a][t], *by_engine[b][t])})
+            nan = float("nan")
+            out[stem][f"{a} - {b}"] = {
+                k: M.paired_bootstrap(
+                    [by_engine[a][t].get(k, nan) for t in shared],
+                    [by_engine[b][t].get(k, nan) for t in shared],
+                    resamples=resamples,
+                    seed=seed,
+                )
+                for k in keys
+            }
+    return out
+
+
+# ------------------------------------------------- control measurement (`eval --control`)
+def _mean_velocity(notes: np.ndarray) -> float:
+    return float(notes["velocity"].mean()) if len(notes) else float("nan")
+
+
+# What `--control ATTR=...` measures on each written part: (name of the measure, function of the notes).
+CONTROL_MEASURES: dict[str, tuple[str, Any]] = {
+    "density": ("notes", lambda notes: float(len(notes))),
+    "dynamics": ("mean velocity", _mean_velocity),
+}
+
+
+def parse_control(text: str) -> tuple[str, list[str]]:
+    """``density=sparse,medium,busy`` to ("density", ["sparse", "medium", "busy"]), checked."""
+    attr, sep, raw = text.partition("=")
+    levels = [v.strip() for v in raw.split(",") if v.strip()]
+    if not sep or attr not in CONTROL_MEASURES:
+        raise OptionError(
+            f"--control {text!r}: expected ATTR=LEVEL,LEVEL,... with ATTR one of {', '.join(CONTROL_MEASURES)}"
+        )
+    bad = [v for v in levels if v not in BINS[attr]]
+    if bad or len(levels) < 2 or len(set(levels)) < len(levels):
+        raise OptionError(f"--control {text!r}: give two or more different levels of {attr}: {', '.join(BINS[attr])}")
+    return attr, levels
+
+
+def evaluate_control(
+    engines: list[str],
+    stems: list[str],
+    cache_dir: str | Path,
+    attribute: str,
+    levels: list[str],
+    split: str = "test",
+    limit: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    engine_options: dict[str, dict[str, Any]] | None = None,
+    max_bars: int | None = None,
+    timing: str = "song",
+) -> dict[str, Any]:
+    """Write every part once per level of ``attribute`` (the triplet's instruction with that one bin
+    overridden, the same seed), and measure whether the part follows: per song, the measure of
+    `CONTROL_MEASURES` at each level, whether it rises strictly in the order given, the last level's
+    measure over the first's, and whether the measured bin is the one asked for."""
+    from tqdm import tqdm
+
+    measure_name, fn = CONTROL_MEASURES[attribute]
+    cache = Path(cache_dir)
+    rows = _select_rows(cache, split, stems, limit)
+    options = engine_options or {}
+    loaded = {name: get_engine(name, **options.get(name, {})) for name in engines if name != "borrow"}
+    if len(loaded) < len(engines):
+        raise OptionError("--control: borrow copies another song's part and follows no control")
+    per_song: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for k, row in enumerate(tqdm(rows, desc=f"control {attribute}", unit="part", disable=not progress)):
+        stem = row["stem"]
+        try:
+            full, partial, real, _ = _load_row(cache, row, max_bars)
+        except MidiarrError as exc:
+            failures.append(f"{row['id']}: {exc}")
+            continue
+        for name, engine in loaded.items():
+            if stem not in engine.stems:
+                continue
+            got: dict[str, float] = {}
+            bins: dict[str, str | None] = {}
+            for level in levels:
+                controls = Controls.build(row["instruction"], timing=timing, **{attribute: level})
+                try:
+                    result = engine.insert(partial, stem, controls, seed=seed + k, roles=assign_roles(partial))
+                except MidiarrError as exc:
+                    failures.append(f"{row['id']} {name} {attribute}={level}: {exc}")
+                    break
+                written = _notes_of(result.song, result.new_tracks)
+                got[level] = fn(written)
+                bins[level] = measure(full, written, stem).bins.get(attribute) if len(written) else None
+            if len(got) < len(levels):
+                continue
+            seq = [got[v] for v in levels]
+            first, last = seq[0], seq[-1]
+            per_song.append(
+                {
+                    "engine": name,
+                    "stem": stem,
+                    "triplet": row["id"],
+                    "song": row.get("song_id", row["id"].rsplit(":", 1)[0]),
+                    "real": fn(real),
+                    "values": got,
+                    "bins": bins,
+                    "ordered": bool(all(x < y for x, y in itertools.pairwise(seq))),
+                    "ratio": float(last / first) if first > 0 else float("nan"),
+                    "bin_match": float(np.mean([bins[v] == v for v in levels])),
+                }
+            )
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for stem in stems:
+        for name in engines:
+            mine = [r for r in per_song if r["stem"] == stem and r["engine"] == name]
+            if not mine:
+                continue
+            summary.setdefault(stem, {})[name] = {
+                "songs": len(mine),
+                "ordered_share": float(np.mean([r["ordered"] for r in mine])),
+                "ratio": describe([r["ratio"] for r in mine]),
+                "bin_match": float(np.mean([r["bin_match"] for r in mine])),
+                "median": {v: describe([r["values"][v] for r in mine])["median"] for v in levels},
+            }
+    return {
+        "control": {"attribute": attribute, "levels": levels, "measure": measure_name, "summary": summary},
+        "per_song": per_song,
+        "failures": failures,
+        "split": split,
+        "parts": len(rows),
+        "seed": seed,
+    }
 
 
 def check_engines(names: list[str], engine_options: dict[str, dict[str, Any]] | None = None) -> list[str]:

@@ -52,6 +52,149 @@ def markdown_table(aggregate: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+# Metrics whose per-song spread the Markdown shows (median [q25-q75]); the JSON has every metric.
+SPREAD_COLUMNS = [
+    ("bar_recall", "bar recall"),
+    ("harmonic_fit", "harmonic fit"),
+    ("onset_sync", "onset sync"),
+    ("groove_similarity", "groove sim"),
+    ("profile_similarity", "pitch-class sim"),
+    ("kit_similarity", "kit-piece sim"),
+]
+
+# (attribute, title, format) of the players table: written and real medians, then distances.
+PLAYER_ROWS = [
+    ("rep_rate", "bars repeating the last bar's rhythm", "{:.2f}"),
+    ("length_sd", "sd of log2 length (beats)", "{:.2f}"),
+    ("velocity_sd", "sd of velocity", "{:.1f}"),
+    ("pitch_sd", "sd of pitch (semitones)", "{:.1f}"),
+    ("interval", "interval profile (TV)", "{:.2f}"),
+    ("share_kick", "share on kick", "{:.3f}"),
+    ("share_snare", "share on snare", "{:.3f}"),
+    ("share_hihat", "share on hi-hat", "{:.3f}"),
+    ("share_tom", "share on toms", "{:.3f}"),
+    ("share_crash", "share on crashes", "{:.3f}"),
+    ("share_ride", "share on ride", "{:.3f}"),
+    ("kit", "kit shares (TV)", "{:.2f}"),
+]
+
+
+def _stat(d: dict[str, float] | None, key: str, pattern: str) -> str:
+    return _fmt(d.get(key) if d else None, pattern)
+
+
+def _median_iqr(d: dict[str, float] | None, pattern: str) -> str:
+    if not d or d.get("median") is None or math.isnan(d["median"]):
+        return "—"
+    return f"{pattern.format(d['median'])} [{pattern.format(d['q25'])}–{pattern.format(d['q75'])}]"
+
+
+def spreads_table(spreads: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Per stem: the density ratio's mean, median, IQR and share in band, and median [IQR] of the main metrics."""
+    lines = []
+    for stem, engines in spreads.items():
+        lines += [f"### {stem}", ""]
+        head = ["engine", "density ratio mean", "median", "IQR", "in 0.7–1.4", *(t for _, t in SPREAD_COLUMNS)]
+        lines += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+        for engine, metrics in engines.items():
+            dr = metrics.get("density_ratio")
+            cells = [
+                _stat(dr, "mean", "{:.2f}"),
+                _stat(dr, "median", "{:.2f}"),
+                _stat(dr, "iqr", "{:.2f}"),
+                _stat(dr, "in_band", "{:.0%}"),
+                *(_median_iqr(metrics.get(k), "{:.2f}") for k, _ in SPREAD_COLUMNS),
+            ]
+            lines.append(f"| {engine} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def players_table(spreads: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Per stem and attribute: the real parts' median, the real-vs-real spread (median distance between the
+    real parts of two different songs) and, per engine, the written median and median |written - real|;
+    "yes" where that median distance is no larger than the spread."""
+    lines = []
+    for stem, engines in spreads.items():
+        real = engines.get("real", {})
+        others = [e for e in engines if e != "real"]
+        rows = [r for r in PLAYER_ROWS if f"spread_{r[0]}" in real]
+        if not rows:
+            continue
+        lines += [f"### {stem}", ""]
+        head = ["attribute", "real", "real vs real"]
+        for e in others:
+            head += [e, f"{e} dist", "within"]
+        lines += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+        for key, title, pattern in rows:
+            spread = real.get(f"spread_{key}", {}).get("median")
+            cells = [title, _stat(real.get(key), "median", pattern), _fmt(spread, pattern)]
+            for e in others:
+                dist = engines[e].get(f"dist_{key}", {}).get("median")
+                within = "—" if dist is None or spread is None or math.isnan(dist) or math.isnan(spread) else ""
+                within = within or ("yes" if dist <= spread else "no")
+                cells += [_stat(engines[e].get(key), "median", pattern), _fmt(dist, pattern), within]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def bootstrap_table(boot: dict[str, dict[str, dict[str, dict[str, float]]]]) -> str:
+    """Per stem: a row per metric, a column per engine pair: mean difference [95% interval]."""
+    lines = []
+    for stem, pairs in boot.items():
+        if not pairs:
+            continue
+        lines += [f"### {stem}", ""]
+        names = list(pairs)
+        keys = sorted({k for p in pairs.values() for k in p})
+        lines += ["| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for key in keys:
+            cells = []
+            for name in names:
+                b = pairs[name].get(key)
+                if not b or b.get("mean_diff") is None or math.isnan(b["mean_diff"]):
+                    cells.append("—")
+                else:
+                    cells.append(f"{b['mean_diff']:+.3g} [{b['mean_lo']:+.3g}, {b['mean_hi']:+.3g}]")
+            lines.append(f"| {key} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def control_table(control: dict[str, Any]) -> str:
+    """Per stem and engine: songs, share ordered, last/first ratio median [IQR], bin match, median per level."""
+    levels = control["levels"]
+    head = ["stem", "engine", "songs", f"ordered {' < '.join(levels)}", f"{levels[-1]}/{levels[0]} median [IQR]"]
+    head += ["bin match", *(f"median {control['measure']} ({v})" for v in levels)]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for stem, engines in control["summary"].items():
+        for engine, s in engines.items():
+            cells = [stem, engine, str(s["songs"]), f"{s['ordered_share']:.0%}", _median_iqr(s["ratio"], "{:.2f}")]
+            cells += [f"{s['bin_match']:.2f}", *(_fmt(s["median"][v], "{:.1f}") for v in levels)]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_control_report(results: list[dict[str, Any]], out_dir: str | Path, command: str = "") -> list[Path]:
+    """report.json (every control's summary and per-song rows) and report.md (a table per control)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    first = results[0]
+    data = {"command": command, "split": first["split"], "parts": first["parts"], "seed": first["seed"]}
+    data["controls"] = [{**r["control"], "per_song": r["per_song"], "failures": r["failures"]} for r in results]
+    md = [f"# midiarr eval --control — {first['split']} split", "", f"Command: `{command}`" if command else "", ""]
+    for r in results:
+        c = r["control"]
+        md += [f"## {c['attribute']}: {', '.join(c['levels'])} (measure: {c['measure']})", "", control_table(c)]
+        if r["failures"]:
+            md += [f"Failures ({len(r['failures'])}):", ""] + [f"- {f}" for f in r["failures"][:50]] + [""]
+    return [
+        atomic_write_text(out / "report.json", json.dumps(_clean(data), indent=1)),
+        atomic_write_text(out / "report.md", "\n".join(md) + "\n"),
+    ]
+
+
 def _clean(obj: Any) -> Any:
     if isinstance(obj, float) and math.isnan(obj):
         return None
@@ -73,7 +216,13 @@ def write_report(result: dict[str, Any], out_dir: str | Path, command: str = "")
         "seed": result["seed"],
         "aggregate": result["aggregate"],
         "failures": result["failures"],
-        "scores": [{"engine": s.engine, "stem": s.stem, "triplet": s.triplet, **s.values} for s in result["scores"]],
+        # the per-song table: one row per song, stem and engine with every metric
+        "scores": [
+            {"engine": s.engine, "stem": s.stem, "triplet": s.triplet, "song": s.song, **s.values}
+            for s in result["scores"]
+        ],
+        "spreads": result.get("spreads", {}),
+        "bootstrap": result.get("bootstrap", {}),
     }
     written = [atomic_write_text(out / "report.json", json.dumps(_clean(data), indent=1))]
     md = [
@@ -83,6 +232,17 @@ def write_report(result: dict[str, Any], out_dir: str | Path, command: str = "")
         "",
         markdown_table(result["aggregate"]),
     ]
+    if result.get("spreads"):
+        md += [
+            "## Per-song spreads",
+            "",
+            spreads_table(result["spreads"]),
+            "## Players",
+            "",
+            players_table(result["spreads"]),
+        ]
+    if result.get("bootstrap"):
+        md += ["## Engine vs engine (paired bootstrap, 95%)", "", bootstrap_table(result["bootstrap"])]
     if result["failures"]:
         md += ["", f"Failures ({len(result['failures'])}):", ""] + [f"- {f}" for f in result["failures"][:50]]
     written.append(atomic_write_text(out / "report.md", "\n".join(md) + "\n"))

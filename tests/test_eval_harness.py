@@ -1,0 +1,124 @@
+"""The eval harness's per-song tables: player distances, spreads, paired bootstrap, control measurement."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from midiarr.errors import OptionError
+from midiarr.evaluation import harness as H
+from midiarr.evaluation.report import control_table, players_table, spreads_table
+from tests.conftest import fixture_cache, run_cli
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return fixture_cache(tmp_path_factory.mktemp("evalh"), songs=12)
+
+
+def _score(engine, triplet, stem="bass", **values):
+    profiles = {"interval": values.pop("interval")} if "interval" in values else {}
+    return H.PartScore(engine, stem, triplet, dict(values), song=triplet.split(":")[0], profiles=profiles)
+
+
+def test_player_distances_against_the_same_songs_real_part_and_another_songs():
+    up, down = [0.0] * 25, [0.0] * 25
+    up[14], down[10] = 1.0, 1.0
+    scores = [
+        _score("real", "a:bass", rep_rate=0.5, velocity_sd=4.0, interval=up),
+        _score("real", "b:bass", rep_rate=0.2, velocity_sd=10.0, interval=up),
+        _score("real", "c:bass", rep_rate=0.9, velocity_sd=1.0, interval=down),
+        _score("rules", "a:bass", rep_rate=0.1, velocity_sd=1.0, interval=down),
+        _score("rules", "c:bass", rep_rate=float("nan"), velocity_sd=1.0, interval=down),
+    ]
+    H.player_distances(scores, ["bass"])
+    real_a, real_b, real_c, rules_a, rules_c = (s.values for s in scores)
+    # engine rows: distance to this song's real part
+    assert rules_a["dist_rep_rate"] == pytest.approx(0.4) and rules_a["dist_velocity_sd"] == 3.0
+    assert rules_a["dist_interval"] == 1.0 and rules_c["dist_interval"] == 0.0
+    assert math.isnan(rules_c["dist_rep_rate"]) and rules_c["dist_velocity_sd"] == 0.0
+    # real rows: distance to the next song's real part, the last pairing with the first
+    assert real_a["spread_rep_rate"] == pytest.approx(0.3) and real_a["spread_velocity_sd"] == 6.0
+    assert real_b["spread_rep_rate"] == pytest.approx(0.7) and real_b["spread_interval"] == 1.0
+    assert real_c["spread_rep_rate"] == pytest.approx(0.4) and real_c["spread_interval"] == 1.0
+    assert not any(k.startswith("dist_") for k in real_a) and not any(k.startswith("spread_") for k in rules_a)
+
+
+def test_describe_gives_median_iqr_and_the_share_in_band():
+    d = H.describe([0.5, 1.0, 1.2, 2.0, float("nan")], band=(0.7, 1.4))
+    assert d["n"] == 4 and d["median"] == pytest.approx(1.1) and d["mean"] == pytest.approx(1.175)
+    assert d["in_band"] == 0.5 and d["iqr"] == pytest.approx(d["q75"] - d["q25"])
+    assert "in_band" not in H.describe([1.0])
+    assert math.isnan(H.describe([float("nan")])["median"])
+
+
+def test_bootstrap_pairs_engines_by_song():
+    rng = np.random.default_rng(0)
+    base = rng.normal(1.0, 0.5, size=30)
+    noise = rng.normal(0.0, 0.1, size=30)
+    scores = [_score("a", f"s{i}:bass", density_ratio=v + 0.3 + e) for i, (v, e) in enumerate(zip(base, noise))]
+    scores += [_score("b", f"s{i}:bass", density_ratio=v) for i, v in enumerate(base)]
+    scores.append(_score("b", "only-b:bass", density_ratio=100.0))  # no partner: left out
+    boot = H.bootstrap(scores, ["a", "b"], ["bass"], resamples=500, seed=1)
+    res = boot["bass"]["a - b"]["density_ratio"]
+    assert res["n"] == 30 and res["mean_diff"] == pytest.approx(0.3 + noise.mean())
+    assert res["mean_lo"] < 0.3 < res["mean_hi"] and res["mean_lo"] > 0.2
+    assert H.bootstrap(scores, ["a", "b"], ["bass"], resamples=500, seed=1) == boot
+
+
+def test_eval_reports_players_spreads_and_bootstrap(cache):
+    result = H.evaluate(["rules", "borrow"], ["bass", "drums"], cache, split="train", limit=4, progress=False)
+    rules_bass = [s for s in result["scores"] if s.engine == "rules" and s.stem == "bass"]
+    assert rules_bass and all(s.song and "dist_rep_rate" in s.values for s in rules_bass)
+    drums_real = next(s for s in result["scores"] if s.engine == "real" and s.stem == "drums").values
+    # the fixture drums: kick or snare plus a hat on every beat and a hat between
+    assert drums_real["share_hihat"] == pytest.approx(2 / 3) and drums_real["share_tom"] == 0.0
+    assert "spread_kit" in drums_real and "spread_interval" not in drums_real
+    spreads = result["spreads"]
+    dr = spreads["bass"]["rules"]["density_ratio"]
+    assert set(dr) >= {"mean", "median", "iqr", "in_band"} and dr["band_lo"] == 0.7
+    assert "bass" in players_table(spreads) and "in 0.7–1.4" in spreads_table(spreads)
+    assert "rules - borrow" in result["bootstrap"]["bass"]
+
+
+def test_control_measurement_orders_density_with_the_rules_engine(cache):
+    result = H.evaluate_control(
+        ["rules"],
+        ["bass", "drums"],
+        cache,
+        "density",
+        ["sparse", "medium", "busy"],
+        split="train",
+        limit=3,
+        progress=False,
+    )
+    summary = result["control"]["summary"]
+    for stem in ("bass", "drums"):
+        s = summary[stem]["rules"]
+        assert s["songs"] == 3 and s["ordered_share"] == 1.0 and s["ratio"]["median"] > 1.5
+        med = s["median"]
+        assert med["sparse"] < med["medium"] < med["busy"]
+    row = result["per_song"][0]
+    assert row["ordered"] and set(row["values"]) == {"sparse", "medium", "busy"} and row["real"] > 0
+    assert "ordered sparse < medium < busy" in control_table(result["control"])
+
+
+def test_parse_control_checks_attribute_and_levels():
+    assert H.parse_control("dynamics=soft,loud") == ("dynamics", ["soft", "loud"])
+    for bad in ("density", "tempo=slow,fast", "density=sparse", "density=sparse,huge", "density=busy,busy"):
+        with pytest.raises(OptionError):
+            H.parse_control(bad)
+
+
+def test_eval_control_command(cache, tmp_path, capsys):
+    args = ["eval", "--engine", "rules", "--stems", "bass", "--data", cache, "--split", "train"]
+    out = tmp_path / "ctl"
+    assert run_cli(*args, "--limit", "2", "-o", out, "--control", "dynamics=soft,medium,loud") == 0
+    report = json.loads((out / "report.json").read_text())
+    (ctl,) = report["controls"]
+    assert ctl["attribute"] == "dynamics" and ctl["measure"] == "mean velocity" and len(ctl["per_song"]) == 2
+    assert ctl["summary"]["bass"]["rules"]["ordered_share"] == 1.0
+    assert "dynamics: soft, medium, loud" in (out / "report.md").read_text()
+    assert run_cli(*args, "-o", out, "--control", "density=loud,busy") != 0
+    capsys.readouterr()
