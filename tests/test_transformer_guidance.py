@@ -58,7 +58,9 @@ def test_sync_guidance_locks_onsets_to_the_song(tiny_checkpoint: Path) -> None:
         engine = get_engine("transformer", checkpoint=tiny_checkpoint, sync_weight=weight)
         out = engine.insert(context, "bass", Controls(), seed=2)
         sync.append(M.onset_sync(out.song.tracks[out.new_tracks[0]].notes, others, song.ticks_per_beat))
-    assert sync[1] >= 0.95 and sync[1] > sync[0]
+    # sync moves onsets onto the song's; an onset the model places after the bar's last one stays (sync
+    # may not end the bar for it), so the lock is strong but not total
+    assert sync[1] >= 0.85 and sync[1] > sync[0] + 0.2, sync
     # per stem: a weight for the guitar only leaves the bass as the model writes it
     engine = get_engine("transformer", checkpoint=tiny_checkpoint)
     engine.settings.sync_weight = {"guitar": 8.0}
@@ -353,6 +355,37 @@ def test_position_guidance_after_a_note_does_not_thin_out_stacked_notes(tiny_che
     assert synced[1] > plain[1] + 0.3
     # ...but another hit at this onset stays as likely as the model has it
     assert abs(synced[0] - plain[0]) < 0.04
+
+
+def test_sync_guidance_moves_onsets_but_never_adds_them(tiny_checkpoint: Path) -> None:
+    """Sync chooses where the next onset falls; whether there is one (against ending the bar) stays the
+    model's, at the start of a bar and after a note alike."""
+    from midiarr.transformer.sample import _EOB, MAX_STEPS, _Row
+    from midiarr.transformer.vocab import DRUM0, DRUM_CLASSES, POS0, VEL0
+
+    kick = DRUM0 + [n for n, _, _ in DRUM_CLASSES].index("kick")
+    probs = np.full(len(VOCAB), 1e-12)
+    probs[POS0 : POS0 + 16] = 0.4 / 16  # the next onset, anywhere in the bar
+    probs[_EOB] = 0.3  # or the bar ends here
+    probs[DRUM0 : DRUM0 + len(DRUM_CLASSES)] = 0.3 / len(DRUM_CLASSES)  # or another hit at this onset
+    logp = np.log(probs / probs.sum())
+    onsets = np.zeros(MAX_STEPS, dtype=bool)
+    onsets[[4, 8, 12]] = True
+    rows = [
+        _Row(bar=0, state="start", pos=-1),
+        _Row(bar=0, state="after", pos=3, bar_tokens=[POS0 + 3, VEL0 + 4, kick], last_value=kick),
+    ]
+    for row in rows:
+        chances = []
+        for weight in (0.0, 6.0):
+            writer = _drum_writer(tiny_checkpoint, sync_weight=weight, kit_weight=0.0)
+            writer.context_onsets = [onsets]
+            drawn = np.array([writer._sample(row, logp) for _ in range(3000)])
+            on_song = (drawn >= POS0) & (drawn < POS0 + MAX_STEPS) & np.isin(drawn - POS0, [4, 8, 12])
+            chances.append((float(np.mean(drawn == _EOB)), float(np.mean(on_song))))
+        (end_plain, on_plain), (end_synced, on_synced) = chances
+        assert on_synced > on_plain + 0.2, row.state
+        assert abs(end_synced - end_plain) < 0.03, row.state
 
 
 def test_consensus_pick_keeps_the_take_most_like_the_others(tiny_checkpoint: Path) -> None:

@@ -278,26 +278,28 @@ class StemWriter:
             return np.pad(self.vel_bias, (VEL0, _V - VEL0 - NUM_VELOCITIES)) if self.vel_bias.any() else None
         bias = None
         if row.state in ("start", "after") and self.active[row.bar]:
-            pos_bias, eob_bias = np.zeros(MAX_STEPS), 0.0
             if self.sync_weight and self.context_onsets[row.bar].any():
-                # half up where another part has an onset, half down elsewhere: the ratio between the two
-                # is exp(sync_weight), and an onset off the song's grid also loses to ending the bar (a bar
-                # where nothing else plays has no grid to lock to)
-                pos_bias += self.sync_weight * (self.context_onsets[row.bar] - 0.5)
+                # onsets where another part has one are exp(sync_weight) times likelier than elsewhere, but
+                # the mass of "a next onset in this bar" stays the model's: sync chooses where the next
+                # onset falls, never whether there is one (a plain bonus against ending the bar had the
+                # bass play 1.7 times the real part's notes)
+                positions = np.flatnonzero(mask[POS0 : POS0 + MAX_STEPS]) + POS0
+                if len(positions):
+                    lift = self.sync_weight * self.context_onsets[row.bar][positions - POS0]
+                    bias = _redistribute(None, positions, lift, logp)
             density = self._density_bias(row)
             if density is not None:
-                pos_bias += density[0]
-                eob_bias = density[1]
-            if pos_bias.any() or eob_bias:
-                bias = np.zeros(_V)
-                bias[POS0 : POS0 + MAX_STEPS] = pos_bias
-                bias[_EOB] = eob_bias
+                # the asked density bin is the one guide that may change how many onsets there are
+                pull = np.zeros(_V)
+                pull[POS0 : POS0 + MAX_STEPS] = density[0]
+                pull[_EOB] = density[1]
                 if row.state == "after":
                     # after a note, another note at this onset competes with moving on: the guidance may
                     # choose where the part moves on to, but not make moving on likelier than stacking
                     # (a plain bias there had cut the drums' stacked hits by a third, e.g. kick without hat)
                     moves = np.flatnonzero(mask & _MOVE_MASK)
-                    bias = _redistribute(None, moves, bias[moves], logp)
+                    pull = _redistribute(None, moves, pull[moves], logp)
+                bias = pull if bias is None else bias + pull
         chord_guided = s.harmony_weight or self.root_weight or self.voicing_weight
         if row.state in ("note", "after") and not self.drums and chord_guided and self.chords[row.bar]:
             # the first note of an onset and any further notes stacked on it
