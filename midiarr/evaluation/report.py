@@ -118,7 +118,8 @@ def players_table(spreads: dict[str, dict[str, dict[str, Any]]]) -> str:
     for stem, engines in spreads.items():
         real = engines.get("real", {})
         others = [e for e in engines if e != "real"]
-        rows = [r for r in PLAYER_ROWS if f"spread_{r[0]}" in real]
+        # a row only where the real parts were measured (no pitch spread for drums, no kit for a bass)
+        rows = [r for r in PLAYER_ROWS if _stat(real.get(f"spread_{r[0]}"), "median", "{}") != "—"]
         if not rows:
             continue
         lines += [f"### {stem}", ""]
