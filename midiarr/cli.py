@@ -18,7 +18,7 @@ from typing import Any
 
 from midiarr import __version__
 from midiarr.errors import EmptySongError, MidiarrError, OptionError
-from midiarr.options import float_in, int_in, seed
+from midiarr.options import float_in, int_in, output_folder, seed
 from midiarr.song import Song
 from midiarr.timing import TIMINGS
 
@@ -210,7 +210,7 @@ def cmd_insert(args: argparse.Namespace) -> int:
     notation = {".musicxml", ".mxl", ".xml"}
     # a score notates the grid: off-grid ticks would come out as unreadable tuplets and ties
     controls.timing = args.timing or ("grid" if args.output.suffix.lower() in notation else "song")
-    active = parse_bar_ranges(args.active, song.num_bars) if args.active else None
+    active = parse_bar_ranges(args.active, song.num_bars) if args.active is not None else None
     # several stems: each engine decides how they hear each other (in turn, or written together)
     result = engine.insert_stems(
         song, stems, controls, active=active, seed=args.seed, roles=roles, replace=args.replace
@@ -288,6 +288,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     stems = [check_stem(s.strip()) for s in args.stems.split(",") if s.strip()]
     if not stems:
         raise OptionError("--stems: name at least one stem")
+    if len(set(stems)) != len(stems):
+        raise OptionError(f"--stems {args.stems}: a stem is named twice")
     meter = _meter(args.meter)
     check_output_folder(args.output, args.mkdir)
     engine = _engine_from_args(args)
@@ -503,6 +505,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise OptionError("--workers must be at least 1")
+    from midiarr.io.files import check_output_dir
+
+    check_output_dir(args.output, args.data_dir)
     summary = prepare(args.data_dir, args.output, workers=args.workers, progress=not args.quiet, limit=args.limit)
     for line in summary.lines():
         _say(args, line)
@@ -867,7 +872,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: song, or grid when writing MusicXML, which notates the grid)",
     )
     p.add_argument("--donor", action="append", type=Path, help="donor song for --engine borrow (repeatable)")
-    p.add_argument("--report", type=Path, metavar="DIR", help="also write an HTML page with a piano roll and audio")
+    p.add_argument(
+        "--report", type=output_folder, metavar="DIR", help="also write an HTML page with a piano roll and audio"
+    )
     p.add_argument("--soundfont", default=None, help="SoundFont for the report's audio (default as in `render`)")
     p.add_argument(
         "--role",
@@ -903,7 +910,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("eval-diffusion", "Measure separation, activity control, partial modes and passes of the diffusion engine.")
     p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
     p.add_argument("--split", choices=["train", "valid", "test"], default="valid")
-    p.add_argument("-o", "--output", type=Path, required=True, help="report folder")
+    p.add_argument("-o", "--output", type=output_folder, required=True, help="report folder")
     p.add_argument("--checkpoint", type=Path, help="diffusion checkpoint folder (default: the bundled weights)")
     p.add_argument("--stems", default="bass,drums,guitar", help="stems for activity and partial modes")
     p.add_argument("--limit", type=int_in(1, 10_000_000), default=12, help="songs per measurement (default 12)")
@@ -977,7 +984,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stems", default="bass,drums,guitar", help="comma-separated stems (default bass,drums,guitar)")
     p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
     p.add_argument("--split", choices=["train", "valid", "test"], default="test")
-    p.add_argument("-o", "--output", type=Path, required=True, help="report folder (JSON, Markdown, PNG)")
+    p.add_argument("-o", "--output", type=output_folder, required=True, help="report folder (JSON, Markdown, PNG)")
     p.add_argument("--limit", type=int_in(1, 10_000_000), help="at most N parts per stem")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument(
@@ -992,7 +999,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("prepare", "Build Subtractive Training triplets (full, without stem, instruction) from a folder.")
     p.add_argument("data_dir", type=Path, help="folder searched recursively for MIDI and MusicXML")
-    p.add_argument("-o", "--output", type=Path, required=True, help="cache folder to write")
+    p.add_argument("-o", "--output", type=output_folder, required=True, help="cache folder to write")
     p.add_argument("--workers", type=int_in(1, 256), default=None, help="processes (default: all cores)")
     p.add_argument(
         "--limit", type=int_in(1, 10_000_000), default=None, help="take only the first N files (sorted by path)"
@@ -1002,7 +1009,7 @@ def build_parser() -> argparse.ArgumentParser:
     sf_help = "default (FluidR3_GM when installed, else the embedded TimGM6mb), fluidr3, timgm, or an .sf2/.sf3 path"
     p = add("render", "Render a song to audio through a SoundFont: mix.wav, and with --stems one file per stem role.")
     p.add_argument("file", type=Path)
-    p.add_argument("-o", "--output", type=Path, required=True, help="folder to write the audio files into")
+    p.add_argument("-o", "--output", type=output_folder, required=True, help="folder to write the audio files into")
     p.add_argument("--stems", action="store_true", help="also write one file per stem (bass.wav, drums.wav, ...)")
     p.add_argument("--soundfont", default=None, help=sf_help)
     p.add_argument("--sr", type=_sample_rate, default=44100, help="sample rate in Hz (default 44100)")
@@ -1019,7 +1026,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("render-dataset", "Render a MIDI folder or a prepare cache into aligned stems + mix per song or clip.")
     p.add_argument("src", type=Path, help="a folder of MIDI/MusicXML files, or a `midiarr prepare` cache")
-    p.add_argument("-o", "--output", type=Path, required=True, help="audio dataset folder (resumable)")
+    p.add_argument("-o", "--output", type=output_folder, required=True, help="audio dataset folder (resumable)")
     p.add_argument("--sr", type=_sample_rate, default=16000, help="sample rate in Hz (default 16000)")
     p.add_argument(
         "--clip", type=float_in(0.1, 3600), metavar="SECONDS", help="cut each song into clips of this length"
@@ -1041,7 +1048,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("train-transformer", "Train the stem transformer on a prepare cache (train split; valid for validation).")
     p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
-    p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint folder (safetensors, config, log)")
+    p.add_argument(
+        "-o", "--output", type=output_folder, required=True, help="checkpoint folder (safetensors, config, log)"
+    )
     p.add_argument("--config", type=Path, help="model/training TOML (default: the bundled configs/transformer.toml)")
     p.add_argument(
         "--max-minutes", type=float_in(0, 1e6, low_open=True), help="wall-clock budget (overrides the config)"
@@ -1055,7 +1064,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("train-diffusion", "Train the piano-roll diffusion engine on a prepare cache (train split).")
     p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
-    p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint folder (safetensors, config, log)")
+    p.add_argument(
+        "-o", "--output", type=output_folder, required=True, help="checkpoint folder (safetensors, config, log)"
+    )
     p.add_argument("--config", type=Path, help="network/training TOML (default: the bundled configs/diffusion.toml)")
     p.add_argument(
         "--max-minutes", type=float_in(0, 1e6, low_open=True), help="wall-clock budget (overrides the config)"
@@ -1075,7 +1086,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("train-assign", "Train separation's note-assignment head on the diffusion engine's output (train split).")
     p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
-    p.add_argument("-o", "--output", type=Path, required=True, help="folder for assign.safetensors, assign.json, log")
+    p.add_argument(
+        "-o", "--output", type=output_folder, required=True, help="folder for assign.safetensors, assign.json, log"
+    )
     p.add_argument("--checkpoint", type=Path, help="diffusion checkpoint to separate with (default: the bundled one)")
     p.add_argument("--limit", type=int_in(1, 10_000_000), default=700, help="train songs to learn from (default 700)")
     p.add_argument(
@@ -1113,12 +1126,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error already printed as one line
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if not getattr(args, "command", None):
-        parser.print_help()
+        sys.stderr.write("midiarr: error: name a command, e.g. midiarr insert song.mid --stem bass -o out.mid "
+                         "(see midiarr --help)\n")  # fmt: skip
         return EXIT_USAGE
-    if not getattr(args, "verbose", False):
+    with warnings.catch_warnings():  # the filter holds for this command only (main may run in-process)
         # music21, diffusers and torch warn about things the user cannot act on; an error stays one line
-        warnings.simplefilter("ignore")
-        os.environ.setdefault("PYTHONWARNINGS", "ignore")  # worker processes too
+        # (forked worker processes inherit the filter)
+        warnings.simplefilter("default" if getattr(args, "verbose", False) else "ignore")
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """One parsed command, with every error the user can fix as one line on stderr."""
     try:
         return int(args.func(args) or 0)
     except MidiarrError as exc:

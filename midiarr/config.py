@@ -23,13 +23,24 @@ def load_config(name: str, path: str | os.PathLike[str] | None = None) -> dict[s
     """A config by bundled file name (``"tokenizer.toml"``) or from an explicit path."""
     if path is None:
         return _load_bundled(name)
+    from midiarr.errors import InputError
+    from midiarr.io.files import read_input_bytes
+
     p = Path(path)
     try:
-        return tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise OptionError(f"config {p}: no such file") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise OptionError(f"config {p}: cannot read ({exc})") from None
+        return tomllib.loads(read_input_bytes(p, MAX_CONFIG_BYTES).decode("utf-8"))
+    except InputError as exc:
+        raise OptionError(f"config {exc}") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise OptionError(f"config {p}: cannot read ({_first_line(exc)})") from None
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a config is a page of TOML
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def per_stem(value: float | dict[str, float], stem: str, fallback: float = 0.0) -> float:

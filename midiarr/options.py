@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds share this range
 
@@ -57,3 +58,15 @@ def float_in(low: float, high: float, low_open: bool = False) -> Callable[[str],
 
 seed = int_in(0, MAX_SEED)
 seed.__name__ = "seed"
+
+
+def output_folder(text: str) -> Path:
+    """An argparse type: a folder a command writes into (made by the command): never an existing file,
+    and a name the file system can hold."""
+    from midiarr.errors import OutputError
+    from midiarr.io.files import check_output_dir
+
+    try:
+        return check_output_dir(text)
+    except OutputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -41,6 +41,8 @@ def check_soundfont(path: str | os.PathLike[str]) -> Path:
         raise SoundFontError(f"SoundFont {p}: no such file")
     if p.is_dir():
         raise SoundFontError(f"SoundFont {p}: is a folder, expected an .sf2 or .sf3 file")
+    if not p.is_file():  # a FIFO would block the open below forever, a device would never end
+        raise SoundFontError(f"SoundFont {p}: not a regular file (a pipe, device or socket)")
     try:
         with p.open("rb") as fh:
             head = fh.read(12)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from midiarr.audio.tuned import INSERT_GUIDANCE, SEPARATION_ESTIMATOR, SEPARATION_GUIDANCE
 from midiarr.errors import OptionError
-from midiarr.options import float_in, int_in, seed
+from midiarr.options import float_in, int_in, output_folder, seed
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
@@ -44,7 +44,9 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = add("train-audio", "Train an audio stem model (mel VAE, stem LDM or GMSDI) on a render-dataset folder.")
     p.add_argument("model", choices=["vae", "ldm", "gmsdi"])
     p.add_argument("--data", type=Path, required=True, help="a `midiarr render-dataset --clip 4` folder")
-    p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint folder (safetensors, config, log)")
+    p.add_argument(
+        "-o", "--output", type=output_folder, required=True, help="checkpoint folder (safetensors, config, log)"
+    )
     p.add_argument("--vae", type=Path, help="the trained mel VAE (ldm and gmsdi work in its latent space)")
     p.add_argument("--config", type=Path, help="TOML (default: the bundled configs/audio.toml)")
     p.add_argument(
@@ -244,7 +246,7 @@ def register_audio(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
 
     q = action("separate", "Split a mix (WAV/FLAC) into bass, drums, guitar and piano stems.")
     q.add_argument("file", type=Path)
-    q.add_argument("-o", "--output", type=Path, required=True, help="folder for <stem>.wav")
+    q.add_argument("-o", "--output", type=output_folder, required=True, help="folder for <stem>.wav")
     q.add_argument("--stems", help="comma-separated subset to write (default: all four)")
     q.add_argument("--method", choices=["ldm", "gmsdi"], default="ldm",
                    help="ldm: the stem-trained latent diffusion model; gmsdi: the mixture-trained one")  # fmt: skip
@@ -266,7 +268,7 @@ def register_audio(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     q = action("generate", "Generate stems from nothing (total generation).")
     q.add_argument("--stems", default="bass,drums,guitar,piano", help="comma-separated stems")
     q.add_argument("--seconds", type=float_in(0.1, 600), default=8.0)
-    q.add_argument("-o", "--output", type=Path, required=True, help="folder for <stem>.wav and mix.wav")
+    q.add_argument("-o", "--output", type=output_folder, required=True, help="folder for <stem>.wav and mix.wav")
     q.add_argument("--checkpoint", type=Path, help="stem LDM folder (default: the bundled weights)")
     _sampling_options(q, guidance=False)
     q.set_defaults(func=cmd_audio_generate)
@@ -350,7 +352,9 @@ def register_arrange(add: Callable[[str, str], argparse.ArgumentParser]) -> None
     p = add("arrange", "Insert a stem into a MIDI song, render it, and with --audio let the audio models write it too.")
     p.add_argument("file", type=Path, help="MIDI or MusicXML song")
     p.add_argument("--stem", required=True, help="stems to write, e.g. bass or bass,drums")
-    p.add_argument("-o", "--output", type=Path, required=True, help="folder: song.mid, mix.wav, <role>.wav, audio_*")
+    p.add_argument(
+        "-o", "--output", type=output_folder, required=True, help="folder: song.mid, mix.wav, <role>.wav, audio_*"
+    )
     p.add_argument("--engine", default="rules", help="symbolic engine (default: %(default)s)")
     p.add_argument("--instruction", help='free text such as "busy syncopated bass, soft"')
     p.add_argument("--soundfont", default=None, help="SoundFont (default as in `render`)")

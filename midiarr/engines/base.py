@@ -338,8 +338,12 @@ def parse_bar_ranges(text: str, num_bars: int | None = None) -> np.ndarray:
             continue
         lo, sep, hi = part.partition("-")
         lo, hi = lo.strip(), hi.strip()
-        if not lo.isdigit() or (sep and not hi.isdigit()) or len(lo) > 9 or len(hi) > 9:
-            if lo.isdigit() and (not sep or hi.isdigit()):
+
+        def digits(text: str) -> bool:
+            return text.isascii() and text.isdigit()  # str.isdigit alone takes superscripts such as '²'
+
+        if not digits(lo) or (sep and not digits(hi)) or len(lo) > 9 or len(hi) > 9:
+            if digits(lo) and (not sep or digits(hi)):
                 raise OptionError(f"--active {text[:60]!r}: bar {max(lo, hi, key=len)[:12]}... is beyond any song")
             raise OptionError(f"--active {text[:60]!r}: expected bar ranges like 1-16,33-48")
         a, b = int(lo), int(hi) if sep else int(lo)

@@ -71,7 +71,7 @@ def read_input_bytes(path: str | os.PathLike[str], max_bytes: int) -> bytes:
         if stat.S_ISDIR(info.st_mode):
             raise InputError(f"{p}: is a folder, expected a file")
         if not stat.S_ISREG(info.st_mode):
-            raise InputError(f"{p}: not a regular file (a pipe, device or socket); save the song to a file first")
+            raise InputError(f"{p}: not a regular file (a pipe, device or socket); save it to a file first")
         if info.st_size > max_bytes:
             raise InputError(f"{p}: file is {info.st_size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
         chunks: list[bytes] = []
@@ -99,6 +99,7 @@ def check_output_folder(output_path: str | os.PathLike[str], mkdir: bool = False
     """
     dst = Path(output_path)
     parent = dst.parent if str(dst.parent) else Path(".")
+    _check_name_lengths(dst)
     if not parent.is_dir():
         if parent.exists():
             raise OutputError(f"cannot write {dst}: {parent} is not a folder")
@@ -111,6 +112,49 @@ def check_output_folder(output_path: str | os.PathLike[str], mkdir: bool = False
     if dst.is_dir():
         raise OutputError(f"cannot write {dst}: it is a folder, expected a file name")
     return Path(os.path.realpath(dst))
+
+
+def _check_name_lengths(path: Path) -> None:
+    """Refuse a path the file system cannot hold (a name or the whole path too long) with one line."""
+    limit = 255
+    try:
+        limit = os.pathconf(path.parent if path.parent.is_dir() else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        pass
+    for part in path.parts:
+        if len(os.fsencode(part)) > limit:
+            raise OutputError(f"cannot write {str(path)[:60]}...: a name in the path is over {limit} bytes")
+    if len(os.fsencode(str(path))) > 4000:
+        raise OutputError(f"cannot write {str(path)[:60]}...: the path is over 4000 bytes")
+
+
+def check_output_dir(path: str | os.PathLike[str], input_path: str | os.PathLike[str] | None = None) -> Path:
+    """Check a folder an output goes into (made later by the command): not an existing file, not the
+    input, and a name the file system can hold."""
+    p = Path(path)
+    _check_name_lengths(p)
+    if p.exists() and not p.is_dir():
+        raise OutputError(f"cannot write into {p}: it is a file, not a folder")
+    if input_path is not None and Path(os.path.realpath(p)) == Path(os.path.realpath(input_path)):
+        raise OutputError(f"cannot write into {p}: it is the input")
+    return p
+
+
+def check_regular_file(path: str | os.PathLike[str], what: str) -> Path:
+    """Refuse a missing path, a folder, a FIFO or a device as an input file (opening a FIFO would wait
+    forever, and a device can be read without end)."""
+    p = Path(path)
+    try:
+        info = os.stat(p)
+    except FileNotFoundError:
+        raise InputError(f"{what} {p}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{what} {p}: cannot read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(f"{what} {p}: is a folder, expected a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{what} {p}: not a regular file (a pipe, device or socket)")
+    return p
 
 
 def check_output_path(
