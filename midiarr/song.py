@@ -110,6 +110,10 @@ class Track:
     ``role`` is an explicit stem role (``bass``, ``drums``…) when one is known for
     certain (a user override, or a part midiarr wrote); otherwise roles are
     inferred by :mod:`midiarr.roles`.
+
+    ``channel`` is the MIDI channel (0-15, 9 is General MIDI drums) the part was read on, so
+    writing puts it back there; None where none is known (a part midiarr wrote, MusicXML), and
+    the writer then picks a channel no other part uses.
     """
 
     name: str = ""
@@ -119,12 +123,17 @@ class Track:
     controls: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=CONTROL_DTYPE))
     pitch_bends: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=PITCH_BEND_DTYPE))
     role: str | None = None
+    channel: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.notes, np.ndarray) or self.notes.dtype != NOTE_DTYPE:
             self.notes = notes_array(self.notes)
         if not 0 <= int(self.program) <= 127:
             raise ValueError(f"program must be 0..127, got {self.program}")
+        if self.channel is not None:
+            if not 0 <= int(self.channel) <= 15:
+                raise ValueError(f"channel must be 0..15 or None, got {self.channel}")
+            self.channel = int(self.channel)
 
     def __len__(self) -> int:
         return len(self.notes)
@@ -137,6 +146,7 @@ class Track:
             and self.program == other.program
             and self.is_drum == other.is_drum
             and self.role == other.role
+            and self.channel == other.channel
             and np.array_equal(self.notes, other.notes)
             and np.array_equal(self.controls, other.controls)
             and np.array_equal(self.pitch_bends, other.pitch_bends)
