@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import symusic
 
+from midiarr import smf
 from midiarr.song import (
     CONTROL_DTYPE,
     NOTE_DTYPE,
@@ -34,7 +35,11 @@ if TYPE_CHECKING:
 
 # ------------------------------------------------------------------ symusic
 def from_symusic(score: symusic.Score) -> Song:
-    """A `Song` from a symusic Score (any time unit; converted to ticks)."""
+    """A `Song` from a symusic Score (any time unit; converted to ticks).
+
+    A Score keeps no MIDI channels, so the tracks' are None; `from_midi_bytes` and the MIDI
+    reader find them in the file (`midi_file_channels`).
+    """
     if not isinstance(score.ttype, symusic.core.Tick):
         score = score.to("tick")
     tracks = []
@@ -209,14 +214,58 @@ def to_music21(song: Song) -> music21.stream.Score:
 
 
 # --------------------------------------------------------------- raw bytes
+def midi_file_channels(data: bytes, song: Song) -> list[int | None]:
+    """The MIDI channel of each track of ``song``, just read (`from_symusic`) from the file ``data``.
+
+    symusic drops channels; `midiarr.smf` scans the file for them. A track whose channel cannot be
+    told for certain (a file the scanner cannot follow, two groups its notes could be) gets None.
+    """
+    tracks = []
+    for t in song.tracks:
+        starts = t.notes["start"] * 128 + t.notes["pitch"]
+        tracks.append((t.program, t.is_drum, np.sort(starts)))
+    return smf.recover_channels(bytes(data), tracks)
+
+
 def from_midi_bytes(data: bytes) -> Song:
-    """Parse Standard MIDI File bytes (no validation beyond the parser's)."""
-    return from_symusic(symusic.Score.from_midi(data))
+    """Parse Standard MIDI File bytes (no validation beyond the parser's), channels included."""
+    song = from_symusic(symusic.Score.from_midi(data))
+    for track, channel in zip(song.tracks, midi_file_channels(data, song), strict=True):
+        track.channel = channel
+    return song
+
+
+def write_channels(tracks: list[Track]) -> list[int]:
+    """The channel each track is written on.
+
+    A track with a known channel keeps it. Of the others (parts midiarr wrote), drums go on 9 and
+    each pitched part on the lowest channel that no other track uses, so a new part never sounds
+    on the user's channel (a program or controller of one would change the other); only when all
+    15 pitched channels are taken does it share, the least-used one.
+    """
+    used = [0] * 16
+    for t in tracks:
+        if t.channel is not None:
+            used[t.channel] += 1
+    out = []
+    for t in tracks:
+        if t.channel is not None:
+            out.append(t.channel)
+            continue
+        if t.is_drum:
+            channel = 9
+        else:
+            channel = min((c for c in range(16) if c != 9), key=lambda c: (used[c], c))
+        used[channel] += 1
+        out.append(channel)
+    return out
 
 
 def to_midi_bytes(song: Song) -> bytes:
-    """Standard MIDI File (type 1) bytes for the song."""
-    return bytes(to_symusic(song).dumps_midi())
+    """Standard MIDI File (type 1) bytes for the song, each track on its `write_channels` channel."""
+    # symusic writes track i on a channel of its own choosing; the channels are set afterwards
+    data = bytes(to_symusic(song).dumps_midi())
+    return smf.set_channels(data, write_channels(song.tracks))
 
 
 def from_any(obj: Any) -> Song:

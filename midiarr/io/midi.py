@@ -1,7 +1,9 @@
 """Standard MIDI File reader and writer (type 0 and 1) through symusic.
 
 Type-0 files and type-1 tracks that mix channels are split into one track per
-channel and program by the parser, so roles can be told apart.
+channel and program by the parser, so roles can be told apart. Each track keeps the
+channel it was read on (`midiarr.smf` recovers it; symusic does not), and is written
+back on it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import symusic
 
-from midiarr.convert import from_symusic, to_midi_bytes
+from midiarr.convert import from_symusic, midi_file_channels, to_midi_bytes
 from midiarr.errors import InputError
 from midiarr.io.files import atomic_write_bytes, read_input_bytes
 from midiarr.io.limits import MAX_FILE_BYTES, check_song_limits
@@ -38,7 +40,9 @@ def parse_midi_bytes(data: bytes, name: str = "<bytes>") -> Song:
     if score.ticks_per_quarter <= 0:
         raise InputError(f"{name}: invalid time division {score.ticks_per_quarter}")
     song = from_symusic(score)
-    check_song_limits(song, name)
+    check_song_limits(song, name)  # before the channel scan, which is only worth it for a song that is kept
+    for track, channel in zip(song.tracks, midi_file_channels(data, song), strict=True):
+        track.channel = channel
     return song
 
 
