@@ -22,11 +22,23 @@ from midiarr.roles import assign_roles
 from tests.conftest import run_cli
 
 GUITARS = "track 0 'Lead Guitar', track 3 'Banjo', track 4 'Tenor Banjo'"
+# Each part on a channel of its own, none where a position-numbering writer would put it (the
+# drums on 9), so a writer that renumbers channels fails `assert_kept_exactly`.
+CHANNELS = [4, 13, 2, 7, 11, 0, 9]
+
+
+def misleading_file(path: Path, bars: int = 4) -> Path:
+    song = misleading_band(bars=bars)
+    for track, channel in zip(song.tracks, CHANNELS, strict=True):
+        track.channel = channel
+    path = save(song, path)
+    assert [t.channel for t in load(path).tracks] == CHANNELS
+    return path
 
 
 @pytest.fixture
 def song_file(tmp_path: Path) -> Path:
-    return save(misleading_band(), tmp_path / "song.mid")
+    return misleading_file(tmp_path / "song.mid")
 
 
 def midi_parts(path: Path) -> tuple[list[tuple[str, list[tuple]]], list[tuple]]:
@@ -164,14 +176,14 @@ def test_an_empty_track_of_the_role_is_no_part_and_stays() -> None:
 
 
 def test_transformer_keeps_everything(tmp_path: Path) -> None:
-    src = save(misleading_band(bars=2), tmp_path / "short.mid")
+    src = misleading_file(tmp_path / "short.mid", bars=2)
     out = tmp_path / "out.mid"
     assert run_cli("-q", "insert", src, "--stem", "bass", "--engine", "transformer", "-o", out, "--seed", "1") == 0
     assert_kept_exactly(src, out, 1)
 
 
 def test_diffusion_keeps_everything(tmp_path: Path) -> None:
-    src = save(misleading_band(bars=2), tmp_path / "short.mid")
+    src = misleading_file(tmp_path / "short.mid", bars=2)
     out = tmp_path / "out.mid"
     args = (
         "-q",
