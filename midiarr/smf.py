@@ -287,7 +287,7 @@ def recover_channels(data: bytes, tracks: list[tuple[int, bool, np.ndarray]]) ->
         return []
     try:
         groups = [g for start, size in chunks(data) for g in _groups(scan_track(_chunk(data, start, size)))]
-    except ScanError:
+    except (ScanError, IndexError, ValueError):  # a file it cannot follow: read on, channels unknown
         return unknown
     n, m = len(tracks), len(groups)
     cache: dict[tuple[int, int], bool] = {}
