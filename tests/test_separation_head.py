@@ -249,7 +249,7 @@ def test_separate_cli_takes_assign_and_eval_reports_both(
         assert run_cli(*args, "-q") == 0
         assert isinstance(load(out), Song)
     proc = run_cli_process("train-assign", "--data", tmp_path, "-o", src)
-    assert proc.returncode != 0 and "a file is there" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode != 0 and "it is a file, not a folder" in proc.stderr and "Traceback" not in proc.stderr
     for bad in (["--guidance", "-1"], ["--jobs", "100000"], ["--hidden", "0"]):
         proc = run_cli_process("train-assign", "--data", tmp_path, "-o", tmp_path / "head", *bad)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
