@@ -403,41 +403,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     engines = check_engines(args.engine, options)
     stems = [check_stem(s) for s in args.stems.split(",") if s.strip()]
     command = "midiarr " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "eval" in sys.argv[1:] else ""
+    shared = {
+        "split": args.split,
+        "limit": args.limit,
+        "seed": args.seed,
+        "progress": not args.quiet,
+        "engine_options": options,
+        "max_bars": args.max_bars,
+        "timing": args.timing,
+    }
     if controls:  # measure the controls instead of the usual pass
-        runs = [
-            evaluate_control(
-                engines,
-                stems,
-                args.data,
-                attr,
-                levels,
-                split=args.split,
-                limit=args.limit,
-                seed=args.seed,
-                progress=not args.quiet,
-                engine_options=options,
-                max_bars=args.max_bars,
-                timing=args.timing,
-            )
-            for attr, levels in controls
-        ]
+        runs = [evaluate_control(engines, stems, args.data, attr, levels, **shared) for attr, levels in controls]
         paths = write_control_report(runs, args.output, command=command)
         for run in runs:
             _say(args, control_table(run["control"]))
         _say(args, f"wrote {len(paths)} files to {args.output} ({sum(len(r['failures']) for r in runs)} failures)")
         return 0
-    result = evaluate(
-        engines,
-        stems,
-        args.data,
-        split=args.split,
-        limit=args.limit,
-        seed=args.seed,
-        progress=not args.quiet,
-        engine_options=options,
-        max_bars=args.max_bars,
-        timing=args.timing,
-    )
+    result = evaluate(engines, stems, args.data, **shared)
     paths = write_report(result, args.output, command=command)
     _say(args, markdown_table(result["aggregate"]))
     _say(args, f"wrote {len(paths)} files to {args.output} ({len(result['failures'])} failures)")

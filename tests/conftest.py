@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
 
+import mido
 import pytest
 
 from midiarr.cli import main
@@ -139,3 +141,29 @@ threshold = 0.5
 def tiny_diffusion(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A diffusion checkpoint trained for a few steps on a fixture cache (beside it, ``../cache``)."""
     return _train_tiny(tmp_path_factory.mktemp("tinydiff"), "train-diffusion", TINY_DIFFUSION, songs=6)
+
+
+def midi_tracks(source: Path | bytes) -> tuple[list[tuple[str, list[tuple]]], list[tuple]]:
+    """Each track with channel events, in file order: its name and every channel event (sysex aside)
+    at its absolute tick, channel included, a note-on of velocity 0 read as a note-off; and the tempo,
+    meter and key events of the whole file. What two MIDI files must share to hold the same music."""
+    midi = mido.MidiFile(file=io.BytesIO(source)) if isinstance(source, bytes) else mido.MidiFile(source)
+    parts: list[tuple[str, list[tuple]]] = []
+    meta: list[tuple] = []
+    for track in midi.tracks:
+        now, name, events = 0, "", []
+        for msg in track:
+            now += msg.time
+            if msg.type == "track_name":
+                name = msg.name
+            elif msg.type in ("set_tempo", "time_signature", "key_signature"):
+                meta.append((now, str(msg.copy(time=0))))
+            elif not msg.is_meta and msg.type != "sysex":
+                fields = msg.dict()
+                fields.pop("time")
+                if fields["type"] == "note_off" or (fields["type"] == "note_on" and fields["velocity"] == 0):
+                    fields = {"type": "note_off", "note": fields["note"], "channel": fields["channel"]}
+                events.append((now, *sorted(fields.items())))
+        if events:
+            parts.append((name, sorted(events)))
+    return parts, sorted(meta)

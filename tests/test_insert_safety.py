@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mido
 import pytest
 
 import midiarr
@@ -19,7 +18,7 @@ from midiarr.errors import ExistingPartError
 from midiarr.fixtures import band_song, misleading_band
 from midiarr.io import load, save
 from midiarr.roles import assign_roles
-from tests.conftest import run_cli
+from tests.conftest import midi_tracks, run_cli
 
 GUITARS = "track 0 'Lead Guitar', track 3 'Banjo', track 4 'Tenor Banjo'"
 # Each part on a channel of its own, none where a position-numbering writer would put it (the
@@ -41,36 +40,12 @@ def song_file(tmp_path: Path) -> Path:
     return misleading_file(tmp_path / "song.mid")
 
 
-def midi_parts(path: Path) -> tuple[list[tuple[str, list[tuple]]], list[tuple]]:
-    """Each track with channel events, in file order: its name and every such event at its absolute
-    tick (channel included); and the tempo, meter and key events of the whole file."""
-    parts: list[tuple[str, list[tuple]]] = []
-    meta: list[tuple] = []
-    for track in mido.MidiFile(path).tracks:
-        now, name, events = 0, "", []
-        for msg in track:
-            now += msg.time
-            if msg.type == "track_name":
-                name = msg.name
-            elif msg.type in ("set_tempo", "time_signature", "key_signature"):
-                meta.append((now, str(msg.copy(time=0))))
-            elif not msg.is_meta:
-                fields = msg.dict()
-                fields.pop("time")
-                if fields["type"] == "note_off" or (fields["type"] == "note_on" and fields["velocity"] == 0):
-                    fields = {"type": "note_off", "note": fields["note"], "channel": fields["channel"]}
-                events.append((now, *sorted(fields.items())))
-        if events:
-            parts.append((name, sorted(events)))
-    return parts, sorted(meta)
-
-
 def assert_kept_exactly(before: Path, after: Path, new_parts: int) -> list[tuple[str, list[tuple]]]:
     """Every track of ``before`` is in ``after``, in its place, with its name and the very same events
     (notes, velocities, programs, channels, controllers, pitch bends); after them come ``new_parts``
     new tracks, which return."""
-    old, old_meta = midi_parts(before)
-    out, out_meta = midi_parts(after)
+    old, old_meta = midi_tracks(before)
+    out, out_meta = midi_tracks(after)
     assert out_meta == old_meta  # tempo changes, meter, key
     assert len(out) == len(old) + new_parts, [name for name, _ in out]
     for (name, events), (name_after, events_after) in zip(old, out, strict=False):

@@ -21,7 +21,7 @@ from midiarr.convert import from_midi_bytes, to_midi_bytes, write_channels
 from midiarr.io import load, save
 from midiarr.io.midi import parse_midi_bytes
 from midiarr.song import Song, Track, notes_array
-from tests.conftest import run_cli
+from tests.conftest import midi_tracks, run_cli
 
 
 def _msg(kind: str, **fields) -> mido.Message:
@@ -52,20 +52,7 @@ def _file(tracks: list[mido.MidiTrack], kind: int = 1) -> bytes:
 
 def _events(data: bytes) -> list[list[tuple]]:
     """Per MTrk with channel events: every such event at its absolute tick, channel included."""
-    out = []
-    for track in mido.MidiFile(file=io.BytesIO(data)).tracks:
-        now, events = 0, []
-        for msg in track:
-            now += msg.time
-            if not msg.is_meta and msg.type != "sysex":
-                fields = msg.dict()
-                fields.pop("time")
-                if fields["type"] == "note_off" or (fields["type"] == "note_on" and fields["velocity"] == 0):
-                    fields = {"type": "note_off", "note": fields["note"], "channel": fields["channel"]}
-                events.append((now, *sorted(fields.items())))
-        if events:
-            out.append(sorted(events))
-    return out
+    return [events for _, events in midi_tracks(data)[0]]
 
 
 def _channels(events: list[tuple]) -> set[int]:
