@@ -184,6 +184,7 @@ def _controls_from_args(args: argparse.Namespace) -> Any:
         rhythm=args.rhythm,
         register=args.register,
         polyphony=args.polyphony,
+        touch=args.touch,
     )
 
 
@@ -344,6 +345,7 @@ ENGINE_SETTINGS: dict[str, dict[str, type]] = {
         "voicing_weight": float,
         "int8": bool,
         "half": bool,
+        "pull_inferred_density": bool,
     },
     "diffusion": {
         "assign": str,
@@ -411,6 +413,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "engine_options": options,
         "max_bars": args.max_bars,
         "timing": args.timing,
+        "instructions": args.instructions,
     }
     if controls:  # measure the controls instead of the usual pass
         runs = [evaluate_control(engines, stems, args.data, attr, levels, **shared) for attr, levels in controls]
@@ -536,6 +539,14 @@ def cmd_train_diffusion(args: argparse.Namespace) -> int:
         f"wrote {args.output}: {result['parameters'] / 1e6:.2f}M parameters, {result['steps']} steps, "
         f"valid loss {result['valid_loss']:.5f}",
     )
+    return 0
+
+
+def cmd_train_player(args: argparse.Namespace) -> int:
+    from midiarr.player.train import train_player
+
+    paths = train_player(args.data, args.output, max_bars=args.max_bars, log=lambda m: _say(args, m))
+    _say(args, f"wrote {', '.join(str(p) for p in paths)}")
     return 0
 
 
@@ -748,6 +759,12 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rhythm", choices=["straight", "syncopated"])
     p.add_argument("--register", choices=["low", "mid", "high"])
     p.add_argument("--polyphony", choices=["single", "chords"], help="single notes (arpeggios) or chords")
+    p.add_argument(
+        "--no-touch",
+        dest="touch",
+        action="store_false",
+        help="keep the engine's own velocities (default: accents and ghost notes as real players of the stem play)",
+    )
     p.add_argument(
         "--temperature",
         type=float_in(0, 10, low_open=True),
@@ -963,6 +980,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="song",
         help="written parts on the other parts' micro-timing (song, as `insert` does) or on exact 16ths (grid)",
     )
+    p.add_argument(
+        "--instructions",
+        choices=["triplet", "none"],
+        default="triplet",
+        help="what each part is asked for: triplet (the instruction written from the real part: its density, "
+        "dynamics ...) or none (only the stem, as a user who names nothing; --control sets just its bin)",
+    )
     p.add_argument("--stems", default="bass,drums,guitar", help="comma-separated stems (default bass,drums,guitar)")
     p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
     p.add_argument("--split", choices=["train", "valid", "test"], default="test")
@@ -1065,6 +1089,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes drawing training windows (default 0: in-process; GPU: ~7)",
     )
     p.set_defaults(func=cmd_train_diffusion)
+
+    p = add(
+        "train-player",
+        "Fit the player models (a stem's notes per bar from the song; accents and ghost notes) on a prepare cache.",
+    )
+    p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache (train to fit, valid to choose)")
+    p.add_argument(
+        "-o", "--output", type=output_folder, required=True, help="folder for density/density.json and touch/touch.json"
+    )
+    p.add_argument("--max-bars", type=int_in(1, 100_000), help="fit the density model on each song's first N bars")
+    p.set_defaults(func=cmd_train_player)
 
     p = add("train-assign", "Train separation's note-assignment head on the diffusion engine's output (train split).")
     p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")

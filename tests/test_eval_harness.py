@@ -122,3 +122,42 @@ def test_eval_control_command(cache, tmp_path, capsys):
     assert "dynamics: soft, medium, loud" in (out / "report.md").read_text()
     assert run_cli(*args, "-o", out, "--control", "density=loud,busy") != 0
     capsys.readouterr()
+
+
+def test_eval_without_instructions_asks_for_nothing_but_the_stem(cache, tmp_path, monkeypatch):
+    asked = []
+    build = H.Controls.build
+
+    def spy(instruction=None, **kwargs):
+        asked.append((instruction, kwargs))
+        return build(instruction, **kwargs)
+
+    monkeypatch.setattr(H.Controls, "build", staticmethod(spy))
+    result = H.evaluate(["rules"], ["bass"], cache, split="train", limit=2, progress=False, instructions="none")
+    assert result["instructions"] == "none" and asked and all(a[0] is None for a in asked)
+    asked.clear()
+    H.evaluate(["rules"], ["bass"], cache, split="train", limit=2, progress=False)
+    assert asked and all(a[0] for a in asked)  # the triplet's own instruction
+    asked.clear()
+    H.evaluate_control(
+        ["rules"],
+        ["bass"],
+        cache,
+        "density",
+        ["sparse", "busy"],
+        split="train",
+        limit=1,
+        progress=False,
+        instructions="none",
+    )
+    assert [a[1]["density"] for a in asked] == ["sparse", "busy"] and all(a[0] is None for a in asked)
+    with pytest.raises(OptionError):
+        H.evaluate(["rules"], ["bass"], cache, split="train", limit=1, progress=False, instructions="some")
+
+
+def test_eval_command_records_what_it_asked_for(cache, tmp_path):
+    out = tmp_path / "none"
+    args = ["eval", "--engine", "rules", "--stems", "bass", "--data", cache, "--split", "train", "--limit", "1"]
+    assert run_cli(*args, "--instructions", "none", "-o", out, "-q") == 0
+    assert json.loads((out / "report.json").read_text())["instructions"] == "none"
+    assert run_cli(*args, "--instructions", "some", "-o", out, "-q") == 2

@@ -326,9 +326,13 @@ def test_health_answers_while_a_long_score_is_read(live: str) -> None:
     score = _long_score(2000)
     result: dict[str, httpx.Response] = {}
 
+    took: list[float] = []
+
     def upload() -> None:
+        started = time.perf_counter()
         with httpx.Client(base_url=live, timeout=120) as c:
             result["r"] = c.post("/api/songs", files={"file": ("long.musicxml", score, "application/xml")})
+        took.append(time.perf_counter() - started)
 
     with httpx.Client(base_url=live, timeout=10) as c:
         assert c.get("/api/health").status_code == 200  # warm: engines imported, connection open
@@ -347,7 +351,9 @@ def test_health_answers_while_a_long_score_is_read(live: str) -> None:
     assert result["r"].json()["bars"] == 2000
     times.sort()
     print("health while reading (s):", [round(t, 3) for t in times])
-    assert times[-1] < 0.5, times  # read on the event loop, one answer waits for the whole score
+    # read on the event loop, one answer would wait for the whole score; in a worker thread the reader
+    # still holds the GIL in turns, so on a loaded machine the slowest answer can take a fraction of it
+    assert times[-1] < 0.5 * took[0], (times, took)
     assert len(times) >= 5, "the score was read too fast to measure anything"
     assert times[int(0.9 * len(times)) - 1] < 0.2, times  # a busy CI machine may delay one or two
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from midiarr.attributes import parse_instruction
+from midiarr.attributes import BINS, bin_edges, parse_instruction
 from midiarr.errors import ExistingPartError, LimitError, OptionError
 from midiarr.roles import REMOVABLE_STEMS, ROLES, assign_roles, check_stem, tracks_with_role
 from midiarr.song import Song, Tempo, TimeSignature, Track
@@ -34,10 +34,24 @@ class Controls:
     unknown_words: list[str] = field(default_factory=list)
     # "song": onsets follow the other parts' micro-timing (see midiarr.timing); "grid": exact 16ths
     timing: str = "song"
+    # a player's touch on the velocities of engines that write none of their own (see midiarr.player.touch)
+    touch: bool = True
+    # no density asked: engines that hear density bins get the one real parts play in songs like this
+    # (midiarr.player.density); the names of the bins filled in so go to ``inferred``
+    song_density: bool = True
+    inferred: tuple[str, ...] = ()
 
     @classmethod
-    def build(cls, instruction: str | None = None, timing: str = "song", **flags: str | None) -> Controls:
-        """Controls from free text plus explicit flags such as ``density="busy"``; ``timing`` as the field."""
+    def build(
+        cls,
+        instruction: str | None = None,
+        timing: str = "song",
+        touch: bool = True,
+        song_density: bool = True,
+        **flags: str | None,
+    ) -> Controls:
+        """Controls from free text plus explicit flags such as ``density="busy"``; ``timing``,
+        ``touch`` and ``song_density`` as the fields."""
         bins: dict[str, str] = {}
         unknown: list[str] = []
         if instruction:
@@ -45,7 +59,14 @@ class Controls:
             bins.update(parsed.bins)
             unknown = parsed.unknown_words
         bins.update({k: v for k, v in flags.items() if v})
-        return cls(bins=bins, instruction=instruction, unknown_words=unknown, timing=timing)
+        return cls(
+            bins=bins,
+            instruction=instruction,
+            unknown_words=unknown,
+            timing=timing,
+            touch=touch,
+            song_density=song_density,
+        )
 
 
 @dataclass
@@ -71,6 +92,12 @@ class Engine(ABC):
     # the most bars one call writes (None: no limit); a model engine's time grows with every bar, so a
     # song of thousands of bars is refused up front instead of running for many minutes
     max_bars: int | None = None
+    # whether the engine writes each note's velocity itself; an engine that does not (one level per part)
+    # gets a player's touch from `give_touch`
+    writes_touch: bool = False
+    # whether the engine hears a density bin; one that does is given the song's (`song_density`) when
+    # the user asks for none
+    hears_density: bool = False
 
     def check_bars(self, bars: int) -> None:
         """Raise `LimitError` when a song of ``bars`` bars is longer than this engine works on."""
@@ -108,10 +135,11 @@ class Engine(ABC):
         context, kept, existing, roles = make_room(song, [stem], roles, replace)
         self.check_bars(context.num_bars)
         mask = fit_activity(context, active)
-        controls = controls or Controls()
+        controls = song_density(self, context, stem, controls or Controls())
         tracks = self.write_part(context, stem, controls, mask, np.random.default_rng(seed))
         for t in tracks:
             t.role = stem
+        tracks = give_touch(self, context, tracks, controls, seed)
         tracks = follow_timing(context, tracks, controls, mask)
         return build_result(song, context, kept, existing, roles, tracks, [stem] * len(tracks), stem)
 
@@ -169,11 +197,47 @@ class Engine(ABC):
         song = empty_song(bars, qpm, meter, ticks_per_beat)
         mask = np.ones(bars, dtype=bool)
         for k, stem in enumerate(order):
-            tracks = self.write_part(song, stem, controls or Controls(), mask, np.random.default_rng(seed + k))
+            controls = controls or Controls()
+            tracks = self.write_part(song, stem, controls, mask, np.random.default_rng(seed + k))
             for t in tracks:
                 t.role = stem
-            song = song.with_tracks(song.tracks + tracks)
+            song = song.with_tracks(song.tracks + give_touch(self, song, tracks, controls, seed + k))
         return song
+
+
+def song_density(engine: Engine, context: Song, stem: str, controls: Controls) -> Controls:
+    """``controls`` with the density bin real parts of ``stem`` play in songs like ``context``, when the
+    engine hears density, none was asked for and ``controls.song_density`` is on."""
+    if not engine.hears_density or not controls.song_density or "density" in controls.bins:
+        return controls
+    from midiarr.player.density import bundled_model
+
+    rate = bundled_model().predict(context, stem)
+    if rate is None:
+        return controls
+    word = BINS["density"][int(np.searchsorted(bin_edges("density", stem), rate, side="right"))]
+    return replace(controls, bins={**controls.bins, "density": word}, inferred=(*controls.inferred, "density"))
+
+
+TOUCH_STREAM = 0x70C4  # the touch draws from its own stream of the seed, so the notes stay as written
+
+
+def give_touch(engine: Engine, context: Song, tracks: list[Track], controls: Controls, seed: int) -> list[Track]:
+    """``tracks`` (written for ``context``) with a player's touch on their velocities, unless the engine
+    writes its own or ``controls.touch`` is off. Only velocities change."""
+    if engine.writes_touch or not controls.touch:
+        return tracks
+    from midiarr.player.touch import bundled_model, context_velocity_spread
+
+    model = bundled_model()
+    spread = context_velocity_spread(context) if any(len(t.notes) >= 2 for t in context.tracks) else None
+    out = []
+    for k, track in enumerate(tracks):
+        stem = track.role or ""
+        played = track.copy()
+        played.notes = model.apply(context, track.notes, stem, np.random.default_rng([seed, TOUCH_STREAM, k]), spread)
+        out.append(played)
+    return out
 
 
 def existing_parts(song: Song, stems: list[str], roles: dict[int, str] | None = None) -> list[int]:

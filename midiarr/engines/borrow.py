@@ -25,6 +25,8 @@ from midiarr.song import NOTE_DTYPE, Song, Track, sort_notes
 class BorrowEngine(Engine):
     """Writes the stem by borrowing it from donor songs (chosen by the seed)."""
 
+    writes_touch = True  # a real part, played as it was
+
     def __init__(self, donors: list[Song | str | os.PathLike[str]] | None = None) -> None:
         self.donors = list(donors or [])
 

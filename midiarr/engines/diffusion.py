@@ -24,8 +24,10 @@ from midiarr.engines.base import (
     empty_song,
     fit_activity,
     follow_timing,
+    give_touch,
     make_room,
     register_engine,
+    song_density,
 )
 from midiarr.engines.rules import NAMES, PROGRAMS
 from midiarr.errors import InputError, OptionError
@@ -74,6 +76,7 @@ class DiffusionEngine(Engine):
 
     stems = WRITABLE
     can_generate = True
+    hears_density = True
     max_bars = 1000  # 125 windows of 8 bars: about a minute here
 
     def __init__(
@@ -208,7 +211,12 @@ class DiffusionEngine(Engine):
         self.check_bars(context.num_bars)
         mask = fit_activity(context, active)
         controls = controls or Controls()
-        tracks = follow_timing(context, self.write_stems(context, stems, controls, mask, seed), controls, mask)
+        if len(stems) == 1:
+            controls = song_density(self, context, stems[0], controls)
+        tracks = self.write_stems(context, stems, controls, mask, seed)
+        for t in tracks:
+            t.role = t.role or stems[0]
+        tracks = follow_timing(context, give_touch(self, context, tracks, controls, seed), controls, mask)
         new_roles = [t.role or stems[0] for t in tracks]
         return build_result(song, context, kept, existing, roles, tracks, new_roles, ",".join(stems))
 
@@ -226,10 +234,9 @@ class DiffusionEngine(Engine):
         self.check_bars(bars)
         song = empty_song(bars, qpm, meter, ticks_per_beat)
         steps = int(np.ceil(bars * 4 * meter[0] / meter[1] * STEPS_PER_BEAT))
-        tracks = self.write_stems(
-            song, stems, controls or Controls(), np.ones(bars, dtype=bool), seed=seed, min_steps=steps
-        )
-        return song.with_tracks(tracks)
+        controls = controls or Controls()
+        tracks = self.write_stems(song, stems, controls, np.ones(bars, dtype=bool), seed=seed, min_steps=steps)
+        return song.with_tracks(give_touch(self, song, tracks, controls, seed))
 
     # -- separation ---------------------------------------------------------------------------
     def separate(

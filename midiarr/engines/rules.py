@@ -443,6 +443,8 @@ def keep_active(notes: np.ndarray, bars: list[Bar], active: np.ndarray) -> np.nd
 class RulesEngine(Engine):
     """Style-based accompaniment from chords, meter, tempo and the controls."""
 
+    writes_touch = True  # its accents and ghost notes are written with the notes
+
     def write_part(
         self, context: Song, stem: str, controls: Controls, active: np.ndarray, rng: np.random.Generator
     ) -> list[Track]:

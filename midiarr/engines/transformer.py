@@ -28,6 +28,7 @@ class TransformerEngine(Engine):
     """Writes a stem bar by bar with the stem transformer."""
 
     can_generate = True
+    hears_density = True
     max_bars = 1000  # written bar by bar: about a minute here
 
     def __init__(
@@ -48,6 +49,7 @@ class TransformerEngine(Engine):
         voicing_weight: float | None = None,
         int8: bool = False,
         half: bool | None = None,
+        pull_inferred_density: bool | None = None,
     ) -> None:
         from midiarr.transformer.model import LeanDecoder
         from midiarr.transformer.sample import SampleSettings
@@ -79,6 +81,8 @@ class TransformerEngine(Engine):
             if fresh_temperature < 0:
                 raise OptionError("fresh temperature must be positive (0 turns it off)")
             settings.fresh_temperature = fresh_temperature or None
+        if pull_inferred_density is not None:
+            settings.pull_inferred_density = bool(pull_inferred_density)
         if candidates is not None:
             if candidates < 1:
                 raise OptionError("--candidates must be at least 1")
@@ -117,7 +121,9 @@ class TransformerEngine(Engine):
         grid = BarGrid.with_bars(context, len(active))
         bars = encode_context(context, grid)
         mask = np.asarray(active, dtype=bool)
-        blocks = StemWriter(self.decoder, self.settings).write(bars, stem, controls.bins, mask, rng)
+        blocks = StemWriter(self.decoder, self.settings).write(
+            bars, stem, controls.bins, mask, rng, inferred=controls.inferred
+        )
         # one silent bar past the end keeps notes from ringing past the song's last bar
         starts = np.append(grid.starts, grid.starts[-1] + round(grid.lengths[-1] * grid.step))
         notes = _stop_at_silent_bars(decode_target(blocks, grid, stem == "drums"), starts, np.append(mask, False))

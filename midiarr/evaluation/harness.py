@@ -28,6 +28,7 @@ from midiarr.song import Song, sort_notes
 
 REAL = "real"
 CONTROLLED = ("density", "dynamics", "rhythm")
+INSTRUCTIONS = ("triplet", "none")  # what eval asks each part for (see `evaluate`)
 
 
 @dataclass
@@ -119,14 +120,21 @@ def evaluate(
     engine_options: dict[str, dict[str, Any]] | None = None,
     max_bars: int | None = None,
     timing: str = "song",
+    instructions: str = "triplet",
 ) -> dict[str, Any]:
     """Run the evaluation; returns per-part scores and aggregates (see `report.write_report`).
 
     ``engine_options`` gives an engine its keyword arguments (a checkpoint, sampling settings);
     ``max_bars`` cuts every song to its first bars (so slow engines can be compared on a CPU);
-    ``timing`` is the written parts' timing ("song": the other parts' micro-timing, "grid").
+    ``timing`` is the written parts' timing ("song": the other parts' micro-timing, "grid");
+    ``instructions`` what each part is asked for: "triplet" (the triplet's instruction, written from what
+    the real part does: its density, dynamics, register ...) or "none" (nothing, as a user who only
+    names the stem: the engine must find what suits the song).
     """
     from tqdm import tqdm
+
+    if instructions not in INSTRUCTIONS:
+        raise OptionError(f"instructions {instructions!r}: choose one of {', '.join(INSTRUCTIONS)}")
 
     cache = Path(cache_dir)
     rows = _select_rows(cache, split, stems, limit)
@@ -144,7 +152,8 @@ def evaluate(
         except MidiarrError as exc:
             failures.append(f"{row['id']}: {exc}")
             continue
-        requested = {k2: v for k2, v in parse_instruction(row["instruction"]).bins.items() if k2 in CONTROLLED}
+        instruction = row["instruction"] if instructions == "triplet" else None
+        requested = {k2: v for k2, v in parse_instruction(instruction or "").bins.items() if k2 in CONTROLLED}
         parts = {REAL: (real, 0.0, True)}
         for name in engines:
             if name == "borrow":
@@ -154,7 +163,7 @@ def evaluate(
             if stem not in engine.stems:
                 continue
             start = time.perf_counter()
-            controls = Controls.build(row["instruction"], timing=timing)
+            controls = Controls.build(instruction, timing=timing)
             try:
                 result = engine.insert(partial, stem, controls, seed=seed + k, roles=assign_roles(partial))
             except MidiarrError as exc:
@@ -205,6 +214,7 @@ def evaluate(
         "examples": examples,
         "failures": failures,
         "split": split,
+        "instructions": instructions,
         "parts": len(rows),
         "seed": seed,
     }
@@ -378,13 +388,17 @@ def evaluate_control(
     engine_options: dict[str, dict[str, Any]] | None = None,
     max_bars: int | None = None,
     timing: str = "song",
+    instructions: str = "triplet",
 ) -> dict[str, Any]:
     """Write every part once per level of ``attribute`` (the triplet's instruction with that one bin
-    overridden, the same seed), and measure whether the part follows: per song, the measure of
-    `CONTROL_MEASURES` at each level, whether it rises strictly in the order given, the last level's
-    measure over the first's, and whether the measured bin is the one asked for."""
+    overridden, or that bin alone with ``instructions="none"``; the same seed), and measure whether the
+    part follows: per song, the measure of `CONTROL_MEASURES` at each level, whether it rises strictly in
+    the order given, the last level's measure over the first's, and whether the measured bin is the one
+    asked for."""
     from tqdm import tqdm
 
+    if instructions not in INSTRUCTIONS:
+        raise OptionError(f"instructions {instructions!r}: choose one of {', '.join(INSTRUCTIONS)}")
     measure_name, fn = CONTROL_MEASURES[attribute]
     cache = Path(cache_dir)
     rows = _select_rows(cache, split, stems, limit)
@@ -407,7 +421,8 @@ def evaluate_control(
             got: dict[str, float] = {}
             bins: dict[str, str | None] = {}
             for level in levels:
-                controls = Controls.build(row["instruction"], timing=timing, **{attribute: level})
+                instruction = row["instruction"] if instructions == "triplet" else None
+                controls = Controls.build(instruction, timing=timing, **{attribute: level})
                 try:
                     result = engine.insert(partial, stem, controls, seed=seed + k, roles=assign_roles(partial))
                 except MidiarrError as exc:
@@ -454,6 +469,7 @@ def evaluate_control(
         "split": split,
         "parts": len(rows),
         "seed": seed,
+        "instructions": instructions,
     }
 
 

@@ -182,7 +182,13 @@ def write_control_report(results: list[dict[str, Any]], out_dir: str | Path, com
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     first = results[0]
-    data = {"command": command, "split": first["split"], "parts": first["parts"], "seed": first["seed"]}
+    data = {
+        "command": command,
+        "split": first["split"],
+        "instructions": first.get("instructions", "triplet"),
+        "parts": first["parts"],
+        "seed": first["seed"],
+    }
     data["controls"] = [{**r["control"], "per_song": r["per_song"], "failures": r["failures"]} for r in results]
     md = [f"# midiarr eval --control — {first['split']} split", "", f"Command: `{command}`" if command else "", ""]
     for r in results:
@@ -213,6 +219,7 @@ def write_report(result: dict[str, Any], out_dir: str | Path, command: str = "")
     data = {
         "command": command,
         "split": result["split"],
+        "instructions": result.get("instructions", "triplet"),
         "parts": result["parts"],
         "seed": result["seed"],
         "aggregate": result["aggregate"],

@@ -89,6 +89,9 @@ class SampleSettings:
     # temperature of the choice among the notes the part has not played yet (one number or per stem; None =
     # off); the mass of "something new" against what the part already plays is kept
     fresh_temperature: float | dict[str, float] | None = None
+    # whether the density bin midiarr infers from the song (none asked for) is pulled toward like an
+    # asked one, or only heard by the model as its density token
+    pull_inferred_density: bool = False
 
 
 def _mask(ids: range | list[int] | np.ndarray) -> np.ndarray:
@@ -139,8 +142,11 @@ class StemWriter:
         bins: dict[str, str],
         active: np.ndarray,
         rng: np.random.Generator,
+        inferred: tuple[str, ...] = (),
     ) -> list[list[int]]:
-        """Target tokens per bar (without TGT/EOB); inactive bars stay empty."""
+        """Target tokens per bar (without TGT/EOB); inactive bars stay empty. ``inferred`` names the
+        bins midiarr filled in itself (not asked for by the user)."""
+        self.inferred = inferred
         self.stem, self.drums = stem, stem == "drums"
         self.root_weight = per_stem(self.settings.root_weight, stem)
         self.voicing_weight = per_stem(self.settings.voicing_weight, stem)
@@ -229,7 +235,8 @@ class StemWriter:
             outside = np.maximum(lo - vel, 0) + np.maximum(vel - hi, 0)
             self.vel_bias = -s.control_weight * np.ceil(outside / (128 / NUM_VELOCITIES))
         names = ("sparse", "medium", "busy")
-        if bins.get("density") in names:
+        pulled = "density" not in self.inferred or s.pull_inferred_density
+        if bins.get("density") in names and pulled:
             self.density_range = _bin_range(bin_edges("density", stem), names.index(bins["density"]), 0.0, 1e9)
 
     def _density_bias(self, row: _Row) -> tuple[np.ndarray, float] | None:

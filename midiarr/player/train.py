@@ -1,0 +1,182 @@
+"""Fitting the player models on a prepare cache: the density regression (`train_density`) and the
+touch tables (`midiarr.player.touch.fit_touch`). Both read the train split only; the valid split is
+for choosing the ridge strength and for the numbers in the model card."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from midiarr.errors import InputError, MidiarrError
+from midiarr.io import load
+from midiarr.io.files import atomic_write_text
+from midiarr.player.density import FEATURES, DensityModel, context_features, fit_ridge, in_band, part_rate
+from midiarr.player.touch import (
+    MAX_DONORS,
+    TouchModel,
+    context_velocity_spread,
+    fit_cells,
+    part_deviations,
+    song_cells,
+)
+from midiarr.prepare import load_triplets
+from midiarr.roles import assign_roles, tracks_with_role
+from midiarr.song import Song, sort_notes
+
+STEMS: tuple[str, ...] = ("bass", "drums", "guitar", "piano", "strings")
+ALPHAS: tuple[float, ...] = (0.1, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+
+def part_tracks(full: Song, stem: str) -> list[int]:
+    """The full song's tracks of ``stem`` that hold notes."""
+    return [i for i in tracks_with_role(assign_roles(full), stem) if len(full.tracks[i].notes)]
+
+
+def real_part(full: Song, stem: str) -> np.ndarray:
+    """The notes of ``stem`` in the full song (every track of that role)."""
+    parts = [full.tracks[i].notes for i in part_tracks(full, stem)]
+    return np.concatenate(parts) if parts else full.tracks[0].notes[:0]
+
+
+def density_rows(
+    cache: Path, split: str, stems: tuple[str, ...], max_bars: int | None = None, limit: int | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per stem: the feature matrix of each triplet's context and the real part's log rate."""
+    rows = [r for r in load_triplets(cache, split=split) if r["stem"] in stems and r.get("context_tracks", 1) > 0]
+    rows.sort(key=lambda r: r["id"])
+    out: dict[str, tuple[list[np.ndarray], list[float]]] = {s: ([], []) for s in stems}
+    for row in rows:
+        xs, ys = out[row["stem"]]
+        if limit is not None and len(ys) >= limit:
+            continue
+        try:
+            full, partial = load(cache / row["full"]), load(cache / row["partial"])
+        except MidiarrError:
+            continue
+        if max_bars is not None:
+            full, partial = full.first_bars(max_bars), partial.first_bars(max_bars)
+        real = real_part(full, row["stem"])
+        if not len(real) or not any(len(t.notes) for t in partial.tracks):
+            continue
+        xs.append(context_features(partial))
+        ys.append(math.log(max(part_rate(partial, real), 1e-3)))
+    return {s: (np.array(xs).reshape(-1, len(FEATURES)), np.array(ys)) for s, (xs, ys) in out.items() if ys}
+
+
+def train_density(
+    cache_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    stems: tuple[str, ...] = STEMS,
+    max_bars: int | None = None,
+    log: Callable[[str], None] = print,
+) -> DensityModel:
+    """Fit the density model on train, choose each stem's ridge strength on valid, save it to ``out``."""
+    cache = Path(cache_dir)
+    if not (cache / "triplets.jsonl").exists():
+        raise InputError(f"{cache}: not a prepared cache (no triplets.jsonl); run `midiarr prepare` first")
+    train = density_rows(cache, "train", stems, max_bars)
+    valid = density_rows(cache, "valid", stems, max_bars)
+    model = DensityModel(info={"cache": str(cache), "max_bars": max_bars, "valid": {}, "train_rows": {}})
+    for stem in stems:
+        if stem not in train or stem not in valid:
+            continue
+        x, y = train[stem]
+        vx, vy = valid[stem]
+        best: tuple[float, float, np.ndarray] | None = None
+        for alpha in ALPHAS:
+            w = fit_ridge(x, y, alpha)
+            share = in_band(np.exp(vy - vx @ w))
+            if best is None or share > best[0] + 1e-9:
+                best = (share, alpha, w)
+        assert best is not None
+        share, alpha, w = best
+        ratios = np.exp(vy - vx @ w)
+        # the same share for a constant guess (the train median), the yardstick the regression must beat
+        constant = np.exp(vy - np.median(y))
+        stats: dict[str, Any] = {
+            "alpha": alpha,
+            "rows": len(vy),
+            "real_over_predicted_median": round(float(np.median(ratios)), 3),
+            "in_band": round(share, 3),
+            "in_band_constant_guess": round(in_band(constant), 3),
+        }
+        model.info["valid"][stem] = stats
+        model.info["train_rows"][stem] = len(y)
+        # a stem whose regression guesses no better than a constant gets no weights: its engine keeps
+        # the density it would write unasked
+        stats["used"] = share > stats["in_band_constant_guess"]
+        if stats["used"]:
+            model.weights[stem] = [round(float(v), 6) for v in w]
+            model.residual_sd[stem] = round(float(np.std(y - x @ w)), 4)
+        log(f"{stem}: {len(y)} train / {len(vy)} valid rows, alpha {alpha}: {stats}")
+    model.save(out)
+    return model
+
+
+def train_touch(
+    cache_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    stems: tuple[str, ...] = STEMS,
+    log: Callable[[str], None] = print,
+) -> TouchModel:
+    """Fit the touch tables on the train split's real parts and save them to ``out``."""
+    cache = Path(cache_dir)
+    if not (cache / "triplets.jsonl").exists():
+        raise InputError(f"{cache}: not a prepared cache (no triplets.jsonl); run `midiarr prepare` first")
+    rows = sorted((r for r in load_triplets(cache, split="train") if r["stem"] in stems), key=lambda r: r["id"])
+    parts: dict[str, list[list[tuple[str, str, float]]]] = {s: [] for s in stems}
+    donors: dict[str, list[dict[str, Any]]] = {s: [] for s in stems}
+    for row in rows:
+        try:
+            full = load(cache / row["full"])
+        except MidiarrError:
+            continue
+        real = sort_notes(real_part(full, row["stem"]))
+        devs = part_deviations(full, real, row["stem"] == "drums")
+        if devs:
+            parts[row["stem"]].append(devs)
+            others = [t for i, t in enumerate(full.tracks) if i not in set(part_tracks(full, row["stem"]))]
+            spread = round(context_velocity_spread(full.with_tracks(others)), 2)
+            donors[row["stem"]].append({"context_spread": spread, "cells": song_cells(devs)})
+    model = TouchModel(info={"cache": str(cache), "split": "train", "parts": {}})
+    for stem in stems:
+        if parts[stem]:
+            model.cells[stem] = fit_cells(parts[stem])
+            # evenly over the songs (sorted by id), so the donors span the corpus
+            keep = np.linspace(0, len(donors[stem]) - 1, min(MAX_DONORS, len(donors[stem]))).round().astype(int)
+            model.donors[stem] = [donors[stem][i] for i in sorted(set(keep.tolist()))]
+            model.info["parts"][stem] = len(parts[stem])
+            log(f"{stem}: {len(parts[stem])} parts, {len(model.cells[stem])} cells")
+    model.save(out)
+    return model
+
+
+def train_player(
+    cache_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    max_bars: int | None = None,
+    log: Callable[[str], None] = print,
+) -> list[Path]:
+    """Fit both player models into ``out``/density and ``out``/touch, each with its training log."""
+    folder = Path(out)
+    written: list[Path] = []
+    for name, fit in (
+        ("density", lambda o, say: train_density(cache_dir, o, max_bars=max_bars, log=say)),
+        ("touch", lambda o, say: train_touch(cache_dir, o, log=say)),
+    ):
+        lines: list[str] = []
+
+        def say(message: str, lines: list[str] = lines) -> None:
+            lines.append(message)
+            log(message)
+
+        target = folder / name
+        fit(target, say)
+        atomic_write_text(target / "train_log.txt", "\n".join(lines) + "\n")
+        written.append(target)
+    return written
