@@ -22,6 +22,8 @@ from midiarr.options import float_in, int_in, output_folder, seed
 from midiarr.song import Song
 from midiarr.timing import TIMINGS
 
+MUSICXML_SUFFIXES = (".musicxml", ".mxl", ".xml")
+
 EXIT_USAGE = 2
 EXIT_INPUT = 1
 EXIT_INTERNAL = 3
@@ -56,7 +58,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     check_output_path(args.input, args.output, args.force, args.mkdir)
     song = load(args.input)
-    save(song, args.output)
+    if args.output.suffix.lower() in MUSICXML_SUFFIXES:
+        from midiarr.io.musicxml import write_musicxml
+
+        write_musicxml(song, args.output, _notation_options(args))
+    else:
+        save(song, args.output)
     _say(args, f"wrote {args.output} ({len(song.tracks)} tracks, {song.note_count} notes, {song.num_bars} bars)")
     return 0
 
@@ -208,7 +215,7 @@ def cmd_insert(args: argparse.Namespace) -> int:
         refuse_existing(song, stems, roles)
     replacing = [f"track {i} {song.tracks[i].name!r}" for i in existing_parts(song, stems, roles)]
     controls = _controls_from_args(args)
-    notation = {".musicxml", ".mxl", ".xml"}
+    notation = set(MUSICXML_SUFFIXES)
     # a score notates the grid: off-grid ticks would come out as unreadable tuplets and ties
     controls.timing = args.timing or ("grid" if args.output.suffix.lower() in notation else "song")
     active = parse_bar_ranges(args.active, song.num_bars) if args.active is not None else None
@@ -219,9 +226,14 @@ def cmd_insert(args: argparse.Namespace) -> int:
     song, new_tracks, replaced = result.song, result.new_tracks, result.replaced_tracks
     if args.file.suffix.lower() in notation and args.output.suffix.lower() in notation and not replaced:
         # notation in, notation out: keep the original score as it is and add the new parts to it
-        from midiarr.io.musicxml import add_parts, parse_musicxml_score, write_score
+        from midiarr.io.musicxml import add_parts
+        from midiarr.io.musicxml_writer import write_bytes
 
-        write_score(add_parts(parse_musicxml_score(args.file), song, new_tracks), args.output)
+        write_bytes(args.output, add_parts(args.file, song, new_tracks, _notation_options(args)))
+    elif args.output.suffix.lower() in notation:
+        from midiarr.io.musicxml import write_musicxml
+
+        write_musicxml(song, args.output, _notation_options(args), chord_symbols_for=new_tracks)
     else:
         save(song, args.output)
     for i in new_tracks:
@@ -295,7 +307,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     check_output_folder(args.output, args.mkdir)
     engine = _engine_from_args(args)
     song = engine.generate(stems, args.bars, _controls_from_args(args), seed=args.seed, qpm=args.tempo, meter=meter)
-    save(song, args.output)
+    if args.output.suffix.lower() in MUSICXML_SUFFIXES:
+        from midiarr.io.musicxml import write_musicxml
+
+        pitched = [i for i, t in enumerate(song.tracks) if not t.is_drum]  # all new: chords above the first
+        write_musicxml(song, args.output, _notation_options(args), chord_symbols_for=pitched[:1])
+    else:
+        save(song, args.output)
     parts = ", ".join(f"{t.role} {len(t.notes)} notes" for t in song.tracks)
     _say(args, f"wrote {args.output}: {args.bars} bars at {args.tempo:g} bpm in {meter[0]}/{meter[1]}; {parts}")
     return 0
@@ -810,6 +828,46 @@ def _add_control_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--passes", choices=["1", "2", "k"], help="diffusion, several stems: one pass, two, or one per stem")
 
 
+def _add_notation_args(p: argparse.ArgumentParser, chord_symbols: bool) -> None:
+    """Options for MusicXML output (ignored for .mid)."""
+    from midiarr.io.notation import GRIDS, MAX_VOICES
+
+    g = p.add_argument_group("MusicXML output")
+    g.add_argument(
+        "--notation-grid",
+        choices=GRIDS,
+        default="16t",
+        help="grid notes are written on: straight 8ths, 16ths or 32nds; 16t: 16ths, or eighth triplets in "
+        "a beat whose notes sit on them (default 16t)",
+    )
+    g.add_argument(
+        "--voices",
+        type=int_in(1, MAX_VOICES),
+        default=MAX_VOICES,
+        help=f"most voices on one staff (default {MAX_VOICES}, what MuseScore holds)",
+    )
+    g.add_argument(
+        "--no-merge-voices",
+        action="store_true",
+        help="give every overlapping note its own voice (default: a short legato overlap is trimmed instead)",
+    )
+    if chord_symbols:
+        g.add_argument(
+            "--no-chord-symbols", action="store_true", help="leave out the chord symbols written above new parts"
+        )
+
+
+def _notation_options(args: argparse.Namespace) -> Any:
+    from midiarr.io.notation import NotationOptions
+
+    return NotationOptions(
+        grid=args.notation_grid,
+        max_voices=args.voices,
+        merge_voices=not args.no_merge_voices,
+        chord_symbols=not getattr(args, "no_chord_symbols", False),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = _Parser(prog="midiarr", description="MIDI arrangement engine: write the missing stem of a song.")
@@ -833,6 +891,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="file to write; its extension picks the format")
     p.add_argument("--force", action="store_true", help="allow the output to be the input file")
     p.add_argument("--mkdir", action="store_true", help="create the output's folder if it is missing")
+    _add_notation_args(p, chord_symbols=False)
     p.set_defaults(func=cmd_convert)
 
     p = add("stems", "List a song's tracks with their stem roles.")
@@ -889,6 +948,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="allow the output to be the input file")
     p.add_argument("--mkdir", action="store_true", help="create the output's folder if it is missing")
+    _add_notation_args(p, chord_symbols=True)
     p.set_defaults(func=cmd_insert)
 
     p = add("generate", "Write a new song from nothing: the stems named, each hearing the ones before it.")
@@ -904,6 +964,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_control_options(p)
     p.add_argument("--seed", type=seed, default=0, help="same seed, same song")
     p.add_argument("--donor", action="append", type=Path, help=argparse.SUPPRESS)
+    _add_notation_args(p, chord_symbols=True)
     p.set_defaults(func=cmd_generate)
 
     p = add("eval-diffusion", "Measure separation, activity control, partial modes and passes of the diffusion engine.")

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from midiarr.errors import InputError, LimitError, OutputError
-from midiarr.io.files import atomic_write_bytes, read_input_bytes
+from midiarr.errors import InputError, LimitError
+from midiarr.io.files import read_input_bytes
 from midiarr.io.limits import (
     MAX_FILE_BYTES,
     MAX_METER_NUMERATOR,
@@ -36,6 +36,8 @@ from midiarr.io.limits import (
     METER_DENOMINATORS,
     check_song_limits,
 )
+from midiarr.io.musicxml_writer import add_parts_bytes, score_bytes, write_bytes
+from midiarr.io.notation import DRUM_NOTATION, OTHER_DRUM_NOTEHEAD, OTHER_DRUM_SHARP_NOTEHEAD, NotationOptions
 from midiarr.song import (
     NOTE_DTYPE,
     KeySignature,
@@ -53,37 +55,6 @@ MUSICXML_SUFFIXES = (".musicxml", ".mxl", ".xml")
 XML_TICKS_PER_BEAT = 480
 DEFAULT_VELOCITY = 80
 
-# GM drum pitch -> (display step, octave, notehead) on a five-line percussion staff.
-# Positions follow common drum-set notation; noteheads keep every pitch distinct.
-DRUM_NOTATION: dict[int, tuple[str, int, str]] = {
-    35: ("E", 4, "normal"),
-    36: ("F", 4, "normal"),
-    37: ("C", 5, "x"),
-    38: ("C", 5, "normal"),
-    39: ("D", 5, "x"),
-    40: ("C", 5, "diamond"),
-    41: ("A", 4, "normal"),
-    42: ("G", 5, "x"),
-    43: ("G", 4, "normal"),
-    44: ("D", 4, "x"),
-    45: ("B", 4, "normal"),
-    46: ("G", 5, "circle-x"),
-    47: ("D", 5, "normal"),
-    48: ("E", 5, "normal"),
-    49: ("A", 5, "x"),
-    50: ("F", 5, "normal"),
-    51: ("F", 5, "x"),
-    52: ("C", 6, "x"),
-    53: ("F", 5, "diamond"),
-    55: ("B", 5, "x"),
-    56: ("E", 5, "x"),
-    57: ("B", 5, "circle-x"),
-    59: ("F", 5, "circle-x"),
-}
-# Pitches outside the table are written at their own staff position: a natural with a
-# triangle notehead, a sharp on the natural below with a square one.
-_OTHER_DRUM_NOTEHEAD = "triangle"
-_OTHER_DRUM_SHARP_NOTEHEAD = "square"
 _DRUM_FROM_NOTATION = {v: k for k, v in DRUM_NOTATION.items()}
 _STEP_SEMITONES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 
@@ -96,8 +67,8 @@ def _drum_pitch(step: str | None, octave: int | None, notehead: str) -> int:
     if key in _DRUM_FROM_NOTATION:
         return _DRUM_FROM_NOTATION[key]
     midi = 12 * (int(octave) + 1) + _STEP_SEMITONES.get(step, 0)
-    if notehead in (_OTHER_DRUM_NOTEHEAD, _OTHER_DRUM_SHARP_NOTEHEAD):
-        return int(np.clip(midi + (notehead == _OTHER_DRUM_SHARP_NOTEHEAD), 0, 127))
+    if notehead in (OTHER_DRUM_NOTEHEAD, OTHER_DRUM_SHARP_NOTEHEAD):
+        return int(np.clip(midi + (notehead == OTHER_DRUM_SHARP_NOTEHEAD), 0, 127))
     # Unknown position from another program: the nearest table entry on the staff.
     nearest = min(DRUM_NOTATION.items(), key=lambda kv: abs(12 * (kv[1][1] + 1) + _STEP_SEMITONES[kv[1][0]] - midi))
     return nearest[0]
@@ -295,7 +266,39 @@ def parse_musicxml_bytes(data: bytes, name: str, compressed: bool | None = None)
     parsed = importer.stream
     if not isinstance(parsed, music21.stream.Score):
         parsed = music21.stream.Score([parsed])
+    parsed.midiarr_drum_maps = drum_maps(root)
     return parsed
+
+
+def drum_maps(root: ET.Element) -> list[dict[tuple[str, int, str], int]]:
+    """Per part, the General MIDI note of each drum-staff position (step, octave, notehead), from the
+    instruments the score declares (<midi-unpitched>) and the <instrument> each unpitched note names.
+
+    music21 reads one instrument per part, so without this a MuseScore drum part would come back by staff
+    position alone, which differs between programs."""
+    maps = []
+    for part in root.findall("part"):
+        sp = root.find(f"part-list/score-part[@id='{part.get('id')}']") if "'" not in (part.get("id") or "") else None
+        unpitched: dict[str, int] = {}
+        for mi in sp.findall("midi-instrument") if sp is not None else []:
+            text = (mi.findtext("midi-unpitched") or "").strip()
+            if text.isdigit() and 1 <= int(text) <= 128:
+                unpitched[mi.get("id") or ""] = int(text) - 1
+        votes: dict[tuple[str, int, str], dict[int, int]] = {}
+        if unpitched:
+            for note_el in part.iter("note"):
+                u, inst = note_el.find("unpitched"), note_el.find("instrument")
+                if u is None or inst is None or inst.get("id") not in unpitched:
+                    continue
+                step, octave = (u.findtext("display-step") or "").strip(), (u.findtext("display-octave") or "").strip()
+                if not octave.isdigit():
+                    continue
+                head = (note_el.findtext("notehead") or "normal").strip() or "normal"
+                key = (step, int(octave), head)
+                counts = votes.setdefault(key, {})
+                counts[unpitched[inst.get("id")]] = counts.get(unpitched[inst.get("id")], 0) + 1
+        maps.append({key: max(c, key=c.get) for key, c in votes.items()})
+    return maps
 
 
 def _first_line(exc: BaseException) -> str:
@@ -322,7 +325,9 @@ def from_music21(score: music21.stream.Score) -> Song:
         return round((Fraction(offset) + pickup) * tpb)
 
     tracks: list[Track] = []
-    for part in parts:
+    maps = getattr(score, "midiarr_drum_maps", None) or []
+    for index, part in enumerate(parts):
+        drum_map = maps[index] if index < len(maps) else {}
         # Ties are merged here rather than by music21's stripTies, which deep-copies the whole part
         # (minutes on a long score); the part itself is left as it was.
         flat = part.flatten()
@@ -344,7 +349,10 @@ def from_music21(score: music21.stream.Score) -> Song:
             chord_velocity = _velocity_of(el, offset, dyn_marks, dyn_offsets)
             for m in members:
                 if isinstance(m, note.Unpitched):
-                    pitch = _drum_pitch(m.displayStep, m.displayOctave, m.notehead or "normal")
+                    head = m.notehead or "normal"
+                    pitch = drum_map.get((m.displayStep, m.displayOctave, head))
+                    if pitch is None:
+                        pitch = _drum_pitch(m.displayStep, m.displayOctave, head)
                 else:
                     pitch = int(m.pitch.midi)
                 pitch = int(np.clip(pitch, 0, 127))
@@ -416,105 +424,11 @@ def _dedupe_by_tick(items: list) -> list:
 
 
 # ----------------------------------------------------------------- writing
-def _snap_to_notation_grid(ticks: np.ndarray, tpb: int) -> np.ndarray:
-    """Snap ticks to the nearer of the 16th and eighth-triplet grids."""
-    sixteenth = tpb / 4
-    triplet = tpb / 3
-    a = np.round(ticks / sixteenth) * sixteenth
-    b = np.round(ticks / triplet) * triplet
-    return np.where(np.abs(a - ticks) <= np.abs(b - ticks), a, b)
-
-
-def to_music21(song: Song, roles: dict[int, str] | None = None, tempo_marks: bool = True) -> music21.stream.Score:
-    """A music21 Score: a part per track with a clef for its role, quantized for notation.
-
-    ``tempo_marks=False`` leaves out metronome marks (for parts added to a score that has its own)."""
-    _route_music21_warnings()
-    from music21 import chord, clef, instrument, key, metadata, meter, note, stream, tempo
-    from music21.percussion import PercussionChord
-
-    from midiarr.roles import assign_roles
-
-    tpb = song.ticks_per_beat
-    roles = roles if roles is not None else assign_roles(song)
-    score = stream.Score()
-    score.metadata = metadata.Metadata()
-    score.metadata.title = song.metadata.get("title", "")
-
-    def ql(ticks: float) -> Fraction:
-        return Fraction(round(ticks * 12 / tpb), 12)  # exact on 16th and triplet grids
-
-    for index, track in enumerate(song.tracks):
-        part = stream.Part()
-        part.partName = track.name or (roles.get(index) or "part").title()
-        role = roles.get(index)
-        if track.is_drum:
-            inst = instrument.Percussion()
-            inst.midiChannel = 9
-            part.insert(0, inst)
-            part.insert(0, clef.PercussionClef())
-        else:
-            try:
-                inst = instrument.instrumentFromMidiProgram(int(track.program))
-            except Exception:  # music21 has no class for a few programs
-                inst = instrument.Instrument()
-                inst.midiProgram = int(track.program)
-            inst.midiProgram = int(track.program)
-            part.insert(0, inst)
-            part.insert(0, _clef_for(track, role, clef))
-        if index == 0 and tempo_marks:
-            for t in song.tempos:
-                part.insert(ql(t.tick), tempo.MetronomeMark(number=round(t.qpm, 2)))
-        for ts in song.time_signatures or [TimeSignature(0, 4, 4)]:
-            part.insert(ql(ts.tick), meter.TimeSignature(f"{ts.numerator}/{ts.denominator}"))
-        for ks in song.key_signatures:
-            part.insert(ql(ks.tick), key.KeySignature(ks.key))
-
-        n = track.notes
-        if len(n):
-            starts = _snap_to_notation_grid(n["start"].astype(float), tpb)
-            ends = _snap_to_notation_grid((n["start"] + n["duration"]).astype(float), tpb)
-            ends = np.maximum(ends, starts + tpb / 4)
-            # Chords group notes that share onset, end and velocity; MusicXML keeps one
-            # dynamics value per chord, so differently accented notes go in their own voice.
-            groups: dict[tuple[float, float, int], list[tuple[int, int]]] = {}
-            for s, e, p, v in zip(starts.tolist(), ends.tolist(), n["pitch"].tolist(), n["velocity"].tolist()):
-                groups.setdefault((s, e, v), []).append((p, v))
-            for (s, e, _v), members in groups.items():
-                length = ql(e - s)
-                if track.is_drum:
-                    objs = [_unpitched(p, v, note) for p, v in sorted(set(members))]
-                    el = objs[0] if len(objs) == 1 else PercussionChord(objs)
-                else:
-                    pitches = sorted({p for p, _ in members})
-                    el = note.Note(pitches[0]) if len(pitches) == 1 else chord.Chord(pitches)
-                el.duration.quarterLength = length
-                el.volume.velocity = int(max(v for _, v in members))
-                part.insert(ql(s), el)
-        score.insert(0, part)
-    return score
-
-
-def _unpitched(pitch: int, velocity: int, note_mod: object) -> object:
-    step, octave, head = DRUM_NOTATION.get(pitch, (None, None, _OTHER_DRUM_NOTEHEAD))
-    if step is None:
-        names = ["C", "C", "D", "D", "E", "F", "F", "G", "G", "A", "A", "B"]
-        step, octave = names[pitch % 12], pitch // 12 - 1
-        head = _OTHER_DRUM_SHARP_NOTEHEAD if pitch % 12 in (1, 3, 6, 8, 10) else _OTHER_DRUM_NOTEHEAD
-    u = note_mod.Unpitched(displayName=f"{step}{octave}")
-    u.notehead = head
-    u.volume.velocity = int(velocity)
-    return u
-
-
-def _clef_for(track: Track, role: str | None, clef_mod: object) -> object:
-    """Bass clef for bass, treble-8vb for guitar, else by the part's median pitch."""
-    if role == "bass":
-        return clef_mod.BassClef()
-    if role == "guitar":
-        return clef_mod.Treble8vbClef()
-    median = float(np.median(track.notes["pitch"])) if len(track.notes) else 60.0
-    return clef_mod.BassClef() if median < 55 else clef_mod.TrebleClef()
+def to_music21(
+    song: Song, roles: dict[int, str] | None = None, options: NotationOptions | None = None
+) -> music21.stream.Score:
+    """The song as a music21 Score: midiarr's MusicXML of it, read back by music21."""
+    return parse_musicxml_bytes(score_bytes(song, options, roles), song.metadata.get("title") or "the song")
 
 
 def pickup_ticks(score: music21.stream.Score, ticks_per_beat: int = XML_TICKS_PER_BEAT) -> int:
@@ -527,67 +441,26 @@ def pickup_ticks(score: music21.stream.Score, ticks_per_beat: int = XML_TICKS_PE
     return round(Fraction(first.paddingLeft) * ticks_per_beat) if first is not None else 0
 
 
-def add_parts(score: music21.stream.Score, song: Song, indices: list[int]) -> music21.stream.Score:
-    """Append tracks of ``song`` (read from ``score``) to the original score as new parts.
+def add_parts(
+    path: str | os.PathLike[str], song: Song, indices: list[int], options: NotationOptions | None = None
+) -> bytes:
+    """The MusicXML score at ``path`` with tracks ``indices`` of ``song`` (read from it) added as new parts.
 
-    The original parts stay exactly as they were (articulations, lyrics, layout and all); the new parts get
-    measures on the same bar lines, a clef for their role, and a pickup bar when the score has one.
-    """
-    _route_music21_warnings()
-    from music21 import note, stream
-
+    The original parts stay byte for byte as they were (articulations, lyrics, layout and all); the new parts
+    get measures on the same bar lines and numbers, a clef for their role, the score's pickup when it has one,
+    and chord symbols of the harmony midiarr heard (unless ``options.chord_symbols`` is off)."""
     check_notation_work(song, song.metadata.get("title") or "the song")
-    pickup = pickup_ticks(score, song.ticks_per_beat)
-    reference = (list(score.parts) or [score])[0].getElementsByClass(stream.Measure)
-    first_number = reference.first().number if reference.first() is not None else 1
-    tracks = []
+    data = read_input_bytes(path, MAX_FILE_BYTES)
+    name = str(path)
+    if Path(path).suffix.lower() == ".mxl" or data.startswith(b"PK"):
+        data = unpack_mxl(data, name)
+    pickup = pickup_ticks(parse_musicxml_bytes(data, name, compressed=False), song.ticks_per_beat)
+    tracks = list(song.tracks)
     for i in indices:
         t = song.tracks[i].copy()
         t.notes = t.notes[t.notes["start"] >= pickup]  # nothing may sound before the pickup begins
-        tracks.append(t)
-    roles = {k: t.role for k, t in enumerate(tracks) if t.role}
-    new = to_music21(song.with_tracks(tracks), roles=roles, tempo_marks=False)
-    for part in new.parts:
-        part.makeNotation(inPlace=True)
-        if pickup:
-            shift = Fraction(pickup, song.ticks_per_beat)
-            measures = list(part.getElementsByClass(stream.Measure))
-            first = measures[0]
-            for container in [first, *first.voices]:  # overlapping notes live in voices
-                for el in list(container.notesAndRests):
-                    if el.offset < shift and isinstance(el, note.Rest):
-                        container.remove(el)
-                for el in list(container):  # clef and meter stay at the start, everything later moves up
-                    if el.offset >= shift and not isinstance(el, stream.Voice):
-                        container.coreSetElementOffset(el, el.offset - shift)
-                container.coreElementsChanged()
-            first.paddingLeft = float(shift)
-            for m in measures[1:]:
-                part.coreSetElementOffset(m, m.offset - shift)
-            part.coreElementsChanged()
-        for number, m in enumerate(part.getElementsByClass(stream.Measure), start=first_number):
-            m.number = number  # the same bar numbers as the original parts
-        score.insert(0, part)
-    return score
-
-
-def write_score(score: music21.stream.Score, path: str | os.PathLike[str]) -> Path:
-    """Write a music21 Score as MusicXML (.mxl compressed), atomically."""
-    import tempfile
-
-    target = Path(path)
-    suffix = target.suffix.lower() if target.suffix.lower() in MUSICXML_SUFFIXES else ".musicxml"
-    _route_music21_warnings()
-    import music21
-
-    with tempfile.TemporaryDirectory() as tmp:
-        fmt = "mxl" if suffix == ".mxl" else "musicxml"
-        try:
-            written = Path(score.write(fmt, fp=str(Path(tmp) / f"out{suffix}")))
-        except music21.exceptions21.Music21Exception as exc:
-            raise OutputError(f"cannot write {target} as MusicXML ({_first_line(exc)})") from None
-        data = written.read_bytes()
-    return atomic_write_bytes(target, data)
+        tracks[i] = t
+    return add_parts_bytes(data, name, song.with_tracks(tracks), list(indices), pickup, options)
 
 
 def check_notation_work(song: Song, name: str) -> None:
@@ -608,7 +481,14 @@ def check_notation_work(song: Song, name: str) -> None:
         )
 
 
-def write_musicxml(song: Song, path: str | os.PathLike[str]) -> Path:
-    """Write MusicXML (.musicxml/.xml plain, .mxl compressed), atomically."""
+def write_musicxml(
+    song: Song,
+    path: str | os.PathLike[str],
+    options: NotationOptions | None = None,
+    chord_symbols_for: list[int] | tuple[int, ...] = (),
+) -> Path:
+    """Write MusicXML (.musicxml/.xml plain, .mxl compressed), atomically.
+
+    ``chord_symbols_for``: the tracks (midiarr's new parts) that get the song's chords above them."""
     check_notation_work(song, str(path))
-    return write_score(to_music21(song), path)
+    return write_bytes(path, score_bytes(song, options, chord_symbols_for=chord_symbols_for))
