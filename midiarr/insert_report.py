@@ -10,6 +10,7 @@ import numpy as np
 from midiarr.engines import InsertResult
 from midiarr.io import atomic_write_text
 from midiarr.plots import CONTEXT_COLOR, NEW_COLOR, piano_roll_png
+from midiarr.song import Song
 
 
 def write_insert_report(
@@ -21,7 +22,8 @@ def write_insert_report(
     soundfont: str | None = None,
     sr: int = 22050,
 ) -> Path:
-    """Write index.html with a piano roll of the song and the new part and players for the rendered audio."""
+    """Write index.html with a piano roll and the score of the song with the new part, and players for the
+    rendered audio."""
     from midiarr.render import render_to_dir
 
     out = Path(out_dir)
@@ -38,6 +40,7 @@ def write_insert_report(
         f"{result.stem} by {engine}",
         max_bars=32,
     )
+    score_pages = _write_score_pages(song, result.new_tracks, out)
     audio = render_to_dir(song, out / "audio", soundfont=soundfont, sr=sr)
     players = "".join(
         f"<figure><figcaption>{html.escape(name)}{' (new)' if name == result.stem else ''}</figcaption>"
@@ -63,6 +66,24 @@ table{{border-collapse:collapse}}th,td{{text-align:left;padding:2px 12px 2px 0}}
 figure{{display:inline-block;margin:0 1em 1em 0}}figcaption{{font-size:90%}}</style></head>
 <body><h1>{title}: new {html.escape(result.stem)}</h1><table>{rows}</table>
 <h2>Piano roll</h2><img src="pianoroll.png" alt="piano roll of the song with the new part in red">
+<h2>Score</h2>{score_pages}
 <h2>Listen</h2>{players}</body></html>
 """
     return atomic_write_text(out / "index.html", page)
+
+
+def _write_score_pages(song: Song, new_tracks: list[int], out: Path) -> str:
+    """score-N.svg pages of the song's notation (new part in red) and the HTML that shows them."""
+    from midiarr.errors import LimitError
+    from midiarr.io.score_view import score_svg_pages
+
+    try:
+        pages = score_svg_pages(song, new_tracks)
+    except LimitError as exc:
+        return f"<p>{html.escape(str(exc))}</p>"
+    for k, svg in enumerate(pages, start=1):
+        atomic_write_text(out / f"score-{k}.svg", svg)
+    return "".join(
+        f'<img class="score" src="score-{k}.svg" alt="page {k} of the score, the new part in red">'
+        for k in range(1, len(pages) + 1)
+    )

@@ -9,9 +9,15 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
 # 1. System packages: FluidSynth and the FluidR3 General MIDI SoundFont for the render stage;
-#    Chromium and its WebDriver for the web page's browser tests (MIDIARR_NO_BROWSER=1 skips them).
+#    Chromium and its WebDriver for the web page's browser tests (MIDIARR_NO_BROWSER=1 skips them);
+#    MuseScore 3, the notation program the MusicXML tests read midiarr's scores with (MIDIARR_NO_MUSESCORE=1
+#    skips it).
 need_apt=()
 command -v fluidsynth >/dev/null 2>&1 || need_apt+=(fluidsynth)
+need_bare=()  # installed without their recommended extras (MuseScore's would add hundreds of MB)
+if [ -z "${MIDIARR_NO_MUSESCORE:-}" ]; then
+  command -v mscore3 >/dev/null 2>&1 || need_bare+=(musescore3)
+fi
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need_apt+=(fluid-soundfont-gm)
 if [ -z "${MIDIARR_NO_BROWSER:-}" ]; then
   [ -x /usr/bin/chromium ] || need_apt+=(chromium)
@@ -28,6 +34,20 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
   else
     echo "setup: note: ${need_apt[*]} not installed and no apt-get here; rendering will use the embedded SoundFont if libfluidsynth is found" >&2
+  fi
+fi
+
+if [ ${#need_bare[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing ${need_bare[*]} with apt-get"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_bare[@]}" >/dev/null
+  elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then
+    echo "setup: installing ${need_bare[*]} with sudo apt-get"
+    sudo apt-get update -qq >/dev/null
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_bare[@]}" >/dev/null
+  else
+    echo "setup: note: ${need_bare[*]} not installed and no apt-get here; the MuseScore tests are skipped" >&2
   fi
 fi
 

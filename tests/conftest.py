@@ -17,6 +17,20 @@ from midiarr.prepare import prepare
 from midiarr.song import Song
 
 
+@pytest.fixture(autouse=True)
+def _musicxml_read_by_a_second_reader(request: pytest.FixtureRequest):
+    """Every MusicXML file midiarr writes in a test is read by verovio too, which must play all its notes."""
+    yield
+    root = getattr(request.node, "funcargs", {}).get("tmp_path")
+    if root is None:
+        return
+    from tests.notation_readers import check_with_verovio, written_by_midiarr
+
+    for path in sorted(Path(root).rglob("*")):
+        if path.is_file() and written_by_midiarr(path):
+            check_with_verovio(path)
+
+
 @pytest.fixture
 def band() -> Song:
     return band_song(bars=8)

@@ -194,5 +194,10 @@ def test_insert_report_page(band_file, tmp_path):
     assert '<img src="pianoroll.png"' in page and 'src="audio/mix.wav"' in page and 'src="audio/drums.wav"' in page
     assert "busy drums" in page and "Drums" in page  # the instruction and what was replaced
     assert (report / "pianoroll.png").read_bytes().startswith(b"\x89PNG")
+    # the score as notation, the new drums in red
+    pages = sorted(report.glob("score-*.svg"))
+    assert pages and all(f'src="{p.name}"' in page for p in pages)
+    svg = pages[0].read_text()
+    assert svg.lstrip().startswith(("<svg", "<?xml")) and "#D62728" in svg
     for name in ("mix", "drums", "bass"):
         assert (report / "audio" / f"{name}.wav").stat().st_size > 1000

@@ -92,6 +92,7 @@ HARMONY_KINDS = {
     "dim": ("diminished", "dim"),
     "sus4": ("suspended-fourth", "sus4"),
 }
+HIGHLIGHT = "#D62728"  # the new part's colour, as in the piano rolls (plots.NEW_COLOR)
 GM_DRUM_NAMES = {
     35: "Acoustic Bass Drum", 36: "Bass Drum", 37: "Side Stick", 38: "Acoustic Snare", 39: "Hand Clap",
     40: "Electric Snare", 41: "Low Floor Tom", 42: "Closed Hi-Hat", 43: "High Floor Tom", 44: "Pedal Hi-Hat",
@@ -155,8 +156,10 @@ class _PartWriter:
         divisions: int,
         options: NotationOptions,
         channel: int,
+        color: str | None = None,
     ) -> None:
         self.song, self.track, self.part_id, self.role = song, track, part_id, role
+        self.color = color  # every note of the part drawn in this colour (a score view's new part)
         self.measures, self.q, self.options, self.channel = measures, divisions, options, channel
         self.layouts = layout_track(track, measures, song.ticks_per_beat, divisions, options)
 
@@ -324,6 +327,8 @@ class _PartWriter:
         members = list(zip(el.pitches, el.velocities, strict=True)) or [(None, None)]
         for j, (pitch, velocity) in enumerate(members):
             attrs = {} if velocity is None else {"dynamics": _number(velocity / 0.9)}
+            if self.color and velocity is not None:
+                attrs["color"] = self.color
             note = _sub(measure, "note", **attrs)
             if j:
                 _sub(note, "chord")
@@ -403,6 +408,7 @@ def _parts_xml(
     id_prefix: str,
     tempo_part: int | None,
     chord_parts: set[int],
+    highlight: frozenset[int] = frozenset(),
 ) -> list[tuple[ET.Element, ET.Element]]:
     from midiarr.harmony import estimate_chords
 
@@ -416,8 +422,9 @@ def _parts_xml(
     for k, i in enumerate(indices):
         track = song.tracks[i]
         measures = measures_of(divisions)
+        color = HIGHLIGHT if i in highlight else None
         writer = _PartWriter(
-            song, track, f"{id_prefix}{k + 1}", roles.get(i), measures, divisions, options, channels[i]
+            song, track, f"{id_prefix}{k + 1}", roles.get(i), measures, divisions, options, channels[i], color
         )
         name = track.name or (roles.get(i) or "part").title()
         nums = numbers or [(str(n + 1), False) for n in range(len(measures))]
@@ -437,8 +444,10 @@ def score_bytes(
     options: NotationOptions | None = None,
     roles: dict[int, str] | None = None,
     chord_symbols_for: list[int] | tuple[int, ...] = (),
+    highlight: list[int] | tuple[int, ...] = (),
 ) -> bytes:
-    """The whole song as a MusicXML document."""
+    """The whole song as a MusicXML document; the tracks in ``highlight`` are drawn in midiarr's colour for
+    new parts."""
     from midiarr.roles import assign_roles
 
     options = options or NotationOptions()
@@ -461,6 +470,7 @@ def score_bytes(
         "P",
         0 if song.tracks else None,
         set(chord_symbols_for),
+        frozenset(highlight),
     )
     for sp, _part in parts:
         part_list.append(sp)
