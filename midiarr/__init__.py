@@ -32,12 +32,13 @@ from midiarr.convert import (
 from midiarr.errors import ExistingPartError, InputError, MidiarrError, OptionError, OutputError
 from midiarr.io import load, save
 from midiarr.roles import ROLES, assign_roles
-from midiarr.song import KeySignature, Marker, Note, Song, Tempo, TimeSignature, Track
+from midiarr.song import ChordSymbol, KeySignature, Marker, Note, Song, Tempo, TimeSignature, Track
 from midiarr.subtract import subtract
 
 __all__ = [
     "ROLES",
     "Arranger",
+    "ChordSymbol",
     "ExistingPartError",
     "InputError",
     "KeySignature",

@@ -114,13 +114,37 @@ def best_chord(vec: np.ndarray) -> tuple[int, str, float]:
     return _LABELS[i][0], _LABELS[i][1], float(scores[i])
 
 
+def stated_chords(song: Song) -> list[Chord]:
+    """The chords the song states (`Song.chord_symbols`, from a lead sheet) as `Chord` spans: each lasts to the
+    next; "N.C." and the stretch before the first symbol carry the nearest chord, so every tick is covered."""
+    symbols = [c for c in song.chord_symbols if c.root is not None and c.quality in QUALITIES]
+    if not symbols:
+        return []
+    end = max(song.end_tick, symbols[-1].tick + 1)
+    chords: list[Chord] = []
+    for i, c in enumerate(symbols):
+        start = 0 if i == 0 else c.tick
+        stop = symbols[i + 1].tick if i + 1 < len(symbols) else end
+        if stop <= start:
+            continue
+        if chords and (chords[-1].root, chords[-1].quality) == (c.root, c.quality):
+            chords[-1] = Chord(chords[-1].start, stop, c.root, c.quality)
+        else:
+            chords.append(Chord(start, stop, int(c.root), c.quality))
+    return chords
+
+
 def estimate_chords(song: Song, tracks: list[Track] | None = None, split_margin: float = 0.12) -> list[Chord]:
-    """Chords of the song from the given tracks (default: all pitched tracks).
+    """Chords of the song from the given tracks (default: all pitched tracks); the chords the song states
+    (a lead sheet's symbols) count over any it would infer.
 
     One chord per half bar; a beat whose own best chord beats the half-bar chord on that beat by
     ``split_margin`` gets its own chord (harmony that moves on the beat). Silent stretches carry the
     previous chord so every tick of the song is covered.
     """
+    stated = stated_chords(song)
+    if stated:
+        return stated
     notes = pitched_notes(tracks if tracks is not None else song.tracks)
     end = max(song.end_tick, 1)
     beats = song.beat_starts(end)

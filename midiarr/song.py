@@ -76,6 +76,19 @@ class KeySignature:
 
 
 @dataclass(frozen=True)
+class ChordSymbol:
+    """A chord the song states (a lead sheet's chord symbol) from ``tick`` until the next one.
+
+    ``root`` and ``bass`` are pitch classes (0 = C); ``quality`` one of `midiarr.harmony.QUALITIES`;
+    ``bass`` is None unless the symbol names a slash bass. A root of None is "N.C." (no chord)."""
+
+    tick: int
+    root: int | None
+    quality: str = "maj"
+    bass: int | None = None
+
+
+@dataclass(frozen=True)
 class Marker:
     """A text marker (section name, lyric-free annotation) at ``tick``."""
 
@@ -184,6 +197,8 @@ class Song:
     key_signatures: list[KeySignature] = field(default_factory=list)
     markers: list[Marker] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+    # chords the song states (read from a lead sheet); empty: midiarr infers the harmony from the notes
+    chord_symbols: list[ChordSymbol] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.ticks_per_beat <= 0:
@@ -191,6 +206,7 @@ class Song:
         self.tempos = sorted(self.tempos, key=lambda t: t.tick)
         self.time_signatures = sorted(self.time_signatures, key=lambda t: t.tick)
         self.key_signatures = sorted(self.key_signatures, key=lambda t: t.tick)
+        self.chord_symbols = sorted(self.chord_symbols, key=lambda c: c.tick)
 
     # ----------------------------------------------------------------- basics
     def copy(self) -> Song:
@@ -222,6 +238,7 @@ class Song:
             key_signatures=list(self.key_signatures),
             markers=list(self.markers),
             metadata=dict(self.metadata),
+            chord_symbols=list(self.chord_symbols),
         )
         return out
 
@@ -244,6 +261,7 @@ class Song:
         out.time_signatures = [x for x in out.time_signatures if x.tick < end] or out.time_signatures[:1]
         out.key_signatures = [x for x in out.key_signatures if x.tick < end]
         out.markers = [x for x in out.markers if x.tick < end]
+        out.chord_symbols = [x for x in out.chord_symbols if x.tick < end]
         return out
 
     # -------------------------------------------------------------- tempo map

@@ -90,6 +90,8 @@ def _rescale(song: Song, ticks_per_beat: int) -> Song:
     """The same song expressed at another tick resolution."""
     if song.ticks_per_beat == ticks_per_beat:
         return song
+    from dataclasses import replace
+
     from midiarr.song import KeySignature, Marker, Tempo, TimeSignature
 
     factor = ticks_per_beat / song.ticks_per_beat
@@ -114,4 +116,5 @@ def _rescale(song: Song, ticks_per_beat: int) -> Song:
         key_signatures=[KeySignature(scale(k.tick), k.key, k.minor) for k in song.key_signatures],
         markers=[Marker(scale(m.tick), m.text) for m in song.markers],
         metadata=song.metadata,
+        chord_symbols=[replace(c, tick=scale(c.tick)) for c in song.chord_symbols],
     )

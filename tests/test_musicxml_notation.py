@@ -219,3 +219,38 @@ def test_musescore_plays_and_prints_what_midiarr_writes(tmp_path: Path, band: So
     bass = next(p for p in exported.findall("part") if p.get("id") == bass_id)
     assert all(len(_voices(m)) <= 1 for m in bass.findall("measure"))
     assert musescore_export(out, tmp_path / "page.pdf").stat().st_size > 1000
+
+
+def _lead_sheet(path: Path) -> Path:
+    """A melody that sits on one note (E) under the chords C | Am | F | G7/B, as a music21 lead sheet."""
+    from music21 import harmony, meter, note, stream
+
+    part = stream.Part()
+    part.partName = "Melody"
+    part.append(meter.TimeSignature("4/4"))
+    for bar, figure in enumerate(["C", "Am", "F", "G7/B"] * 2):
+        part.insert(bar * 4.0, harmony.ChordSymbol(figure))
+        for beat in range(4):
+            part.insert(bar * 4.0 + beat, note.Note("E5", quarterLength=1))
+    stream.Score([part]).write("musicxml", fp=str(path))
+    return path
+
+
+def test_a_lead_sheets_chords_are_the_songs_chords(tmp_path: Path) -> None:
+    from midiarr.harmony import estimate_chords
+
+    song = load(_lead_sheet(tmp_path / "lead.musicxml"))
+    stated = [(c.tick, c.root, c.quality, c.bass) for c in song.chord_symbols]
+    assert stated == [(k * 1920 + 7680 * r, *chord) for r in range(2) for k, chord in enumerate(
+        [(0, "maj", None), (9, "min", None), (5, "maj", None), (7, "7", 11)]
+    )]  # fmt: skip
+    assert [c.name for c in estimate_chords(song)] == ["C", "Am", "F", "G7"] * 2  # the notes alone say E
+    out = tmp_path / "with_bass.musicxml"
+    assert run_cli("-q", "insert", tmp_path / "lead.musicxml", "--stem", "bass", "--engine", "rules", "-o", out) == 0
+    bass = next(t for t in load(out).tracks if t.name != "Melody")
+    roots = [0, 9, 5, 7] * 2
+    firsts = [int(bass.notes["pitch"][bass.notes["start"] >= bar * 1920][0]) % 12 for bar in range(8)]
+    assert sum(f == r for f, r in zip(firsts, roots, strict=True)) >= 6, firsts
+    # converting the lead sheet keeps its chords, slash bass included
+    assert run_cli("-q", "convert", tmp_path / "lead.musicxml", "-o", tmp_path / "again.musicxml") == 0
+    assert [(c.tick, c.root, c.quality, c.bass) for c in load(tmp_path / "again.musicxml").chord_symbols] == stated

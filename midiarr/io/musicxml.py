@@ -40,6 +40,7 @@ from midiarr.io.musicxml_writer import add_parts_bytes, score_bytes, write_bytes
 from midiarr.io.notation import DRUM_NOTATION, OTHER_DRUM_NOTEHEAD, OTHER_DRUM_SHARP_NOTEHEAD, NotationOptions
 from midiarr.song import (
     NOTE_DTYPE,
+    ChordSymbol,
     KeySignature,
     Song,
     Tempo,
@@ -389,6 +390,7 @@ def from_music21(score: music21.stream.Score) -> Song:
         keys.append(KeySignature(to_tick(ks.offset), int(ks.sharps), minor))
     if pickup and keys and keys[0].tick == to_tick(0):  # the opening key holds from the (padded) start
         keys[0] = KeySignature(0, keys[0].key, keys[0].minor)
+    chord_symbols = _chord_symbols(parts, to_tick)
     tempos = []
     for start, _end, mark in score.metronomeMarkBoundaries():
         qpm = mark.getQuarterBPM()
@@ -400,7 +402,41 @@ def from_music21(score: music21.stream.Score) -> Song:
         tempos=_dedupe_by_tick(tempos),
         time_signatures=_dedupe_by_tick(time_sigs),
         key_signatures=_dedupe_by_tick(keys),
+        chord_symbols=chord_symbols,
     )
+
+
+# MusicXML harmony kinds as midiarr's chord qualities (the nearest of them where midiarr has no such chord)
+KIND_QUALITIES = {
+    "major": "maj", "minor": "min", "dominant": "7", "dominant-seventh": "7", "minor-seventh": "m7",
+    "major-seventh": "maj7", "diminished": "dim", "diminished-seventh": "dim", "half-diminished": "dim",
+    "suspended-fourth": "sus4", "suspended-second": "sus4", "augmented": "maj", "augmented-seventh": "7",
+    "major-sixth": "maj", "minor-sixth": "min", "dominant-ninth": "7", "major-ninth": "maj7",
+    "minor-ninth": "m7", "dominant-11th": "7", "major-11th": "maj7", "minor-11th": "m7", "dominant-13th": "7",
+    "major-13th": "maj7", "minor-13th": "m7", "minor-major": "min", "power": "maj", "pedal": "maj",
+}  # fmt: skip
+
+
+def _chord_symbols(parts: list, to_tick: object) -> list[ChordSymbol]:
+    """The chord symbols (<harmony>) of the first part that has any, in ticks."""
+    from music21 import harmony
+
+    for part in parts:
+        found = list(part.flatten().getElementsByClass(harmony.ChordSymbol))
+        if not found:
+            continue
+        out = []
+        for cs in found:
+            tick = max(0, to_tick(cs.offset))
+            if isinstance(cs, harmony.NoChord) or cs.root() is None:
+                out.append(ChordSymbol(tick, None))
+                continue
+            bass = cs.bass()
+            root = int(cs.root().pitchClass)
+            slash = int(bass.pitchClass) if bass is not None and bass.pitchClass != root else None
+            out.append(ChordSymbol(tick, root, KIND_QUALITIES.get(str(cs.chordKind), "maj"), slash))
+        return _dedupe_by_tick(out)
+    return []
 
 
 def _velocity_of(

@@ -31,7 +31,7 @@ from midiarr.io.notation import (
     layout_track,
     measure_grid,
 )
-from midiarr.song import Song, Track
+from midiarr.song import ChordSymbol, Song, Track
 
 DOCTYPE = (
     '<!DOCTYPE score-partwise PUBLIC "-//Recordare//DTD MusicXML 4.0 Partwise//EN" '
@@ -161,7 +161,7 @@ class _PartWriter:
         self.song, self.track, self.part_id, self.role = song, track, part_id, role
         self.color = color  # every note of the part drawn in this colour (a score view's new part)
         self.measures, self.q, self.options, self.channel = measures, divisions, options, channel
-        self.layouts = layout_track(track, measures, song.ticks_per_beat, divisions, options)
+        self.layouts = layout_track(track, measures, song.ticks_per_beat, divisions, options, role)
 
     # -- positions on the song's timeline, as (measure index, local position)
     def _place(self, tick: int) -> tuple[int, int] | None:
@@ -215,7 +215,7 @@ class _PartWriter:
                 if placed is not None:
                     anchors.setdefault(placed[0], []).append((placed[1], "tempo", t.qpm))
         for c in chords or []:
-            placed = self._place(c.start)
+            placed = self._place(c.tick)
             if placed is not None:
                 anchors.setdefault(placed[0], []).append((placed[1], "harmony", c))
         fifths_now = 0
@@ -264,13 +264,23 @@ class _PartWriter:
             _sub(met, "per-minute", _number(float(what)))
         else:
             node = ET.Element("harmony", {"print-frame": "no"})
-            root = _sub(node, "root")
-            step, alter, _ = spell(what.root, fifths)
-            _sub(root, "root-step", step)
-            if alter:
-                _sub(root, "root-alter", alter)
-            name, text = HARMONY_KINDS.get(what.quality, ("major", ""))
-            _sub(node, "kind", name, text=text)
+            if what.root is None:  # N.C.: MusicXML wants a root even for kind "none"
+                _sub(_sub(node, "root"), "root-step", "C")
+                _sub(node, "kind", "none", text="N.C.")
+            else:
+                root = _sub(node, "root")
+                step, alter, _ = spell(what.root, fifths)
+                _sub(root, "root-step", step)
+                if alter:
+                    _sub(root, "root-alter", alter)
+                name, text = HARMONY_KINDS.get(what.quality, ("major", ""))
+                _sub(node, "kind", name, text=text)
+                if what.bass is not None:
+                    bass = _sub(node, "bass")
+                    step, alter, _ = spell(what.bass, fifths)
+                    _sub(bass, "bass-step", step)
+                    if alter:
+                        _sub(bass, "bass-alter", alter)
         if offset:
             _sub(node, "offset", offset)
         if kind == "tempo":
@@ -410,13 +420,11 @@ def _parts_xml(
     chord_parts: set[int],
     highlight: frozenset[int] = frozenset(),
 ) -> list[tuple[ET.Element, ET.Element]]:
-    from midiarr.harmony import estimate_chords
 
     divisions = divisions_for(song)
     chords = None
     if chord_parts and options.chord_symbols:
-        context = [t for i, t in enumerate(song.tracks) if i not in chord_parts and not t.is_drum and len(t.notes)]
-        chords = estimate_chords(song, context or None) if any(len(t.notes) for t in song.tracks) else []
+        chords = chord_list(song, chord_parts)
     channels = _channels(song)
     out = []
     for k, i in enumerate(indices):
@@ -431,6 +439,18 @@ def _parts_xml(
         above = chords if i in chord_parts and not track.is_drum else None  # a drum staff carries no harmony
         out.append((writer.score_part(name), writer.part(nums, tempos=i == tempo_part, chords=above)))
     return out
+
+
+def chord_list(song: Song, new_parts: set[int]) -> list[ChordSymbol]:
+    """The chords to print: the ones the song states, else the harmony midiarr hears in the other parts."""
+    from midiarr.harmony import estimate_chords
+
+    if song.chord_symbols:
+        return list(song.chord_symbols)
+    if not any(len(t.notes) for t in song.tracks):
+        return []
+    context = [t for i, t in enumerate(song.tracks) if i not in new_parts and not t.is_drum and len(t.notes)]
+    return [ChordSymbol(c.start, c.root, c.quality) for c in estimate_chords(song, context or None)]
 
 
 def _serialize(root: ET.Element) -> bytes:
@@ -460,6 +480,8 @@ def score_bytes(
     _sub(enc, "software", "midiarr")
     part_list = _sub(root, "part-list")
     indices = list(range(len(song.tracks)))
+    if not chord_symbols_for and song.chord_symbols:  # a lead sheet's own chords stay above its first part
+        chord_symbols_for = [i for i, t in enumerate(song.tracks) if not t.is_drum][:1]
     parts = _parts_xml(
         song,
         indices,

@@ -264,8 +264,12 @@ def _quantize(track: Track, grid: _Grid, tpb: int) -> list[tuple[int, int, int, 
 
 
 # ------------------------------------------------------------------ voices
-def _pitched_voices(notes: list[tuple[int, int, int, int]], options: NotationOptions) -> list[list[list]]:
-    """Chords assigned to voices: each voice a list of [start, end, {pitch: velocity}], never overlapping."""
+def _pitched_voices(
+    notes: list[tuple[int, int, int, int]], options: NotationOptions, line: bool = False
+) -> list[list[list]]:
+    """Chords assigned to voices: each voice a list of [start, end, {pitch: velocity}], never overlapping.
+
+    ``line``: the part is one line (a bass): a note that rings past the next onset ends there."""
     # one key cannot sound twice: a pitch struck again while it still sounds ends there (else notation
     # programs drop the second strike when they play the unison in two voices)
     last_of: dict[int, list[int]] = {}
@@ -314,7 +318,9 @@ def _pitched_voices(notes: list[tuple[int, int, int, int]], options: NotationOpt
             continue
         if options.merge_voices:
             trimmable = [
-                i for i, v in enumerate(voices) if v[-1][0] < s and v[-1][1] - s <= max((v[-1][1] - v[-1][0]) / 2, 0)
+                i
+                for i, v in enumerate(voices)
+                if v[-1][0] < s and (line or v[-1][1] - s <= max((v[-1][1] - v[-1][0]) / 2, 0))
             ]
             if trimmable:
                 last = voices[trimmable[0]][-1]
@@ -461,14 +467,15 @@ def layout_track(
     tpb: int,
     divisions: int,
     options: NotationOptions,
+    role: str | None = None,
 ) -> list[MeasureLayout]:
-    """Lay one track out as measures of voices."""
+    """Lay one track out as measures of voices (a bass, by ``role``, as one line)."""
     grid = _Grid(measures, divisions, options.grid)
     notes = _quantize(track, grid, tpb)
     if track.is_drum:
         voices = _drum_voices(notes, measures, divisions)
     else:
-        voices = _pitched_voices(notes, options)
+        voices = _pitched_voices(notes, options, line=role == "bass")
     values = note_values(divisions)
     starts = [m.start for m in measures]
     layouts = [MeasureLayout(m, {}) for m in measures]
