@@ -96,6 +96,13 @@ def test_drop_a_song_add_a_bass_and_hear_it(server: str, browser, tmp_path: Path
     wait.until(ec.visibility_of_element_located((By.ID, "result-section")))
     assert "done" in browser.find_element(By.ID, "job-status").text
     assert int(browser.find_element(By.ID, "result-roll").get_attribute("data-notes")) > 0
+    # the score beside the roll: engraved pages that the browser loaded and drew
+    assert int(browser.find_element(By.ID, "score").get_attribute("data-pages")) >= 1
+    wait.until(
+        lambda d: d.execute_script(
+            "const i = document.querySelector('#score img'); return i && i.complete && i.naturalWidth > 0"
+        )
+    )
     strips = browser.find_elements(By.CSS_SELECTOR, "#mixer .strip")
     assert any("bass" in s.text for s in strips)
     # solo the bass: every other stem is muted

@@ -419,9 +419,14 @@ def create_app(root: str | Path | None = None, limits: Limits | None = None) -> 
 
     @app.get("/api/jobs/{job_id}/files/{name:path}")
     def job_file(job_id: str, name: str) -> FileResponse:
-        """Download one of a finished job's files (result.mid, result.musicxml, audio/<stem>.wav)."""
+        """Download one of a finished job's files (result.mid, result.musicxml, score-N.svg, audio/<stem>.wav)."""
         path = _job_file(job_id, name)
-        media = {".mid": "audio/midi", ".musicxml": "application/vnd.recordare.musicxml+xml", ".wav": "audio/wav"}
+        media = {
+            ".mid": "audio/midi",
+            ".musicxml": "application/vnd.recordare.musicxml+xml",
+            ".wav": "audio/wav",
+            ".svg": "image/svg+xml",
+        }
         return FileResponse(path, media_type=media.get(path.suffix, "application/octet-stream"), filename=path.name)
 
     def _job_file(job_id: str, name: str) -> Path:

@@ -34,7 +34,8 @@ def run_job(folder: str, spec: dict[str, Any]) -> None:
     out = Path(folder)
     try:
         from midiarr.engines import Controls, get_engine, parse_bar_ranges
-        from midiarr.io import load, save
+        from midiarr.errors import MidiarrError
+        from midiarr.io import atomic_write_text, load, save
 
         _progress(out, "running", 0.02, "loading the engine")
         engine = get_engine(spec["engine"], **spec.get("options", {}))
@@ -44,9 +45,11 @@ def run_job(folder: str, spec: dict[str, Any]) -> None:
             _progress(out, "running", 0.1, f"writing {', '.join(stems)}")
             song = engine.generate(stems, int(spec["bars"]), controls, seed=int(spec.get("seed", 0)), qpm=spec["tempo"])
             new_roles = stems
+            new_tracks = list(range(len(song.tracks)))
         else:
             song = load(spec["song_path"])
             new_roles = []
+            new_tracks = []
             for k, stem in enumerate(stems):
                 _progress(out, "running", 0.05 + 0.7 * k / len(stems), f"writing the {stem}")
                 active = parse_bar_ranges(spec["active"], song.num_bars) if spec.get("active") else None
@@ -54,13 +57,22 @@ def run_job(folder: str, spec: dict[str, Any]) -> None:
                 result = engine.insert(song, stem, controls, active=active, seed=seed, replace=replace)
                 song = result.song
                 new_roles.append(stem)
+                new_tracks += [i for i in result.new_tracks if i not in new_tracks]
         _progress(out, "running", 0.8, "saving MIDI and MusicXML")
         save(song, out / "result.mid")
         files = ["result.mid"]
         try:
-            save(song, out / "result.musicxml")
+            from midiarr.io.musicxml import write_musicxml
+            from midiarr.io.score_view import score_svg_pages
+
+            pitched = [i for i in new_tracks if not song.tracks[i].is_drum]
+            write_musicxml(song, out / "result.musicxml", chord_symbols_for=pitched)
             files.append("result.musicxml")
-        except Exception:  # a song music21 cannot notate still has its MIDI and audio
+            _progress(out, "running", 0.83, "engraving the score")
+            for k, svg in enumerate(score_svg_pages(song, new_tracks), start=1):
+                atomic_write_text(out / f"score-{k}.svg", svg)
+                files.append(f"score-{k}.svg")
+        except MidiarrError:  # a song too long to notate still has its MIDI and audio
             pass
         if spec.get("render", True):
             from midiarr.render import render_to_dir

@@ -90,8 +90,8 @@ class SampleSettings:
     # off); the mass of "something new" against what the part already plays is kept
     fresh_temperature: float | dict[str, float] | None = None
     # whether the density bin midiarr infers from the song (none asked for) is pulled toward like an
-    # asked one, or only heard by the model as its density token (docs/results.md: pulled
-    # gave more songs in band on every stem)
+    # asked one, or only heard by the model as its density token (docs/results.md: pulled put as many songs
+    # in band as heard-only on every stem, or more)
     pull_inferred_density: bool = True
 
 

@@ -138,6 +138,10 @@ async function showResult(job) {
   $("result-section").hidden = false;
   const roll = await api(`/api/jobs/${job.id}/roll`);
   drawRoll($("result-roll"), roll, new Set(job.stems));
+  // the score as notation, engraved on the server (verovio SVG), the new part in red
+  const pages = job.files.filter((f) => /^score-\d+\.svg$/.test(f));
+  $("score").innerHTML = pages.map((f) => `<img class="score-page" src="/api/jobs/${job.id}/files/${f}" alt="${f}">`).join("");
+  $("score").dataset.pages = pages.length;
   stopAll();
   state.audios = {};
   const mixer = $("mixer");
