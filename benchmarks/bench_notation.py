@@ -81,7 +81,13 @@ def main() -> int:
             for name, write in writers.items():
                 path = Path(tmp) / f"{k}_{name}.musicxml"
                 t0 = time.perf_counter()
-                write(song, path)
+                try:
+                    write(song, path)
+                except Exception as exc:  # a writer that fails on a song counts as playing none of it
+                    row.update({f"{name}_error": f"{type(exc).__name__}: {str(exc)[:120]}", f"{name}_played": 0.0})
+                    row.update({f"{name}_seconds": None, f"{name}_drums_on_10": 0.0 if drums else None})
+                    row[f"{name}_voices"] = 0
+                    continue
                 row[f"{name}_seconds"] = time.perf_counter() - t0
                 played, on_10 = played_by_musescore(path)
                 row[f"{name}_played"] = played / max(song.note_count, 1)
@@ -97,10 +103,12 @@ def main() -> int:
             "played_min": min(r[f"{name}_played"] for r in rows),
             "drums_on_channel_10_median": statistics.median(drum_shares) if drum_shares else None,
             "most_voices": max(r[f"{name}_voices"] for r in rows),
-            "seconds_total": sum(r[f"{name}_seconds"] for r in rows),
+            "failed": sum(1 for r in rows if f"{name}_error" in r),
+            "seconds_total": sum(r[f"{name}_seconds"] for r in rows if r[f"{name}_seconds"] is not None),
         }
-    summary["write_time_ratio_music21_over_midiarr"] = (
-        summary["music21"]["seconds_total"] / summary["midiarr"]["seconds_total"]
+    both = [r for r in rows if r["midiarr_seconds"] is not None and r["music21_seconds"] is not None]
+    summary["write_time_ratio_music21_over_midiarr"] = sum(r["music21_seconds"] for r in both) / max(
+        sum(r["midiarr_seconds"] for r in both), 1e-9
     )
     report = {
         "date": datetime.date.today().isoformat(),

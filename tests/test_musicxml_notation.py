@@ -194,6 +194,10 @@ def test_musescore_plays_and_prints_what_midiarr_writes(tmp_path: Path, band: So
     assert run_cli("-q", "convert", tmp_path / "no_rhythm.mid", "-o", score) == 0
     out = tmp_path / "with_rhythm.musicxml"
     assert run_cli("-q", "insert", score, "--stem", "bass,drums", "--engine", "rules", "-o", out, "--seed", "1") == 0
+    original, added = score.read_text(), out.read_text()
+    for part in ET.fromstring(original.encode()).findall("part"):  # every original part, byte for byte
+        start = original.index(f'<part id="{part.get("id")}"')
+        assert original[start : original.index("</part>", start)] in added
     ours = load(out)
     written = sounding_notes(out)
     played = midi_notes(musescore_export(out, tmp_path / "ms.mid"))
