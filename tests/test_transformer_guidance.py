@@ -107,7 +107,7 @@ def test_int8_decoder_stays_close_to_fp32(tiny_checkpoint: Path) -> None:
 
 
 def test_eval_set_option_reaches_the_engine_and_rejects_unknown_keys(tmp_path: Path) -> None:
-    from midiarr.cli import _engine_setting
+    from midiarr.cli.common import engine_setting as _engine_setting
 
     assert _engine_setting("transformer.harmony_weight=1.5") == (("transformer", "harmony_weight"), 1.5)
     assert _engine_setting("transformer.int8=true") == (("transformer", "int8"), True)

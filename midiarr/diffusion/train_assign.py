@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,3 +221,98 @@ def write_log(path: Path, entries: list[dict[str, Any]]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(json.dumps(e) + "\n" for e in entries), encoding="utf-8")
     tmp.replace(path)
+
+
+def train_assign_head(
+    data: str | Path,
+    output: str | Path,
+    checkpoint: str | Path | None = None,
+    limit: int = 700,
+    valid_limit: int = 200,
+    max_bars: int = 16,
+    guidance: float = 1.0,
+    seed: int = 0,
+    jobs: int = 1,
+    hidden: int = 16,
+    epochs: int = 5,
+    reuse: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Fit separation's note-assignment heads (with and without the diffusion engine's features) on the
+    diffusion engine's output for train songs, score them on valid, and save both under ``output``.
+
+    Examples are cached per split in ``output`` (``examples-<split>.npz``); ``reuse`` takes them back when they
+    were made with the same checkpoint and settings. Returns the valid scores by method."""
+    from tqdm import tqdm
+
+    from midiarr.diffusion.assign import CONTEXT_ONLY_HEAD, HeadConfig, save_head
+    from midiarr.engines.diffusion import bundled_checkpoint
+    from midiarr.errors import MidiarrError
+    from midiarr.evaluation.diffusion_eval import separation_cases
+
+    given = checkpoint
+    checkpoint = checkpoint or bundled_checkpoint()
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    made = {"checkpoint": str(checkpoint), "max_bars": max_bars, "guidance": guidance, "seed": seed}
+    examples: dict[str, NoteExamples] = {}
+    for split, songs in (("train", limit), ("valid", valid_limit)):
+        path = out / f"examples-{split}.npz"
+        stamp = out / f"examples-{split}.json"
+        wanted = {**made, "split": split, "limit": songs}
+        if reuse and path.is_file() and stamp.is_file() and json.loads(stamp.read_text("utf-8")) == wanted:
+            examples[split] = examples_from_raw(load_raw(path))
+            log(f"{split}: reusing {len(examples[split])} notes from {path}")
+            continue
+        if songs == 0:
+            continue
+        cases = separation_cases(data, split, songs, max_bars)
+        if not cases:
+            raise MidiarrError(f"{data}: no {split} song has two or more of bass, guitar and piano")
+        log(f"{split}: separating {len(cases)} songs with {checkpoint}")
+        with tqdm(total=len(cases), desc=split, unit="song", disable=not progress) as bar:
+            raw = collect_raw(checkpoint, cases, guidance, seed, jobs, lambda done, total: bar.update(1))
+        save_raw(raw, path)
+        stamp.write_text(json.dumps(wanted), encoding="utf-8")
+        examples[split] = examples_from_raw(raw)
+    train, valid = examples["train"], examples.get("valid")
+    entries: list[dict[str, Any]] = []
+    heads = {}
+    for name, uses in (("head", True), ("context-only", False)):
+        config = HeadConfig(hidden=hidden, use_stem_features=uses)
+        heads[name] = fit_head(
+            train,
+            valid,
+            config,
+            epochs=epochs,
+            seed=seed,
+            log=lambda e, name=name: entries.append({"head": name, **e}),
+        )
+    scores: dict[str, Any] = {}
+    if valid is not None:
+        scores = {
+            "pitch-range split": accuracy(valid.pitch_range, valid),
+            "diffusion, plain rule": accuracy(valid.plain, valid),
+            "diffusion + head": accuracy(head_choice(heads["head"], valid), valid),
+            "head without diffusion (context only)": accuracy(head_choice(heads["context-only"], valid), valid),
+        }
+        entries.append({"valid_scores": scores})
+    write_log(out / "assign_log.jsonl", entries)
+    meta = {
+        "command": command,
+        "diffusion_checkpoint": "bundled" if given is None else str(checkpoint),
+        "data": {
+            "train_songs": len(np.unique(train.song)),
+            "train_notes": len(train),
+            "valid_songs": len(np.unique(valid.song)) if valid is not None else 0,
+            "split": "train (fit), valid (scores); the test split is never read",
+            "max_bars": max_bars,
+        },
+        "training": {"epochs": epochs, "seed": seed, "guidance": guidance},
+        "valid_scores": scores,
+    }
+    save_head(heads["head"], out, meta)
+    save_head(heads["context-only"], out, meta, name=CONTEXT_ONLY_HEAD)
+    return scores

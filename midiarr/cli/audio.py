@@ -1,7 +1,5 @@
-"""The audio stem models' commands: `train-audio`, `audio separate|insert|generate`, `eval-audio`.
-
-`register(add)` adds them to the main parser; `add(name, help)` is its subcommand factory.
-"""
+"""The audio stem models' commands: `audio separate|insert|generate` and `arrange` (user commands, `register`);
+`train-audio` and `eval-audio` (research commands, `register_lab`, listed with the lab group)."""
 
 from __future__ import annotations
 
@@ -10,22 +8,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from midiarr.audio.tuned import INSERT_GUIDANCE, SEPARATION_ESTIMATOR, SEPARATION_GUIDANCE
+from midiarr.cli.common import add_training_args, check_training_options, load_song_with_notes, say
 from midiarr.errors import OptionError
 from midiarr.options import float_in, int_in, output_folder, seed
 
 
-def _say(args: argparse.Namespace, text: str) -> None:
-    if not getattr(args, "quiet", False):
-        print(text)
-
-
 def cmd_train_audio(args: argparse.Namespace) -> int:
     from midiarr.audio import train
-    from midiarr.cli import _check_training_options
 
-    _check_training_options(args)
+    check_training_options(args)
     common = dict(config_path=args.config, max_minutes=args.max_minutes, max_steps=args.max_steps,
-                  threads=args.threads, log=lambda line: _say(args, line))  # fmt: skip
+                  threads=args.threads, log=lambda line: say(args, line))  # fmt: skip
     if args.model == "vae":
         if args.init_from is not None:
             raise OptionError("train-audio vae takes no --init-from (a new VAE means new latents: retrain ldm/gmsdi)")
@@ -35,27 +28,28 @@ def cmd_train_audio(args: argparse.Namespace) -> int:
             raise OptionError(f"train-audio {args.model} needs --vae (a trained mel VAE folder)")
         fn = train.train_ldm if args.model == "ldm" else train.train_gmsdi
         result = fn(args.data, args.output, args.vae, init_from=args.init_from, **common)
-    _say(args, f"wrote {args.output}: {result['parameters'] / 1e6:.2f}M parameters, {result['steps']} steps, "
+    say(args, f"wrote {args.output}: {result['parameters'] / 1e6:.2f}M parameters, {result['steps']} steps, "
                f"valid loss {result['valid_loss']:.5f}")  # fmt: skip
     return 0
 
 
-def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+def register_lab(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """train-audio and eval-audio."""
     p = add("train-audio", "Train an audio stem model (mel VAE, stem LDM or GMSDI) on a render-dataset folder.")
     p.add_argument("model", choices=["vae", "ldm", "gmsdi"])
-    p.add_argument("--data", type=Path, required=True, help="a `midiarr render-dataset --clip 4` folder")
-    p.add_argument(
-        "-o", "--output", type=output_folder, required=True, help="checkpoint folder (safetensors, config, log)"
+    add_training_args(
+        p,
+        "a `midiarr render-dataset --clip 4` folder",
+        "TOML (default: the bundled configs/audio.toml)",
+        "ldm/gmsdi: continue from this checkpoint's weights (same network)",
     )
     p.add_argument("--vae", type=Path, help="the trained mel VAE (ldm and gmsdi work in its latent space)")
-    p.add_argument("--config", type=Path, help="TOML (default: the bundled configs/audio.toml)")
-    p.add_argument(
-        "--max-minutes", type=float_in(0, 1e6, low_open=True), help="wall-clock budget (overrides the config)"
-    )
-    p.add_argument("--max-steps", type=int_in(1, 10**9), help="optimizer steps (overrides the config)")
-    p.add_argument("--threads", type=int_in(1, 256), help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--init-from", type=Path, help="ldm/gmsdi: continue from this checkpoint's weights (same network)")
     p.set_defaults(func=cmd_train_audio)
+    _register_eval_audio(add)
+
+
+def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """audio separate|insert|generate and arrange."""
     register_audio(add)
     register_arrange(add)
 
@@ -119,7 +113,7 @@ def cmd_audio_separate(args: argparse.Namespace) -> int:
     for k, stem in enumerate(STEMS):
         if stem in stems:
             path = _write(args.output / f"{stem}.wav", out[k].numpy(), pipe.spec.sr)
-            _say(args, f"wrote {path}")
+            say(args, f"wrote {path}")
     return 0
 
 
@@ -145,9 +139,9 @@ def cmd_audio_insert(args: argparse.Namespace) -> int:
     out = process_file(wave, pipe.spec.clip_samples, int(args.overlap * pipe.spec.sr), fn,
                        progress=not args.quiet, desc="insert")  # fmt: skip
     written = out.sum(dim=0)
-    _say(args, f"wrote {_write(args.output, written.numpy(), pipe.spec.sr)}: {', '.join(stems)}")
+    say(args, f"wrote {_write(args.output, written.numpy(), pipe.spec.sr)}: {', '.join(stems)}")
     if args.mix is not None:
-        _say(args, f"wrote {_write(args.mix, (wave + written).numpy(), pipe.spec.sr)}: the input with it")
+        say(args, f"wrote {_write(args.mix, (wave + written).numpy(), pipe.spec.sr)}: the input with it")
     return 0
 
 
@@ -172,8 +166,8 @@ def cmd_audio_generate(args: argparse.Namespace) -> int:
     out = process_file(torch.zeros(length), pipe.spec.clip_samples, int(args.overlap * pipe.spec.sr), fn,
                        progress=not args.quiet, desc="generate")  # fmt: skip
     for k, stem in enumerate(stems):
-        _say(args, f"wrote {_write(args.output / f'{stem}.wav', out[k].numpy(), pipe.spec.sr)}")
-    _say(args, f"wrote {_write(args.output / 'mix.wav', out.sum(dim=0).numpy(), pipe.spec.sr)}")
+        say(args, f"wrote {_write(args.output / f'{stem}.wav', out[k].numpy(), pipe.spec.sr)}")
+    say(args, f"wrote {_write(args.output / 'mix.wav', out.sum(dim=0).numpy(), pipe.spec.sr)}")
     return 0
 
 
@@ -203,14 +197,14 @@ def cmd_eval_audio(args: argparse.Namespace) -> int:
         estimator=args.estimator, guidance=args.guidance, generation_eta=args.generation_eta,
         insert_guidance=INSERT_GUIDANCE if args.insert_guidance is None else args.insert_guidance,
         seed=args.seed, parts=parts,
-        log=lambda line: _say(args, line),
+        log=lambda line: say(args, line),
     )  # fmt: skip
     text = json.dumps(report, indent=1)
     if args.output:
         from midiarr.io import atomic_write_text
 
         atomic_write_text(args.output, text + "\n")
-        _say(args, f"wrote {args.output}")
+        say(args, f"wrote {args.output}")
     print(text)
     return 0
 
@@ -273,6 +267,8 @@ def register_audio(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     _sampling_options(q, guidance=False)
     q.set_defaults(func=cmd_audio_generate)
 
+
+def _register_eval_audio(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = add("eval-audio", "Separation, insertion and generation numbers of the audio models on a rendered split.")
     p.add_argument("--data", type=Path, required=True, help="a `midiarr render-dataset --clip 4` folder")
     p.add_argument("--split", choices=["train", "valid", "test"], default="test")
@@ -300,7 +296,6 @@ def cmd_arrange(args: argparse.Namespace) -> int:
     from midiarr.audio.data import STEMS
     from midiarr.audio.io import resample
     from midiarr.audio.pipeline import process_file
-    from midiarr.cli import _load_song_with_notes
     from midiarr.engines import Controls, get_engine
     from midiarr.io import save
     from midiarr.render import render, render_to_dir
@@ -316,14 +311,14 @@ def cmd_arrange(args: argparse.Namespace) -> int:
     _check_sampling(args)
     if args.output.exists() and not args.output.is_dir():
         raise OptionError(f"-o {args.output}: not a folder")
-    song = _load_song_with_notes(args.file)
+    song = load_song_with_notes(args.file)
     engine = get_engine(args.engine)
     result = engine.insert_stems(song, stems, Controls.build(args.instruction), seed=args.seed, replace=args.replace)
     out_dir = args.output
     save(result.song, out_dir / "song.mid")
-    _say(args, f"wrote {out_dir / 'song.mid'}: {', '.join(stems)} by {engine.name}")
+    say(args, f"wrote {out_dir / 'song.mid'}: {', '.join(stems)} by {engine.name}")
     files = render_to_dir(result.song, out_dir, soundfont=args.soundfont, sr=44100, stems=True)
-    _say(args, f"rendered {', '.join(sorted(files))} into {out_dir}")
+    say(args, f"rendered {', '.join(sorted(files))} into {out_dir}")
     if not args.audio:
         return 0
     pipe = _load_pipeline(args.method, args.checkpoint)
@@ -343,8 +338,8 @@ def cmd_arrange(args: argparse.Namespace) -> int:
     written = process_file(partial, pipe.spec.clip_samples, int(args.overlap * sr), fn,
                            progress=not args.quiet, desc="audio insert")  # fmt: skip
     for k, stem in enumerate(stems):
-        _say(args, f"wrote {_write(out_dir / f'audio_{stem}.wav', written[k].numpy(), sr)}: {stem} by the audio model")
-    _say(args, f"wrote {_write(out_dir / 'audio_mix.wav', (partial + written.sum(dim=0)).numpy(), sr)}")
+        say(args, f"wrote {_write(out_dir / f'audio_{stem}.wav', written[k].numpy(), sr)}: {stem} by the audio model")
+    say(args, f"wrote {_write(out_dir / 'audio_mix.wav', (partial + written.sum(dim=0)).numpy(), sr)}")
     return 0
 
 

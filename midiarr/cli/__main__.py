@@ -1,0 +1,5 @@
+"""`python -m midiarr.cli`."""
+
+from midiarr.cli import main
+
+raise SystemExit(main())

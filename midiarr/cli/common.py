@@ -1,0 +1,316 @@
+"""What the command modules share: output, loading a song, engines and controls from options, option groups."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from midiarr.errors import EmptySongError, OptionError
+from midiarr.options import float_in, int_in, output_folder
+from midiarr.song import Song
+
+MUSICXML_SUFFIXES = (".musicxml", ".mxl", ".xml")
+SOUNDFONT_HELP = "default (FluidR3_GM when installed, else the embedded TimGM6mb), fluidr3, timgm, or an .sf2/.sf3 path"
+ROLE_HELP = "override a track's role, e.g. --role 3=bass (repeatable; track numbers as in `midiarr stems`)"
+
+# Engine settings `eval --set` may change (keyword arguments of each engine's constructor) and their types.
+ENGINE_SETTINGS: dict[str, dict[str, type]] = {
+    "transformer": {
+        "temperature": float,
+        "note_temperature": float,
+        "fresh_temperature": float,
+        "top_p": float,
+        "candidates": int,
+        "candidate_pick": str,
+        "candidate_windows": int,
+        "harmony_weight": float,
+        "root_weight": float,
+        "sync_weight": float,
+        "control_weight": float,
+        "kit_weight": float,
+        "voicing_weight": float,
+        "int8": bool,
+        "half": bool,
+        "pull_inferred_density": bool,
+    },
+    "diffusion": {
+        "assign": str,
+        "steps": int,
+        "guidance": float,
+        "scheduler": str,
+        "partial": str,
+        "passes": str,
+        "harmony_weight": float,
+        "sync_weight": float,
+        "density_pull": bool,
+        "bar_floor": float,
+        "snap_steps": int,
+        "root_weight": float,
+        "voicing_weight": float,
+    },
+}
+
+
+def say(args: argparse.Namespace, text: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(text)
+
+
+def load_song_with_notes(path: Path) -> Song:
+    """Load a song for a command that needs notes to work on."""
+    from midiarr.io import load
+
+    song = load(path)
+    if song.note_count == 0:
+        raise EmptySongError(f"{path}: the song has no notes")
+    return song
+
+
+def engine_from_args(args: argparse.Namespace) -> Any:
+    """The engine named by --engine with its options (donors, checkpoint, sampling)."""
+    from midiarr.engines import get_engine
+
+    options: dict[str, Any] = {}
+    if args.engine == "borrow":
+        options["donors"] = args.donor
+    sampling = {
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "candidates": args.candidates,
+        "candidate_pick": args.pick,
+        "harmony_weight": args.harmony_weight,
+        "root_weight": args.root_weight,
+        "sync_weight": args.sync_weight,
+        "control_weight": args.control_weight,
+    }
+    diffusion = {
+        "steps": args.steps,
+        "scheduler": args.scheduler,
+        "guidance": getattr(args, "guidance", None),
+        "partial": args.partial,
+        "passes": args.passes,
+    }
+    if args.engine == "diffusion":
+        # the guidance both engines share: which pitches a part picks (the diffusion model's rows) and
+        # where in the beat its onsets fall, never how many
+        for name in ("harmony_weight", "sync_weight"):
+            if sampling[name] is not None:
+                diffusion[name] = sampling.pop(name)
+    if args.engine == "transformer":
+        options.update(checkpoint=args.checkpoint, **sampling)
+    elif any(v is not None for v in sampling.values()):
+        raise OptionError(f"--temperature/--top-p/--candidates/--*-weight apply to the transformer, not {args.engine}")
+    if args.engine == "diffusion":
+        options.update(checkpoint=args.checkpoint, **{k: v for k, v in diffusion.items() if v is not None})
+    elif any(v is not None for v in diffusion.values()):
+        raise OptionError(f"--steps/--scheduler/--guidance/--partial/--passes apply to diffusion, not {args.engine}")
+    if args.checkpoint is not None and args.engine not in ("transformer", "diffusion"):
+        raise OptionError(f"--checkpoint applies to the transformer and diffusion engines, not {args.engine}")
+    return get_engine(args.engine, **options)
+
+
+def controls_from_args(args: argparse.Namespace) -> Any:
+    from midiarr.engines import Controls
+
+    return Controls.build(
+        args.instruction,
+        density=args.density,
+        dynamics=args.dynamics,
+        rhythm=args.rhythm,
+        register=args.register,
+        polyphony=args.polyphony,
+        touch=args.touch,
+    )
+
+
+def parse_meter(text: str) -> tuple[int, int]:
+    num, sep, den = text.partition("/")
+    if not sep or not num.isdigit() or not den.isdigit() or int(den) not in (2, 4, 8) or not 1 <= int(num) <= 12:
+        raise OptionError(f"--meter {text!r}: expected e.g. 4/4, 3/4, 6/8 (denominator 2, 4 or 8)")
+    return int(num), int(den)
+
+
+def engine_setting(item: str) -> tuple[tuple[str, str], Any]:
+    """``ENGINE.KEY=VALUE`` to ((engine, key), value) with the value in the setting's type."""
+    key, sep, raw = item.partition("=")
+    engine, dot, name = key.partition(".")
+    kind = ENGINE_SETTINGS.get(engine, {}).get(name)
+    if not sep or not dot or kind is None:
+        known = ", ".join(f"{e}.{k}" for e, keys in ENGINE_SETTINGS.items() for k in keys)
+        raise OptionError(f"--set {item!r}: expected ENGINE.KEY=VALUE with one of {known}")
+    if kind is bool:
+        if raw.lower() not in ("true", "false"):
+            raise OptionError(f"--set {item!r}: {name} is true or false")
+        return (engine, name), raw.lower() == "true"
+    try:
+        return (engine, name), kind(raw)
+    except ValueError:
+        raise OptionError(f"--set {item!r}: {name} needs {'an integer' if kind is int else 'a number'}") from None
+
+
+def check_training_options(args: argparse.Namespace) -> None:
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        raise OptionError("--max-minutes must be positive")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise OptionError("--max-steps must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise OptionError("--threads must be at least 1")
+    if getattr(args, "seed", None) is not None and args.seed < 0:
+        raise OptionError("--seed must be 0 or more")
+
+
+def run_training(args: argparse.Namespace, train: Any, **extra: Any) -> dict[str, Any]:
+    """Check the options every training command shares, then train with them."""
+    check_training_options(args)
+    return train(
+        args.data,
+        args.output,
+        config_path=args.config,
+        max_minutes=args.max_minutes,
+        max_steps=args.max_steps,
+        limit=args.limit,
+        init_from=args.init_from,
+        threads=args.threads,
+        log=lambda line: say(args, line),
+        **extra,
+    )
+
+
+def sample_rate(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"sample rate must be a whole number of Hz, got {text!r}") from None
+    if not 8000 <= value <= 96000:
+        raise argparse.ArgumentTypeError(f"sample rate {value} is outside 8000..96000 Hz")
+    return value
+
+
+def role_list(text: str) -> tuple[str, ...]:
+    from midiarr.roles import ROLES
+
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = [n for n in names if n not in ROLES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown role {', '.join(unknown) or text!r}; roles: {', '.join(ROLES)}")
+    return names
+
+
+def default_engine() -> str:
+    """The engine `insert` uses unless told: the stem transformer, since it meets the quality bar on the
+    test split (docs/evaluation.md, "Drums: stacked hits, a conservative kit and a consensus take")."""
+    return "transformer"
+
+
+def add_control_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--instruction", help='free text, e.g. "busy syncopated bass, soft"')
+    p.add_argument("--density", choices=["sparse", "medium", "busy"])
+    p.add_argument("--dynamics", choices=["soft", "medium", "loud"])
+    p.add_argument("--rhythm", choices=["straight", "syncopated"])
+    p.add_argument("--register", choices=["low", "mid", "high"])
+    p.add_argument("--polyphony", choices=["single", "chords"], help="single notes (arpeggios) or chords")
+    p.add_argument(
+        "--no-touch",
+        dest="touch",
+        action="store_false",
+        help="keep the engine's own velocities (default: accents and ghost notes as real players of the stem play)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float_in(0, 10, low_open=True),
+        help="transformer sampling temperature (default from its config)",
+    )
+    p.add_argument(
+        "--top-p",
+        type=float_in(0, 1, low_open=True),
+        help="transformer nucleus sampling mass (default from its config)",
+    )
+    p.add_argument(
+        "--candidates", type=int_in(1, 64), help="transformer: sample N takes per window and keep one (--pick)"
+    )
+    p.add_argument(
+        "--pick",
+        choices=["likelihood", "consensus"],
+        help="transformer: keep the likeliest take or the one most like the others (default from its config)",
+    )
+    p.add_argument(
+        "--harmony-weight",
+        type=float_in(0, 100),
+        help="transformer, diffusion: pull toward the song's chord tones (0 = the model alone)",
+    )
+    p.add_argument("--root-weight", type=float_in(0, 100), help="transformer: a further pull toward the chord's root")
+    p.add_argument(
+        "--sync-weight",
+        type=float_in(0, 100),
+        help="transformer, diffusion: pull onsets onto the other parts' onsets (0 = off)",
+    )
+    p.add_argument(
+        "--control-weight",
+        type=float_in(0, 100),
+        help="transformer: pull toward the asked density and dynamics (0 = off)",
+    )
+    p.add_argument("--checkpoint", type=Path, help="model checkpoint folder (default: the engine's bundled weights)")
+    p.add_argument("--steps", type=int_in(1, 1000), help="diffusion: sampling steps (default from its config)")
+    p.add_argument("--scheduler", choices=["ddim", "dpm"], help="diffusion: sampler (default from its config)")
+    p.add_argument(
+        "--partial",
+        choices=["conditional", "repaint"],
+        help="diffusion: given stems enter clean (conditional) or are re-noised each step (repaint)",
+    )
+    p.add_argument("--passes", choices=["1", "2", "k"], help="diffusion, several stems: one pass, two, or one per stem")
+
+
+def add_notation_args(p: argparse.ArgumentParser, chord_symbols: bool) -> None:
+    """Options for MusicXML output (ignored for .mid)."""
+    from midiarr.io.notation import GRIDS, MAX_VOICES
+
+    g = p.add_argument_group("MusicXML output")
+    g.add_argument(
+        "--notation-grid",
+        choices=GRIDS,
+        default="16t",
+        help="grid notes are written on: straight 8ths, 16ths or 32nds; 16t: 16ths, or eighth triplets in "
+        "a beat whose notes sit on them (default 16t)",
+    )
+    g.add_argument(
+        "--voices",
+        type=int_in(1, MAX_VOICES),
+        default=MAX_VOICES,
+        help=f"most voices on one staff (default {MAX_VOICES}, what MuseScore holds)",
+    )
+    g.add_argument(
+        "--no-merge-voices",
+        action="store_true",
+        help="give every overlapping note its own voice (default: a short legato overlap is trimmed instead)",
+    )
+    if chord_symbols:
+        g.add_argument(
+            "--no-chord-symbols", action="store_true", help="leave out the chord symbols written above new parts"
+        )
+
+
+def notation_options(args: argparse.Namespace) -> Any:
+    from midiarr.io.notation import NotationOptions
+
+    return NotationOptions(
+        grid=args.notation_grid,
+        max_voices=args.voices,
+        merge_voices=not args.no_merge_voices,
+        chord_symbols=not getattr(args, "no_chord_symbols", False),
+    )
+
+
+def add_training_args(p: argparse.ArgumentParser, data_help: str, config_help: str, init_help: str) -> None:
+    """The options every train-* command shares: data, output folder, config, budget, threads, warm start."""
+    p.add_argument("--data", type=Path, required=True, help=data_help)
+    p.add_argument(
+        "-o", "--output", type=output_folder, required=True, help="checkpoint folder (safetensors, config, log)"
+    )
+    p.add_argument("--config", type=Path, help=config_help)
+    p.add_argument(
+        "--max-minutes", type=float_in(0, 1e6, low_open=True), help="wall-clock budget (overrides the config)"
+    )
+    p.add_argument("--max-steps", type=int_in(1, 10**9), help="optimizer steps (overrides the config)")
+    p.add_argument("--threads", type=int_in(1, 256), help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--init-from", type=Path, help=init_help)

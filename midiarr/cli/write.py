@@ -1,0 +1,227 @@
+"""Commands that write parts: insert a missing stem, generate a song, separate a flattened one."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from midiarr.cli.common import (
+    MUSICXML_SUFFIXES,
+    add_control_options,
+    add_notation_args,
+    controls_from_args,
+    default_engine,
+    engine_from_args,
+    load_song_with_notes,
+    notation_options,
+    parse_meter,
+    say,
+)
+from midiarr.errors import OptionError
+from midiarr.options import float_in, int_in, output_folder, seed
+from midiarr.timing import TIMINGS
+
+
+def cmd_insert(args: argparse.Namespace) -> int:
+    from midiarr.engines import existing_parts, parse_bar_ranges, refuse_existing
+    from midiarr.io import check_output_path, save
+    from midiarr.roles import assign_roles, check_stem, parse_role_overrides
+
+    stems = [check_stem(s.strip()) for s in args.stem.split(",") if s.strip()]
+    if not stems:
+        raise OptionError("--stem: name at least one stem")
+    if len(set(stems)) != len(stems):
+        raise OptionError(f"--stem {args.stem}: a stem is named twice")
+    check_output_path(args.file, args.output, args.force, args.mkdir)
+    roles_asked = parse_role_overrides(args.role)
+    engine = engine_from_args(args)
+    song = load_song_with_notes(args.file)
+    roles = assign_roles(song, roles_asked)
+    # insert only adds: a part the song already has is the user's, so ask before replacing it
+    if not args.replace:
+        refuse_existing(song, stems, roles)
+    replacing = [f"track {i} {song.tracks[i].name!r}" for i in existing_parts(song, stems, roles)]
+    controls = controls_from_args(args)
+    notation = set(MUSICXML_SUFFIXES)
+    # a score notates the grid: off-grid ticks would come out as unreadable tuplets and ties
+    controls.timing = args.timing or ("grid" if args.output.suffix.lower() in notation else "song")
+    active = parse_bar_ranges(args.active, song.num_bars) if args.active is not None else None
+    # several stems: each engine decides how they hear each other (in turn, or written together)
+    result = engine.insert_stems(
+        song, stems, controls, active=active, seed=args.seed, roles=roles, replace=args.replace
+    )
+    song, new_tracks, replaced = result.song, result.new_tracks, result.replaced_tracks
+    if args.file.suffix.lower() in notation and args.output.suffix.lower() in notation and not replaced:
+        # notation in, notation out: keep the original score as it is and add the new parts to it
+        from midiarr.io.musicxml import add_parts
+        from midiarr.io.musicxml_writer import write_bytes
+
+        write_bytes(args.output, add_parts(args.file, song, new_tracks, notation_options(args)))
+    elif args.output.suffix.lower() in notation:
+        from midiarr.io.musicxml import write_musicxml
+
+        write_musicxml(song, args.output, notation_options(args), chord_symbols_for=new_tracks)
+    else:
+        save(song, args.output)
+    for i in new_tracks:
+        new = song.tracks[i]
+        bars = int(song.bar_activity(new.notes).sum())
+        say(args, f"wrote {args.output}: {new.role} by {engine.name}, {len(new.notes)} notes in {bars} bars")
+    if replaced:
+        say(args, f"replaced the song's own part (--replace): {', '.join(replacing or replaced)}")
+    if controls.unknown_words:
+        say(args, f"instruction words not used: {', '.join(controls.unknown_words)}")
+    if args.report:
+        from midiarr.insert_report import write_insert_report
+
+        result.stem = ",".join(stems)
+        page = write_insert_report(result, args.report, engine.name, args.instruction, args.seed, args.soundfont)
+        say(args, f"report: {page}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from midiarr.io import save
+    from midiarr.io.files import check_output_folder
+    from midiarr.roles import check_stem
+
+    stems = [check_stem(s.strip()) for s in args.stems.split(",") if s.strip()]
+    if not stems:
+        raise OptionError("--stems: name at least one stem")
+    if len(set(stems)) != len(stems):
+        raise OptionError(f"--stems {args.stems}: a stem is named twice")
+    meter = parse_meter(args.meter)
+    check_output_folder(args.output, args.mkdir)
+    engine = engine_from_args(args)
+    song = engine.generate(stems, args.bars, controls_from_args(args), seed=args.seed, qpm=args.tempo, meter=meter)
+    if args.output.suffix.lower() in MUSICXML_SUFFIXES:
+        from midiarr.io.musicxml import write_musicxml
+
+        pitched = [i for i, t in enumerate(song.tracks) if not t.is_drum]  # all new: chords above the first
+        write_musicxml(song, args.output, notation_options(args), chord_symbols_for=pitched[:1])
+    else:
+        save(song, args.output)
+    parts = ", ".join(f"{t.role} {len(t.notes)} notes" for t in song.tracks)
+    say(args, f"wrote {args.output}: {args.bars} bars at {args.tempo:g} bpm in {meter[0]}/{meter[1]}; {parts}")
+    return 0
+
+
+def cmd_separate(args: argparse.Namespace) -> int:
+    from midiarr.engines.diffusion import pitch_range_split
+    from midiarr.io import check_output_path, save
+    from midiarr.pianoroll import PITCHED
+
+    stems = [s.strip() for s in args.stems.split(",") if s.strip()]
+    bad = [s for s in stems if s not in PITCHED]
+    if not stems or bad:
+        raise OptionError(f"--stems {args.stems!r}: choose from {', '.join(PITCHED)}")
+    if args.method not in ("diffusion", "pitch-range"):
+        raise OptionError(f"--method {args.method!r}: choose diffusion or pitch-range")
+    check_output_path(args.file, args.output, args.force, args.mkdir)
+    song = load_song_with_notes(args.file)
+    if args.method == "pitch-range":
+        if any(v is not None for v in (args.checkpoint, args.steps, args.guidance, args.scheduler, args.assign)):
+            raise OptionError("--checkpoint/--steps/--guidance/--scheduler/--assign apply to --method diffusion")
+        out = pitch_range_split(song, stems)
+        counts = {t.role: len(t.notes) for t in out.tracks if not t.is_drum}
+    else:
+        from midiarr.engines.diffusion import DiffusionEngine
+
+        if args.guidance is not None and args.guidance < 0:
+            raise OptionError(f"--guidance {args.guidance}: must be 0 or more")
+        engine = DiffusionEngine(
+            checkpoint=args.checkpoint,
+            steps=args.steps,
+            guidance=args.guidance,
+            scheduler=args.scheduler,
+            assign=args.assign or "head",
+        )
+        out, counts = engine.separate(song, stems, seed=args.seed)
+    save(out, args.output)
+    parts = ", ".join(f"{s} {n} notes" for s, n in counts.items())
+    how = args.method
+    if args.method == "diffusion":
+        how += " + assignment head" if engine.assign == "head" and engine.head is not None else ", highest onset logit"
+    say(args, f"wrote {args.output}: {parts} (by {how})")
+    return 0
+
+
+def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """The write commands."""
+    p = add("insert", "Write a missing stem into a song with an engine; the other tracks are kept exactly.")
+    p.add_argument("file", type=Path)
+    p.add_argument("--stem", required=True, help="bass, drums, guitar, piano or strings; several as bass,drums")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the song with the new part (.mid or MusicXML)")
+    p.add_argument("--engine", default=default_engine(), help="which engine writes the part (default: %(default)s)")
+    add_control_options(p)
+    p.add_argument(
+        "--active",
+        metavar="BARS",
+        help="bars to play, 1-based ranges, e.g. 1-16,33-48 (default: wherever the song plays)",
+    )
+    p.add_argument("--seed", type=seed, default=0, help="same seed, same part")
+    p.add_argument(
+        "--timing",
+        choices=TIMINGS,
+        help="song: onsets follow the other parts' micro-timing (swing, a late kick); grid: exact 16th notes "
+        "(default: song, or grid when writing MusicXML, which notates the grid)",
+    )
+    p.add_argument("--donor", action="append", type=Path, help="donor song for --engine borrow (repeatable)")
+    p.add_argument(
+        "--report", type=output_folder, metavar="DIR", help="also write an HTML page with a piano roll and audio"
+    )
+    p.add_argument("--soundfont", default=None, help="SoundFont for the report's audio (default as in `render`)")
+    p.add_argument(
+        "--role",
+        action="append",
+        metavar="TRACK=ROLE",
+        help="re-label a track, e.g. --role 3=other for a track that is not the stem you insert (repeatable; "
+        "track numbers as in `midiarr stems`; roles: drums, bass, guitar, piano, strings, lead, other)",
+    )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace the song's own part of the stem (by default insert only adds, and stops if the song has one)",
+    )
+    p.add_argument("--force", action="store_true", help="allow the output to be the input file")
+    p.add_argument("--mkdir", action="store_true", help="create the output's folder if it is missing")
+    add_notation_args(p, chord_symbols=True)
+    p.set_defaults(func=cmd_insert)
+
+    p = add("generate", "Write a new song from nothing: the stems named, each hearing the ones before it.")
+    p.add_argument("--stems", default="piano,bass,drums", help="comma-separated stems (default piano,bass,drums)")
+    p.add_argument("--bars", type=int_in(1, 2000), default=16, help="length in bars (default 16)")
+    p.add_argument("--tempo", type=float_in(20, 400), default=120.0, help="quarter notes per minute (default 120)")
+    p.add_argument("--meter", default="4/4", help="time signature (default 4/4)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the new song (.mid or MusicXML)")
+    p.add_argument("--mkdir", action="store_true", help="create the output's folder if it is missing")
+    p.add_argument(
+        "--engine", default="transformer", help="engine (default transformer; rules cannot start from nothing)"
+    )
+    add_control_options(p)
+    p.add_argument("--seed", type=seed, default=0, help="same seed, same song")
+    p.add_argument("--donor", action="append", type=Path, help=argparse.SUPPRESS)
+    add_notation_args(p, chord_symbols=True)
+    p.set_defaults(func=cmd_generate)
+
+    p = add("separate", "Split a flattened MIDI (pitched notes on one track) into bass, guitar and piano tracks.")
+    p.add_argument("file", type=Path, help="the flattened song; drum tracks are kept as they are")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the song with one track per stem")
+    p.add_argument("--stems", default="bass,guitar,piano", help="stems to split into (default bass,guitar,piano)")
+    p.add_argument("--method", default="diffusion", help="diffusion (default) or pitch-range (the baseline)")
+    p.add_argument(
+        "--guidance", type=float_in(0, 100), help="classifier-free guidance on the mix (0 free ... >=1 follow it)"
+    )
+    p.add_argument("--steps", type=int_in(1, 1000), help="sampling steps (default from the model's config)")
+    p.add_argument("--scheduler", choices=["ddim", "dpm"], help="sampler (default from the model's config)")
+    p.add_argument("--checkpoint", type=Path, help="diffusion checkpoint folder (default: the bundled weights)")
+    p.add_argument(
+        "--assign",
+        help="how notes pick their stem: head (default: the learned assignment head, when the checkpoint has "
+        "one) or logits (the stem with the highest onset logit at the note)",
+    )
+    p.add_argument("--seed", type=seed, default=0, help="same seed, same split")
+    p.add_argument("--force", action="store_true", help="allow the output to be the input file")
+    p.add_argument("--mkdir", action="store_true", help="create the output's folder if it is missing")
+    p.set_defaults(func=cmd_separate)
