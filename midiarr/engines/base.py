@@ -451,8 +451,28 @@ def can_generate(name: str) -> bool:
     return bool(cls is not None and getattr(cls, "can_generate", False))
 
 
+def engine_options(name: str) -> list[str] | None:
+    """The keyword options the engine registered as ``name`` takes (None: any)."""
+    import inspect
+
+    init = _REGISTRY[name].__init__
+    if init is object.__init__:
+        return []
+    params = list(inspect.signature(init).parameters.values())[1:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return [
+        p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+
+
 def get_engine(name: str, **kwargs: Any) -> Engine:
-    """An engine by name (`OptionError` for an unknown one)."""
+    """An engine by name (`OptionError` for an unknown one, or for an option it does not take)."""
     if name not in _REGISTRY:
         raise OptionError(f"unknown engine {name!r} (available: {', '.join(available_engines())})")
+    known = engine_options(name)
+    unknown = sorted(set(kwargs) - set(known)) if known is not None else []
+    if unknown:
+        takes = ", ".join(known) if known else "none"
+        raise OptionError(f"engine {name!r} takes no option {unknown[0]!r} (its options: {takes})")
     return _REGISTRY[name](**kwargs)
