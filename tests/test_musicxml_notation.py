@@ -210,8 +210,12 @@ def test_musescore_plays_and_prints_what_midiarr_writes(tmp_path: Path, band: So
     for track in mido.MidiFile(str(tmp_path / "ms.mid")).tracks:
         gm |= {m.note for m in track if m.type == "note_on" and m.velocity > 0 and m.channel == 9}
     assert gm == {int(p) for p in drums.notes["pitch"]}
-    exported = _root(musescore_export(out, tmp_path / "ms.musicxml"))
-    ours_root = _root(out)
+    exported_path = musescore_export(out, tmp_path / "ms.musicxml")
+    exported, ours_root = _root(exported_path), _root(out)
+    # every part is there, in order, with its notes
+    theirs = list(sounding_notes(exported_path).values())
+    mine = [written[p.get("id")] for p in ours_root.findall("part")]
+    assert len(theirs) == len(mine) and all(abs(a - b) <= 0.01 * b for a, b in zip(theirs, mine, strict=True))
     assert [len(p.findall("measure")) for p in exported.findall("part")] == [
         len(p.findall("measure")) for p in ours_root.findall("part")
     ]
