@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from midiarr.convert import from_any
 from midiarr.engines import Controls, Engine, get_engine, parse_bar_ranges, refuse_existing
 from midiarr.roles import check_stem
 from midiarr.song import Song
+
+if TYPE_CHECKING:
+    from midiarr.chords import Progression
 
 
 class Arranger:
@@ -96,9 +99,25 @@ class Arranger:
         tempo: float = 120.0,
         meter: tuple[int, int] = (4, 4),
         seed: int = 0,
+        chords: str | Progression | None = None,
+        key: str | None = None,
         **controls: str | None,
     ) -> Song:
-        """A new song from nothing with ``stems`` (harmony first, then bass, then drums)."""
+        """A new song with ``stems`` (harmony first, then bass, then drums), from nothing or from ``chords``:
+        a progression (`midiarr.chords.parse` text such as ``"C | G | Am F | F G"``, or its result) that every
+        part plays to; it sets the length, so ``bars`` is then ignored."""
+        from midiarr.chords import parse
+
+        progression = parse(chords, meter=meter, key=key) if isinstance(chords, str) else chords
+        if progression is not None:
+            bars, meter = progression.bars, progression.meter
         return self.engine.generate(
-            list(stems), bars, Controls.build(instruction, **controls), seed=seed, qpm=tempo, meter=meter
+            list(stems),
+            bars,
+            Controls.build(instruction, **controls),
+            seed=seed,
+            qpm=tempo,
+            meter=meter,
+            chords=progression.chords if progression else None,
+            key=progression.key if progression else None,
         )

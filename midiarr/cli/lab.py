@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -201,6 +202,25 @@ def cmd_train_player(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_chords(args: argparse.Namespace) -> int:
+    from midiarr.evaluation.chords_eval import evaluate_chords
+    from midiarr.io import atomic_write_text
+    from midiarr.roles import check_stem
+
+    stems = tuple(check_stem(s.strip()) for s in args.stems.split(",") if s.strip())
+    if not stems:
+        raise OptionError("--stems: name at least one stem")
+    report = evaluate_chords(
+        args.data, args.split, args.limit, args.bars, stems, args.engine, args.seed, log=lambda line: say(args, line)
+    )
+    report["command"] = "midiarr " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["eval-chords"] else None
+    atomic_write_text(args.output, json.dumps(report, indent=1))
+    for key, s in report["summary"].items():
+        say(args, f"{key}: median {s['median']:.3f} [{s['q25']:.3f}-{s['q75']:.3f}], mean {s['mean']:.3f}, n={s['n']}")
+    say(args, f"wrote {args.output}")
+    return 0
+
+
 def cmd_train_assign(args: argparse.Namespace) -> int:
     import shlex
 
@@ -308,6 +328,17 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
         help="a sampling setting instead of its default, e.g. diffusion.guidance=2 (repeatable)",
     )
     p.set_defaults(func=cmd_eval_diffusion)
+
+    p = add("eval-chords", "Generate bands from the chord progressions of held-out songs and measure how they follow.")
+    p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
+    p.add_argument("--split", choices=["train", "valid", "test"], default="valid")
+    p.add_argument("--limit", type=int_in(1, 100_000), default=40, help="songs (default 40)")
+    p.add_argument("--bars", type=int_in(2, 256), default=16, help="bars of each progression (default 16)")
+    p.add_argument("--stems", default="piano,bass,drums", help="stems to write (default piano,bass,drums)")
+    p.add_argument("--engine", default="transformer", help="engine (default transformer)")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("-o", "--output", type=Path, required=True, help="report (JSON)")
+    p.set_defaults(func=cmd_eval_chords)
 
     p = add("prepare", "Build Subtractive Training triplets (full, without stem, instruction) from a folder.")
     p.add_argument("data_dir", type=Path, help="folder searched recursively for MIDI and MusicXML")

@@ -11,6 +11,7 @@ from midiarr.cli.common import (
     MUSICXML_SUFFIXES,
     ROLE_HELP,
     add_notation_args,
+    load_song_with_notes,
     notation_options,
     say,
 )
@@ -119,6 +120,19 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chords(args: argparse.Namespace) -> int:
+    from midiarr.chords import format_progression, song_chords
+
+    song = load_song_with_notes(args.file)
+    if args.json:
+        chords = song_chords(song)
+        rows = [{"tick": c.tick, "root": c.root, "quality": c.quality, "bass": c.bass} for c in chords]
+        print(json.dumps({"ticks_per_beat": song.ticks_per_beat, "stated": bool(song.chord_symbols), "chords": rows}))
+    else:
+        print(format_progression(song))
+    return 0
+
+
 def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     """The song commands."""
     p = add("convert", "Convert between MIDI (.mid) and MusicXML (.musicxml, .mxl, .xml) by file extension.")
@@ -145,6 +159,11 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--force", action="store_true", help="allow an output to be the input file")
     p.add_argument("--mkdir", action="store_true", help="create the output folders if they are missing")
     p.set_defaults(func=cmd_subtract)
+
+    p = add("chords", "Print the chords midiarr hears in a song (or the ones it states), in --chords syntax.")
+    p.add_argument("file", type=Path)
+    p.add_argument("--json", action="store_true", help="print the chords with their ticks as JSON")
+    p.set_defaults(func=cmd_chords)
 
     p = add("tokenize", "Show a song's REMI tokens bar by bar.")
     p.add_argument("file", type=Path)

@@ -93,8 +93,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise OptionError(f"--stems {args.stems}: a stem is named twice")
     meter = parse_meter(args.meter)
     check_output_folder(args.output, args.mkdir)
+    chords, key, bars = None, None, args.bars or 16
+    if args.chords is not None:
+        from midiarr.chords import parse
+
+        if args.bars is not None:
+            raise OptionError("--bars: with --chords the progression sets the length (use --repeat to loop it)")
+        progression = parse(args.chords, meter=meter, repeat=args.repeat, key=args.key)
+        chords, key, bars = progression.chords, progression.key, progression.bars
+    elif args.repeat != 1 or args.key is not None:
+        raise OptionError("--repeat and --key go with --chords")
     engine = engine_from_args(args)
-    song = engine.generate(stems, args.bars, controls_from_args(args), seed=args.seed, qpm=args.tempo, meter=meter)
+    song = engine.generate(
+        stems, bars, controls_from_args(args), seed=args.seed, qpm=args.tempo, meter=meter, chords=chords, key=key
+    )
     if args.output.suffix.lower() in MUSICXML_SUFFIXES:
         from midiarr.io.musicxml import write_musicxml
 
@@ -103,7 +115,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     else:
         save(song, args.output)
     parts = ", ".join(f"{t.role} {len(t.notes)} notes" for t in song.tracks)
-    say(args, f"wrote {args.output}: {args.bars} bars at {args.tempo:g} bpm in {meter[0]}/{meter[1]}; {parts}")
+    say(args, f"wrote {args.output}: {bars} bars at {args.tempo:g} bpm in {meter[0]}/{meter[1]}; {parts}")
     return 0
 
 
@@ -189,9 +201,20 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     add_notation_args(p, chord_symbols=True)
     p.set_defaults(func=cmd_insert)
 
-    p = add("generate", "Write a new song from nothing: the stems named, each hearing the ones before it.")
+    p = add(
+        "generate",
+        "Write a new song from nothing or from a chord progression: the stems named, each hearing the ones before it.",
+    )
     p.add_argument("--stems", default="piano,bass,drums", help="comma-separated stems (default piano,bass,drums)")
-    p.add_argument("--bars", type=int_in(1, 2000), default=16, help="length in bars (default 16)")
+    p.add_argument("--bars", type=int_in(1, 2000), help="length in bars (default 16; with --chords, the progression's)")
+    p.add_argument(
+        "--chords",
+        metavar="PROGRESSION",
+        help="a chord progression every part plays to: bars between |, chords in a bar share it, e.g. "
+        '"C | G/B | Am F | F G" (names: C, Cm7, G7/B, F#dim, Bbmaj7, Dsus4, N.C.; %% repeats a bar)',
+    )
+    p.add_argument("--repeat", type=int_in(1, 1000), default=1, help="with --chords: play the progression N times")
+    p.add_argument("--key", help="with --chords: the key signature (C, Bb, F#m, Em)")
     p.add_argument("--tempo", type=float_in(20, 400), default=120.0, help="quarter notes per minute (default 120)")
     p.add_argument("--meter", default="4/4", help="time signature (default 4/4)")
     p.add_argument("-o", "--output", type=Path, required=True, help="the new song (.mid or MusicXML)")

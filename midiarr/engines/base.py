@@ -17,7 +17,7 @@ import numpy as np
 from midiarr.attributes import BINS, bin_edges, parse_instruction
 from midiarr.errors import ExistingPartError, LimitError, OptionError
 from midiarr.roles import REMOVABLE_STEMS, ROLES, assign_roles, check_stem, tracks_with_role
-from midiarr.song import Song, Tempo, TimeSignature, Track
+from midiarr.song import ChordSymbol, KeySignature, Song, Tempo, TimeSignature, Track
 from midiarr.timing import TIMINGS, lock_to_feel
 
 # Order in which `generate` writes stems from nothing: harmony first, then bass, then drums.
@@ -186,15 +186,20 @@ class Engine(ABC):
         qpm: float = 120.0,
         meter: tuple[int, int] = (4, 4),
         ticks_per_beat: int = 480,
+        chords: list[ChordSymbol] | None = None,
+        key: KeySignature | None = None,
     ) -> Song:
-        """A new song of ``bars`` bars with ``stems``: the first written from nothing, each next one
-        hearing the parts before it (harmony first, then bass, then drums)."""
+        """A new song of ``bars`` bars with ``stems``: the first written from nothing (or from ``chords``,
+        a progression every part hears as the song's harmony), each next one hearing the parts before it
+        (harmony first, then bass, then drums)."""
         if not self.can_generate:
             able = " or ".join(n for n in available_engines() if can_generate(n))
             raise OptionError(f"the {self.name} engine cannot write a song from nothing; use --engine {able}")
         order = sorted({check_stem(s, self.stems) for s in stems}, key=GENERATE_ORDER.index)
         self.check_bars(bars)
         song = empty_song(bars, qpm, meter, ticks_per_beat)
+        song.chord_symbols = list(chords or [])
+        song.key_signatures = [key] if key is not None else []
         mask = np.ones(bars, dtype=bool)
         for k, stem in enumerate(order):
             controls = controls or Controls()

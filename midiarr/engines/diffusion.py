@@ -44,7 +44,7 @@ from midiarr.pianoroll import (
     steps_to_notes,
 )
 from midiarr.roles import check_stem
-from midiarr.song import Song, Track
+from midiarr.song import ChordSymbol, KeySignature, Song, Track
 
 if TYPE_CHECKING:
     from midiarr.diffusion.assign import NoteTable, StemLogits
@@ -229,8 +229,12 @@ class DiffusionEngine(Engine):
         qpm: float = 120.0,
         meter: tuple[int, int] = (4, 4),
         ticks_per_beat: int = 480,
+        chords: list[ChordSymbol] | None = None,
+        key: KeySignature | None = None,
     ) -> Song:
         """A new song of ``bars`` bars with all ``stems`` written together (or in --passes)."""
+        if chords:
+            raise OptionError("the diffusion engine does not write from a chord progression; use --engine transformer")
         self.check_bars(bars)
         song = empty_song(bars, qpm, meter, ticks_per_beat)
         steps = int(np.ceil(bars * 4 * meter[0] / meter[1] * STEPS_PER_BEAT))

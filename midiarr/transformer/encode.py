@@ -139,7 +139,7 @@ def encode_context(song: Song, grid: BarGrid) -> list[ContextBar]:
     bars = [ContextBar(head=[LEN0 + int(n) - 1]) for n in grid.lengths]
     groups = context_roles(song)
     pitched = [t for role, ts in groups.items() if role != "drums" for t in ts]
-    if pitched:
+    if pitched or song.chord_symbols:  # a progression with no part yet is heard as chords alone
         for chord in estimate_chords(song, pitched):
             bar, pos = grid.locate(np.array([chord.start]))
             b, p = int(bar[0]), int(pos[0])
