@@ -17,6 +17,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from midiarr import chords
 from midiarr.arranger import Arranger
 from midiarr.convert import (
     from_any,
@@ -53,6 +54,7 @@ __all__ = [
     "Track",
     "__version__",
     "assign_roles",
+    "chords",
     "from_any",
     "from_mido",
     "from_music21",
