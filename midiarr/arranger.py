@@ -21,6 +21,7 @@ from midiarr.song import Song
 
 if TYPE_CHECKING:
     from midiarr.chords import Progression
+    from midiarr.takes import Take
 
 
 class Arranger:
@@ -69,6 +70,29 @@ class Arranger:
         mask = parse_bar_ranges(active, song.num_bars) if isinstance(active, str) else active
         asked = Controls.build(instruction, timing=timing, **controls)
         return self.engine.insert(song, stem, asked, active=mask, seed=seed, replace=replace).song
+
+    def insert_takes(
+        self,
+        song: Any,
+        stem: str,
+        takes: int = 4,
+        instruction: str | None = None,
+        *,
+        seed: int = 0,
+        active: str | np.ndarray | None = None,
+        timing: str = "song",
+        replace: bool = False,
+        **controls: str | None,
+    ) -> list[Take]:
+        """``takes`` takes of `insert` (several stems as ``"bass,drums"``), each a `midiarr.takes.Take` with
+        ``.song``, ``.seed`` and ``.scores``; take 1 is what `insert` with the seed writes."""
+        from midiarr.takes import insert_takes
+
+        song = from_any(song)
+        mask = parse_bar_ranges(active, song.num_bars) if isinstance(active, str) else active
+        asked = Controls.build(instruction, timing=timing, **controls)
+        stems = [s.strip() for s in stem.split(",") if s.strip()]
+        return insert_takes(self.engine, song, stems, asked, takes, seed=seed, active=mask, replace=replace)
 
     def arrange(
         self,
@@ -120,4 +144,38 @@ class Arranger:
             meter=meter,
             chords=progression.chords if progression else None,
             key=progression.key if progression else None,
+        )
+
+    def generate_takes(
+        self,
+        stems: Sequence[str] = ("piano", "bass", "drums"),
+        takes: int = 4,
+        bars: int = 16,
+        instruction: str | None = None,
+        *,
+        tempo: float = 120.0,
+        meter: tuple[int, int] = (4, 4),
+        seed: int = 0,
+        chords: str | Progression | None = None,
+        key: str | None = None,
+        **controls: str | None,
+    ) -> list[Take]:
+        """``takes`` takes of `generate` from one seed, each a `midiarr.takes.Take` with its scores."""
+        from midiarr.chords import parse
+        from midiarr.takes import generate_takes
+
+        progression = parse(chords, meter=meter, key=key) if isinstance(chords, str) else chords
+        if progression is not None:
+            bars, meter = progression.bars, progression.meter
+        return generate_takes(
+            self.engine,
+            list(stems),
+            bars,
+            Controls.build(instruction, **controls),
+            takes,
+            seed,
+            progression.chords if progression else None,
+            progression.key if progression else None,
+            qpm=tempo,
+            meter=meter,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from midiarr.cli.common import (
     MUSICXML_SUFFIXES,
@@ -25,7 +26,7 @@ from midiarr.timing import TIMINGS
 
 def cmd_insert(args: argparse.Namespace) -> int:
     from midiarr.engines import existing_parts, parse_bar_ranges, refuse_existing
-    from midiarr.io import check_output_path, save
+    from midiarr.io import check_output_path
     from midiarr.roles import assign_roles, check_stem, parse_role_overrides
 
     stems = [check_stem(s.strip()) for s in args.stem.split(",") if s.strip()]
@@ -47,23 +48,14 @@ def cmd_insert(args: argparse.Namespace) -> int:
     # a score notates the grid: off-grid ticks would come out as unreadable tuplets and ties
     controls.timing = args.timing or ("grid" if args.output.suffix.lower() in notation else "song")
     active = parse_bar_ranges(args.active, song.num_bars) if args.active is not None else None
+    if args.takes > 1:
+        return _insert_takes(args, engine, song, stems, controls, active, roles)
     # several stems: each engine decides how they hear each other (in turn, or written together)
     result = engine.insert_stems(
         song, stems, controls, active=active, seed=args.seed, roles=roles, replace=args.replace
     )
     song, new_tracks, replaced = result.song, result.new_tracks, result.replaced_tracks
-    if args.file.suffix.lower() in notation and args.output.suffix.lower() in notation and not replaced:
-        # notation in, notation out: keep the original score as it is and add the new parts to it
-        from midiarr.io.musicxml import add_parts
-        from midiarr.io.musicxml_writer import write_bytes
-
-        write_bytes(args.output, add_parts(args.file, song, new_tracks, notation_options(args)))
-    elif args.output.suffix.lower() in notation:
-        from midiarr.io.musicxml import write_musicxml
-
-        write_musicxml(song, args.output, notation_options(args), chord_symbols_for=new_tracks)
-    else:
-        save(song, args.output)
+    _write_inserted(args, song, new_tracks, bool(replaced), args.output)
     for i in new_tracks:
         new = song.tracks[i]
         bars = int(song.bar_activity(new.notes).sum())
@@ -81,8 +73,51 @@ def cmd_insert(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
+def _write_inserted(args: argparse.Namespace, song: Any, new_tracks: list[int], replaced: bool, path: Path) -> None:
+    """The song with its new parts, in the output's format (a score in, a score out: the original kept)."""
     from midiarr.io import save
+
+    notation = set(MUSICXML_SUFFIXES)
+    if args.file.suffix.lower() in notation and path.suffix.lower() in notation and not replaced:
+        # notation in, notation out: keep the original score as it is and add the new parts to it
+        from midiarr.io.musicxml import add_parts
+        from midiarr.io.musicxml_writer import write_bytes
+
+        write_bytes(path, add_parts(args.file, song, new_tracks, notation_options(args)))
+    elif path.suffix.lower() in notation:
+        from midiarr.io.musicxml import write_musicxml
+
+        write_musicxml(song, path, notation_options(args), chord_symbols_for=new_tracks)
+    else:
+        save(song, path)
+
+
+def _insert_takes(
+    args: argparse.Namespace, engine: Any, song: Any, stems: list[str], controls: Any, active: Any, roles: Any
+) -> int:
+    from midiarr.io import atomic_write_text
+    from midiarr.takes import insert_takes, take_path, takes_report
+
+    if args.report:
+        raise OptionError("--report shows one take; leave out --takes, or open the takes' files")
+    takes = insert_takes(
+        engine, song, stems, controls, args.takes, seed=args.seed, active=active, roles=roles, replace=args.replace
+    )
+    paths = [take_path(args.output, t.number) for t in takes]
+    for t, path in zip(takes, paths, strict=True):
+        _write_inserted(args, t.song, t.new_tracks, args.replace, path)
+        sc = t.scores
+        say(
+            args,
+            f"wrote {path}: take {t.number} (seed {t.seed}), {sc['notes']:.0f} notes in {sc['bars_played']:.0f} bars",
+        )
+    report = args.output.with_name(f"{args.output.stem}.takes.json")
+    atomic_write_text(report, takes_report(takes, paths))
+    say(args, f"wrote {report}: each take's scores")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
     from midiarr.io.files import check_output_folder
     from midiarr.roles import check_stem
 
@@ -104,19 +139,41 @@ def cmd_generate(args: argparse.Namespace) -> int:
     elif args.repeat != 1 or args.key is not None:
         raise OptionError("--repeat and --key go with --chords")
     engine = engine_from_args(args)
+    if args.takes > 1:
+        from midiarr.io import atomic_write_text
+        from midiarr.takes import generate_takes, take_path, takes_report
+
+        opts = {"qpm": args.tempo, "meter": meter}
+        takes = generate_takes(
+            engine, stems, bars, controls_from_args(args), args.takes, args.seed, chords, key, **opts
+        )
+        paths = [take_path(args.output, t.number) for t in takes]
+        for t, path in zip(takes, paths, strict=True):
+            _write_generated(args, t.song, path)
+            say(args, f"wrote {path}: take {t.number} (seed {t.seed}), {t.scores['notes']:.0f} notes")
+        report = args.output.with_name(f"{args.output.stem}.takes.json")
+        atomic_write_text(report, takes_report(takes, paths))
+        say(args, f"wrote {report}: each take's scores")
+        return 0
     song = engine.generate(
         stems, bars, controls_from_args(args), seed=args.seed, qpm=args.tempo, meter=meter, chords=chords, key=key
     )
-    if args.output.suffix.lower() in MUSICXML_SUFFIXES:
-        from midiarr.io.musicxml import write_musicxml
-
-        pitched = [i for i, t in enumerate(song.tracks) if not t.is_drum]  # all new: chords above the first
-        write_musicxml(song, args.output, notation_options(args), chord_symbols_for=pitched[:1])
-    else:
-        save(song, args.output)
+    _write_generated(args, song, args.output)
     parts = ", ".join(f"{t.role} {len(t.notes)} notes" for t in song.tracks)
     say(args, f"wrote {args.output}: {bars} bars at {args.tempo:g} bpm in {meter[0]}/{meter[1]}; {parts}")
     return 0
+
+
+def _write_generated(args: argparse.Namespace, song: Any, path: Path) -> None:
+    from midiarr.io import save
+
+    if path.suffix.lower() in MUSICXML_SUFFIXES:
+        from midiarr.io.musicxml import write_musicxml
+
+        pitched = [i for i, t in enumerate(song.tracks) if not t.is_drum]  # all new: chords above the first
+        write_musicxml(song, path, notation_options(args), chord_symbols_for=pitched[:1])
+    else:
+        save(song, path)
 
 
 def cmd_separate(args: argparse.Namespace) -> int:
@@ -159,6 +216,18 @@ def cmd_separate(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_takes_arg(p: argparse.ArgumentParser) -> None:
+    from midiarr.takes import MAX_TAKES
+
+    p.add_argument(
+        "--takes",
+        type=int_in(1, MAX_TAKES),
+        default=1,
+        help="write N takes from the seed: OUT.take1.mid ... and OUT.takes.json with each take's scores "
+        "(take 1 is what one run with the seed writes)",
+    )
+
+
 def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     """The write commands."""
     p = add("insert", "Write a missing stem into a song with an engine; the other tracks are kept exactly.")
@@ -198,6 +267,7 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--force", action="store_true", help="allow the output to be the input file")
     p.add_argument("--mkdir", action="store_true", help="create the output's folder if it is missing")
+    add_takes_arg(p)
     add_notation_args(p, chord_symbols=True)
     p.set_defaults(func=cmd_insert)
 
@@ -225,6 +295,7 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     add_control_options(p)
     p.add_argument("--seed", type=seed, default=0, help="same seed, same song")
     p.add_argument("--donor", action="append", type=Path, help=argparse.SUPPRESS)
+    add_takes_arg(p)
     add_notation_args(p, chord_symbols=True)
     p.set_defaults(func=cmd_generate)
 
