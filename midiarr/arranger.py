@@ -94,6 +94,27 @@ class Arranger:
         stems = [s.strip() for s in stem.split(",") if s.strip()]
         return insert_takes(self.engine, song, stems, asked, takes, seed=seed, active=mask, replace=replace)
 
+    def infill(
+        self,
+        song: Any,
+        stem: str,
+        bars: str | np.ndarray,
+        instruction: str | None = None,
+        *,
+        seed: int = 0,
+        tries: int = 4,
+        timing: str = "song",
+        **controls: str | None,
+    ) -> Song:
+        """The song with the bars ``bars`` ("9-16", or a per-bar mask) of its ``stem`` part written again;
+        every other bar of the part and every other track stay as they are (`midiarr.infill`)."""
+        from midiarr.infill import infill
+
+        song = from_any(song)
+        mask = parse_bar_ranges(bars, song.num_bars) if isinstance(bars, str) else bars
+        asked = Controls.build(instruction, timing=timing, **controls)
+        return infill(self.engine, song, stem, mask, asked, seed=seed, tries=tries).song
+
     def arrange(
         self,
         song: Any,

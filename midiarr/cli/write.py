@@ -164,6 +164,37 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_infill(args: argparse.Namespace) -> int:
+    from midiarr.engines import parse_bar_ranges
+    from midiarr.infill import infill
+    from midiarr.io import check_output_path, save
+    from midiarr.roles import assign_roles, check_stem, parse_role_overrides
+
+    stem = check_stem(args.stem.strip())
+    check_output_path(args.file, args.output, args.force, args.mkdir)
+    engine = engine_from_args(args)
+    song = load_song_with_notes(args.file)
+    roles = assign_roles(song, parse_role_overrides(args.role))
+    span = parse_bar_ranges(args.bars, song.num_bars)
+    controls = controls_from_args(args)
+    notation = args.output.suffix.lower() in MUSICXML_SUFFIXES
+    controls.timing = args.timing or ("grid" if notation else "song")
+    result = infill(engine, song, stem, span, controls, seed=args.seed, roles=roles, tries=args.tries)
+    if notation:
+        from midiarr.io.musicxml import write_musicxml
+
+        write_musicxml(result.song, args.output, notation_options(args), chord_symbols_for=[result.track])
+    else:
+        save(result.song, args.output)
+    bars = f"{int(span.sum())} bar{'s' if span.sum() != 1 else ''}"
+    say(
+        args,
+        f"wrote {args.output}: {bars} of the {stem} (track {result.track}) redone by {engine.name}, "
+        f"{result.new_notes} notes; best of {result.tries} tries at the seams",
+    )
+    return 0
+
+
 def _write_generated(args: argparse.Namespace, song: Any, path: Path) -> None:
     from midiarr.io import save
 
@@ -298,6 +329,24 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     add_takes_arg(p)
     add_notation_args(p, chord_symbols=True)
     p.set_defaults(func=cmd_generate)
+
+    p = add("infill", "Redo a span of bars of a part; every other bar of it, and every other part, stays as it is.")
+    p.add_argument("file", type=Path)
+    p.add_argument("--stem", required=True, help="the part to redo: bass, drums, guitar, piano or strings")
+    p.add_argument("--bars", required=True, help="bars to redo, 1-based ranges, e.g. 9-16 or 5-8,13-16")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the song with the bars redone (.mid or MusicXML)")
+    p.add_argument("--engine", default=default_engine(), help="which engine writes the bars (default: %(default)s)")
+    add_control_options(p)
+    p.add_argument("--seed", type=seed, default=0, help="same seed, same bars")
+    p.add_argument(
+        "--tries", type=int_in(1, 16), default=4, help="write N tries and keep the one that joins the bars after best"
+    )
+    p.add_argument("--timing", choices=TIMINGS, help="as for insert")
+    p.add_argument("--role", action="append", metavar="TRACK=ROLE", help="re-label a track (as for insert)")
+    p.add_argument("--force", action="store_true", help="allow the output to be the input file")
+    p.add_argument("--mkdir", action="store_true", help="create the output's folder if it is missing")
+    add_notation_args(p, chord_symbols=True)
+    p.set_defaults(func=cmd_infill)
 
     p = add("separate", "Split a flattened MIDI (pitched notes on one track) into bass, guitar and piano tracks.")
     p.add_argument("file", type=Path, help="the flattened song; drum tracks are kept as they are")

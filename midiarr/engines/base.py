@@ -143,6 +143,20 @@ class Engine(ABC):
         tracks = follow_timing(context, tracks, controls, mask)
         return build_result(song, context, kept, existing, roles, tracks, [stem] * len(tracks), stem)
 
+    def write_infill(
+        self,
+        context: Song,
+        stem: str,
+        controls: Controls,
+        span: np.ndarray,
+        rng: np.random.Generator,
+        own: np.ndarray,
+    ) -> list[Track]:
+        """The part's notes for the bars of ``span`` (`midiarr.infill`). ``own`` holds the part's notes in the
+        other bars; this default writes the span from the other parts alone, and an engine that can continue
+        a part's own bars overrides it."""
+        return self.write_part(context, stem, controls, span, rng)
+
     def insert_stems(
         self,
         song: Song,

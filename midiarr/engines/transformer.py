@@ -112,8 +112,31 @@ class TransformerEngine(Engine):
         self.settings = settings
         self.checkpoint = path
 
+    def write_infill(
+        self,
+        context: Song,
+        stem: str,
+        controls: Controls,
+        span: np.ndarray,
+        rng: np.random.Generator,
+        own: np.ndarray,
+    ) -> list[Track]:
+        """The span written after the part's own bars: they are the history the model continues from."""
+        from midiarr.transformer.encode import BarGrid, encode_target
+
+        grid = BarGrid.with_bars(context, len(span))
+        blocks = encode_target(own, grid, stem == "drums")
+        given = {b: blocks[b] for b in range(len(span)) if not span[b] and b < len(blocks)}
+        return self.write_part(context, stem, controls, span, rng, given=given)
+
     def write_part(
-        self, context: Song, stem: str, controls: Controls, active: np.ndarray, rng: np.random.Generator
+        self,
+        context: Song,
+        stem: str,
+        controls: Controls,
+        active: np.ndarray,
+        rng: np.random.Generator,
+        given: dict[int, list[int]] | None = None,
     ) -> list[Track]:
         from midiarr.transformer.encode import BarGrid, decode_target, encode_context
         from midiarr.transformer.sample import StemWriter
@@ -122,8 +145,10 @@ class TransformerEngine(Engine):
         bars = encode_context(context, grid)
         mask = np.asarray(active, dtype=bool)
         blocks = StemWriter(self.decoder, self.settings).write(
-            bars, stem, controls.bins, mask, rng, inferred=controls.inferred
+            bars, stem, controls.bins, mask, rng, inferred=controls.inferred, given=given
         )
+        if given:  # the part's own bars were history; only the bars written are returned
+            blocks = [[] if b in given else tokens for b, tokens in enumerate(blocks)]
         # one silent bar past the end keeps notes from ringing past the song's last bar
         starts = np.append(grid.starts, grid.starts[-1] + round(grid.lengths[-1] * grid.step))
         notes = _stop_at_silent_bars(decode_target(blocks, grid, stem == "drums"), starts, np.append(mask, False))

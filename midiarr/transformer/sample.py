@@ -144,9 +144,11 @@ class StemWriter:
         active: np.ndarray,
         rng: np.random.Generator,
         inferred: tuple[str, ...] = (),
+        given: dict[int, list[int]] | None = None,
     ) -> list[list[int]]:
         """Target tokens per bar (without TGT/EOB); inactive bars stay empty. ``inferred`` names the
-        bins midiarr filled in itself (not asked for by the user)."""
+        bins midiarr filled in itself (not asked for by the user). ``given``: bars of the part that are
+        already there (an infill's other bars), kept as they are and heard as the part's own history."""
         self.inferred = inferred
         self.stem, self.drums = stem, stem == "drums"
         self.root_weight = per_stem(self.settings.root_weight, stem)
@@ -172,14 +174,21 @@ class StemWriter:
         self.used: set[int] = set()
         n = len(self.ctx)
         written: list[list[int]] = [[] for _ in range(n)]
+        given = given or {}
+        for b, tokens in given.items():
+            written[b] = list(tokens)
         bar = 0
         self.windows_done = 0
         while bar < n:
+            if bar in given:
+                bar += 1
+                continue
             rows = self._window(written, bar)
             self.windows_done += 1
             best = self._pick(rows)
             for k, tokens in enumerate(best.bars):
-                written[bar + k] = tokens
+                if bar + k not in given:
+                    written[bar + k] = tokens
             self.done_onsets += best.onsets
             self.done_quarters += best.quarters
             self.used = best.used

@@ -1,0 +1,72 @@
+"""Redo a span of bars: the span is new, every other bar and part is kept note for note, the seams join."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from midiarr.io import load, save
+from midiarr.song import Song
+from tests.conftest import run_cli, run_cli_process
+
+BAR = 1920
+
+
+def _outside(notes: np.ndarray, first: int, last: int) -> list:
+    keep = (notes["start"] < (first - 1) * BAR) | (notes["start"] >= last * BAR)
+    return sorted(map(tuple, notes[keep].tolist()))
+
+
+@pytest.mark.parametrize("engine, stem", [("transformer", "bass"), ("transformer", "drums"), ("rules", "bass")])
+def test_infill_keeps_every_other_bar_and_part(tmp_path: Path, band: Song, engine: str, stem: str) -> None:
+    src = save(band, tmp_path / "song.mid")
+    out = tmp_path / "out.mid"
+    assert (
+        run_cli("-q", "infill", src, "--stem", stem, "--bars", "3-4", "--engine", engine, "--seed", "2", "-o", out) == 0
+    )
+    before, after = load(src), load(out)
+    index = next(i for i, t in enumerate(before.tracks) if t.name.lower() == stem)
+    for i, (a, b) in enumerate(zip(before.tracks, after.tracks, strict=True)):
+        if i != index:
+            assert a == b  # every other part exactly
+    a, b = before.tracks[index].notes, after.tracks[index].notes
+    # outside the span note for note, except a note held into the span, which may end where the new bars start
+    assert [n[:1] + n[2:] for n in _outside(a, 3, 4)] == [n[:1] + n[2:] for n in _outside(b, 3, 4)]
+    inside = b[(b["start"] >= 2 * BAR) & (b["start"] < 4 * BAR)]
+    assert len(inside) > 0
+    # no pitch sounds twice at once anywhere in the part (no doubled note at the seams)
+    for p in np.unique(b["pitch"]):
+        same = np.sort(b[b["pitch"] == p], order="start")
+        assert (same["start"][1:] >= (same["start"] + same["duration"])[:-1]).all() or stem == "drums"
+    again = tmp_path / "again.mid"
+    assert (
+        run_cli("-q", "infill", src, "--stem", stem, "--bars", "3-4", "--engine", engine, "--seed", "2", "-o", again)
+        == 0
+    )
+    assert again.read_bytes() == out.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (("--stem", "strings", "--bars", "1-2"), 1, "no strings part"),
+        (("--stem", "bass", "--bars", "0-2"), 2, "bars"),
+        (("--stem", "bass", "--bars", "90-99"), 2, "bars"),
+        (("--stem", "bass", "--bars", "1-2", "--tries", "0"), 2, "tries"),
+    ],
+)
+def test_bad_infill_is_one_line(tmp_path: Path, band: Song, args: tuple, code: int, message: str) -> None:
+    src = save(band, tmp_path / "song.mid")
+    proc = run_cli_process("infill", src, *args, "-o", tmp_path / "o.mid")
+    assert proc.returncode == code and proc.stderr.count("\n") == 1 and message in proc.stderr.lower(), proc.stderr
+    assert not (tmp_path / "o.mid").exists()
+
+
+def test_infill_from_python(band: Song) -> None:
+    from midiarr import Arranger
+
+    out = Arranger().infill(band, "bass", "2-3", seed=4, tries=2)
+    assert [t for i, t in enumerate(out.tracks) if i != 1] == [t for i, t in enumerate(band.tracks) if i != 1]
+    assert len(out.tracks[1].notes) > 0
