@@ -70,3 +70,19 @@ def test_infill_from_python(band: Song) -> None:
     out = Arranger().infill(band, "bass", "2-3", seed=4, tries=2)
     assert [t for i, t in enumerate(out.tracks) if i != 1] == [t for i, t in enumerate(band.tracks) if i != 1]
     assert len(out.tracks[1].notes) > 0
+
+
+def test_eval_infill_reports_seams(tmp_path: Path) -> None:
+    import json
+
+    from tests.conftest import fixture_cache
+
+    cache = fixture_cache(tmp_path / "cache", songs=6)
+    split = json.loads((cache / "index.jsonl").read_text().splitlines()[0])["split"]
+    out = tmp_path / "infill.json"
+    args = ("--data", cache, "--split", split, "--limit", "1", "--bars", "4", "--span", "2-3", "--stems", "bass")
+    assert run_cli("-q", "eval-infill", *args, "--tries", "2", "-o", out) == 0
+    report = json.loads(out.read_text())
+    assert report["parts"] and {"bass.note_ratio", "bass.seam", "bass.real_seam"} <= set(report["summary"])
+    proc = run_cli_process("eval-infill", *args[:-2], "--span", "3-9", "-o", tmp_path / "x.json")
+    assert proc.returncode == 2 and "--span" in proc.stderr

@@ -221,6 +221,35 @@ def cmd_eval_chords(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_infill(args: argparse.Namespace) -> int:
+    from midiarr.evaluation.infill_eval import evaluate_infill
+    from midiarr.io import atomic_write_text
+    from midiarr.roles import check_stem
+
+    stems = tuple(check_stem(s.strip()) for s in args.stems.split(",") if s.strip())
+    first, sep, last = args.span.partition("-")
+    if not (first.isdigit() and last.isdigit() and sep) or not 1 <= int(first) <= int(last) <= args.bars:
+        raise OptionError(f"--span {args.span}: give bars FIRST-LAST within the first --bars {args.bars}")
+    report = evaluate_infill(
+        args.data,
+        args.split,
+        args.limit,
+        args.bars,
+        (int(first), int(last)),
+        stems,
+        args.engine,
+        args.tries,
+        args.seed,
+        log=lambda line: say(args, line),
+    )
+    report["command"] = "midiarr " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["eval-infill"] else None
+    atomic_write_text(args.output, json.dumps(report, indent=1))
+    for key, s in report["summary"].items():
+        say(args, f"{key}: median {s['median']:.3f} [{s['q25']:.3f}-{s['q75']:.3f}], n={s['n']}")
+    say(args, f"wrote {args.output}")
+    return 0
+
+
 def cmd_train_assign(args: argparse.Namespace) -> int:
     import shlex
 
@@ -339,6 +368,19 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("-o", "--output", type=Path, required=True, help="report (JSON)")
     p.set_defaults(func=cmd_eval_chords)
+
+    p = add("eval-infill", "Take bars out of held-out real parts, infill them, and compare with the real bars.")
+    p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
+    p.add_argument("--split", choices=["train", "valid", "test"], default="valid")
+    p.add_argument("--limit", type=int_in(1, 100_000), default=40, help="parts per stem (default 40)")
+    p.add_argument("--bars", type=int_in(2, 256), default=16, help="bars of each song (default 16)")
+    p.add_argument("--span", default="5-8", help="the bars redone, e.g. 5-8 (default)")
+    p.add_argument("--stems", default="bass,drums,guitar", help="stems (default bass,drums,guitar)")
+    p.add_argument("--engine", default="transformer", help="engine (default transformer)")
+    p.add_argument("--tries", type=int_in(1, 16), default=4, help="tries per span, best seam kept (default 4)")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("-o", "--output", type=Path, required=True, help="report (JSON)")
+    p.set_defaults(func=cmd_eval_infill)
 
     p = add("prepare", "Build Subtractive Training triplets (full, without stem, instruction) from a folder.")
     p.add_argument("data_dir", type=Path, help="folder searched recursively for MIDI and MusicXML")
