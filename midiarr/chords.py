@@ -244,3 +244,48 @@ def chord_notes(song: Song, chords: list[ChordSymbol]) -> np.ndarray:
         for iv in QUALITIES[c.quality][0]:
             rows.append((c.tick, max(1, stop - c.tick), 60 + (c.root + iv) % 12, 64))
     return np.array(rows, dtype=NOTE_DTYPE) if rows else np.zeros(0, dtype=NOTE_DTYPE)
+
+
+CHORD_TRACK_NAMES = ("chord", "chords", "chord track", "chord symbols", "harmony")
+
+
+def chord_track(song: Song) -> int | None:
+    """The song's chord track, by name ("Chords", as lead-sheet and accompaniment programs export them): a
+    pitched track with notes, when exactly one such track is there."""
+    found = [
+        i
+        for i, t in enumerate(song.tracks)
+        if not t.is_drum and len(t.notes) and t.name.strip().lower() in CHORD_TRACK_NAMES
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+def chords_of_track(song: Song, index: int) -> list[ChordSymbol]:
+    """The chords a chord track plays: one per onset of its block chords (the notes starting together), with
+    its lowest note as a slash bass when that is not the root."""
+    from midiarr.harmony import best_chord
+
+    notes = song.tracks[index].notes
+    out: list[ChordSymbol] = []
+    for tick in np.unique(notes["start"]):
+        block = notes[notes["start"] == tick]
+        chroma = np.zeros(12)
+        np.add.at(chroma, block["pitch"] % 12, 1.0)
+        if np.count_nonzero(chroma) < 2:
+            continue  # a single note is a melody or a bass note, not a chord
+        root, quality, _ = best_chord(chroma)
+        low = int(block["pitch"].min()) % 12
+        symbol = ChordSymbol(int(tick), root, quality, low if low != root else None)
+        if not out or (out[-1].root, out[-1].quality, out[-1].bass) != (symbol.root, symbol.quality, symbol.bass):
+            out.append(symbol)
+    return out
+
+
+def with_chord_track(song: Song) -> tuple[Song, int | None]:
+    """``song`` stating the chords of its chord track (when it has one and states no chords yet), and the track."""
+    index = chord_track(song) if not song.chord_symbols else None
+    if index is None:
+        return song, None
+    out = song.with_tracks(song.tracks)
+    out.chord_symbols = chords_of_track(song, index)
+    return (out, index) if out.chord_symbols else (song, None)

@@ -114,3 +114,25 @@ def test_eval_chords_reports_fit_and_roots(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["songs"] and {"bass_fit", "bass_roots"} <= set(report["summary"])
     assert 0 <= report["summary"]["bass_roots"]["median"] <= 1
+
+
+def test_a_midi_chord_track_is_the_songs_harmony(tmp_path: Path) -> None:
+    from midiarr.io import save
+    from midiarr.song import Note, Song, Tempo, TimeSignature, Track
+
+    blocks = [(0, [48, 52, 55]), (1, [52, 55, 60]), (2, [45, 48, 52]), (3, [41, 45, 48]), (4, [43, 47, 50, 53])]
+    chord_notes = [Note(bar * 1920, 1920, p, 70) for bar, ps in blocks for p in ps]
+    melody = [Note(k * 960, 900, 76 if k % 2 else 74, 90) for k in range(10)]  # E and D over everything
+    song = Song(
+        tracks=[Track(name="Melody", program=73, notes=melody), Track(name="Chords", program=0, notes=chord_notes)],
+        tempos=[Tempo(0, 100.0)],
+        time_signatures=[TimeSignature(0, 4, 4)],
+    )
+    src = save(song, tmp_path / "lead.mid")
+    proc = run_cli_process("chords", src)
+    assert proc.returncode == 0 and proc.stdout.strip() == "C | C/E | Am | F | G7", proc.stdout
+    out = tmp_path / "with_bass.mid"
+    proc = run_cli_process("insert", src, "--stem", "bass", "--engine", "rules", "-o", out)
+    assert proc.returncode == 0 and "chords from track 1 'Chords'" in proc.stdout
+    back = load(out)
+    assert [t.notes.tolist() for t in back.tracks[:2]] == [t.notes.tolist() for t in load(src).tracks]

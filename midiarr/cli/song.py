@@ -121,9 +121,9 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
 
 def cmd_chords(args: argparse.Namespace) -> int:
-    from midiarr.chords import format_progression, song_chords
+    from midiarr.chords import format_progression, song_chords, with_chord_track
 
-    song = load_song_with_notes(args.file)
+    song, _ = with_chord_track(load_song_with_notes(args.file))
     if args.json:
         chords = song_chords(song)
         rows = [{"tick": c.tick, "root": c.root, "quality": c.quality, "bass": c.bass} for c in chords]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from midiarr.chords import with_chord_track
 from midiarr.cli.common import (
     MUSICXML_SUFFIXES,
     add_control_options,
@@ -37,7 +38,9 @@ def cmd_insert(args: argparse.Namespace) -> int:
     check_output_path(args.file, args.output, args.force, args.mkdir)
     roles_asked = parse_role_overrides(args.role)
     engine = engine_from_args(args)
-    song = load_song_with_notes(args.file)
+    song, chord_index = with_chord_track(load_song_with_notes(args.file))
+    if chord_index is not None:  # a lead sheet's chord track: its chords count over the ones heard in the parts
+        say(args, f"chords from track {chord_index} {song.tracks[chord_index].name!r}")
     roles = assign_roles(song, roles_asked)
     # insert only adds: a part the song already has is the user's, so ask before replacing it
     if not args.replace:
@@ -173,7 +176,7 @@ def cmd_infill(args: argparse.Namespace) -> int:
     stem = check_stem(args.stem.strip())
     check_output_path(args.file, args.output, args.force, args.mkdir)
     engine = engine_from_args(args)
-    song = load_song_with_notes(args.file)
+    song, _ = with_chord_track(load_song_with_notes(args.file))
     roles = assign_roles(song, parse_role_overrides(args.role))
     span = parse_bar_ranges(args.bars, song.num_bars)
     controls = controls_from_args(args)
