@@ -81,3 +81,34 @@ def test_a_one_bar_song_and_a_song_without_pitched_parts(name: str) -> None:
         assert "\n" not in str(exc)
     else:
         assert [t for i, t in enumerate(result.song.tracks) if i not in result.new_tracks] == drums_only.tracks
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--engine", "rules", "--temperature", "0.5"), "--temperature: not an option of the rules engine"),
+        (("--engine", "transformer", "--steps", "10"), "--steps: not an option of the transformer engine"),
+        (("--engine", "borrow", "--checkpoint", "x"), "--checkpoint: not an option of the borrow engine"),
+    ],
+)
+def test_a_flag_an_engine_does_not_take_is_one_line(tmp_path, args: tuple, message: str) -> None:
+    from midiarr.io import save
+    from tests.conftest import run_cli_process
+
+    src = save(_without(band_song(bars=2), "bass"), tmp_path / "s.mid")
+    proc = run_cli_process("insert", src, "--stem", "bass", "-o", tmp_path / "o.mid", *args)
+    assert proc.returncode == 2 and proc.stderr.strip().endswith(message), proc.stderr
+
+
+def test_eval_settings_are_typed_by_the_engine() -> None:
+    from midiarr.cli.common import engine_setting
+
+    assert engine_setting("diffusion.steps=12") == (("diffusion", "steps"), 12)
+    assert engine_setting("transformer.pull_inferred_density=false") == (
+        ("transformer", "pull_inferred_density"),
+        False,
+    )
+    with pytest.raises(OptionError, match="has no option 'bogus'"):
+        engine_setting("transformer.bogus=1")
+    with pytest.raises(OptionError, match="needs a number"):
+        engine_setting("transformer.temperature=hot")

@@ -14,41 +14,24 @@ MUSICXML_SUFFIXES = (".musicxml", ".mxl", ".xml")
 SOUNDFONT_HELP = "default (FluidR3_GM when installed, else the embedded TimGM6mb), fluidr3, timgm, or an .sf2/.sf3 path"
 ROLE_HELP = "override a track's role, e.g. --role 3=bass (repeatable; track numbers as in `midiarr stems`)"
 
-# Engine settings `eval --set` may change (keyword arguments of each engine's constructor) and their types.
-ENGINE_SETTINGS: dict[str, dict[str, type]] = {
-    "transformer": {
-        "temperature": float,
-        "note_temperature": float,
-        "fresh_temperature": float,
-        "top_p": float,
-        "candidates": int,
-        "candidate_pick": str,
-        "candidate_windows": int,
-        "harmony_weight": float,
-        "root_weight": float,
-        "sync_weight": float,
-        "control_weight": float,
-        "kit_weight": float,
-        "voicing_weight": float,
-        "int8": bool,
-        "half": bool,
-        "pull_inferred_density": bool,
-    },
-    "diffusion": {
-        "assign": str,
-        "steps": int,
-        "guidance": float,
-        "scheduler": str,
-        "partial": str,
-        "passes": str,
-        "harmony_weight": float,
-        "sync_weight": float,
-        "density_pull": bool,
-        "bar_floor": float,
-        "snap_steps": int,
-        "root_weight": float,
-        "voicing_weight": float,
-    },
+# The command line's engine flags and the engine option each sets. Which engine takes which option is the
+# engine's own business (its constructor); a flag given to an engine without that option is an error.
+FLAG_OPTIONS = {
+    "checkpoint": "checkpoint",
+    "donor": "donors",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "candidates": "candidates",
+    "pick": "candidate_pick",
+    "harmony_weight": "harmony_weight",
+    "root_weight": "root_weight",
+    "sync_weight": "sync_weight",
+    "control_weight": "control_weight",
+    "steps": "steps",
+    "scheduler": "scheduler",
+    "guidance": "guidance",
+    "partial": "partial",
+    "passes": "passes",
 }
 
 
@@ -68,46 +51,25 @@ def load_song_with_notes(path: Path) -> Song:
 
 
 def engine_from_args(args: argparse.Namespace) -> Any:
-    """The engine named by --engine with its options (donors, checkpoint, sampling)."""
+    """The engine named by --engine with the options its flags set (donors, checkpoint, sampling, ...)."""
     from midiarr.engines import get_engine
+    from midiarr.engines.base import engine_options
 
-    options: dict[str, Any] = {}
-    if args.engine == "borrow":
-        options["donors"] = args.donor
-    sampling = {
-        "temperature": args.temperature,
-        "top_p": args.top_p,
-        "candidates": args.candidates,
-        "candidate_pick": args.pick,
-        "harmony_weight": args.harmony_weight,
-        "root_weight": args.root_weight,
-        "sync_weight": args.sync_weight,
-        "control_weight": args.control_weight,
-    }
-    diffusion = {
-        "steps": args.steps,
-        "scheduler": args.scheduler,
-        "guidance": getattr(args, "guidance", None),
-        "partial": args.partial,
-        "passes": args.passes,
-    }
-    if args.engine == "diffusion":
-        # the guidance both engines share: which pitches a part picks (the diffusion model's rows) and
-        # where in the beat its onsets fall, never how many
-        for name in ("harmony_weight", "sync_weight"):
-            if sampling[name] is not None:
-                diffusion[name] = sampling.pop(name)
-    if args.engine == "transformer":
-        options.update(checkpoint=args.checkpoint, **sampling)
-    elif any(v is not None for v in sampling.values()):
-        raise OptionError(f"--temperature/--top-p/--candidates/--*-weight apply to the transformer, not {args.engine}")
-    if args.engine == "diffusion":
-        options.update(checkpoint=args.checkpoint, **{k: v for k, v in diffusion.items() if v is not None})
-    elif any(v is not None for v in diffusion.values()):
-        raise OptionError(f"--steps/--scheduler/--guidance/--partial/--passes apply to diffusion, not {args.engine}")
-    if args.checkpoint is not None and args.engine not in ("transformer", "diffusion"):
-        raise OptionError(f"--checkpoint applies to the transformer and diffusion engines, not {args.engine}")
-    return get_engine(args.engine, **options)
+    given = {flag: getattr(args, flag, None) for flag in FLAG_OPTIONS}
+    given = {flag: value for flag, value in given.items() if value is not None}
+    takes = engine_options(args.engine) if args.engine in available_engine_names() else None
+    if takes is not None:
+        wrong = [flag for flag in given if FLAG_OPTIONS[flag] not in takes]
+        if wrong:
+            flags = "/".join("--" + f.replace("_", "-") for f in wrong)
+            raise OptionError(f"{flags}: not an option of the {args.engine} engine")
+    return get_engine(args.engine, **{FLAG_OPTIONS[flag]: value for flag, value in given.items()})
+
+
+def available_engine_names() -> list[str]:
+    from midiarr.engines import available_engines
+
+    return available_engines()
 
 
 def controls_from_args(args: argparse.Namespace) -> Any:
@@ -132,13 +94,21 @@ def parse_meter(text: str) -> tuple[int, int]:
 
 
 def engine_setting(item: str) -> tuple[tuple[str, str], Any]:
-    """``ENGINE.KEY=VALUE`` to ((engine, key), value) with the value in the setting's type."""
+    """``ENGINE.KEY=VALUE`` to ((engine, key), value) with the value in the option's type (the engine's own)."""
+    from midiarr.engines.base import engine_option_types
+
     key, sep, raw = item.partition("=")
     engine, dot, name = key.partition(".")
-    kind = ENGINE_SETTINGS.get(engine, {}).get(name)
-    if not sep or not dot or kind is None:
-        known = ", ".join(f"{e}.{k}" for e, keys in ENGINE_SETTINGS.items() for k in keys)
-        raise OptionError(f"--set {item!r}: expected ENGINE.KEY=VALUE with one of {known}")
+    if not sep or not dot or engine not in available_engine_names():
+        raise OptionError(
+            f"--set {item!r}: expected ENGINE.KEY=VALUE, ENGINE one of {', '.join(available_engine_names())}"
+        )
+    types = engine_option_types(engine)
+    kind = types.get(name)
+    if kind is None:
+        raise OptionError(
+            f"--set {item!r}: the {engine} engine has no option {name!r} (it has: {', '.join(types) or 'none'})"
+        )
     if kind is bool:
         if raw.lower() not in ("true", "false"):
             raise OptionError(f"--set {item!r}: {name} is true or false")

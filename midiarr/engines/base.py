@@ -485,6 +485,23 @@ def engine_options(name: str) -> list[str] | None:
     ]
 
 
+def engine_option_types(name: str) -> dict[str, type]:
+    """Each option of the engine registered as ``name`` with the plain type a text value converts to (bool,
+    int, float or str), read from its constructor's annotations."""
+    import typing
+
+    if name not in _REGISTRY:
+        raise OptionError(f"unknown engine {name!r} (available: {', '.join(available_engines())})")
+    init = _REGISTRY[name].__init__
+    hints = typing.get_type_hints(init) if init is not object.__init__ else {}
+    out: dict[str, type] = {}
+    for option in engine_options(name) or []:
+        text = str(hints.get(option, str))
+        kind = next((k for k in (bool, int, float) if k.__name__ in text.replace("typing.", "")), str)
+        out[option] = kind
+    return out
+
+
 def get_engine(name: str, **kwargs: Any) -> Engine:
     """An engine by name (`OptionError` for an unknown one, or for an option it does not take)."""
     if name not in _REGISTRY:
