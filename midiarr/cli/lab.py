@@ -264,19 +264,12 @@ def cmd_train_assign(args: argparse.Namespace) -> int:
     if args.output.exists() and not args.output.is_dir():
         raise OptionError(f"-o {args.output}: a file is there; give a folder for the head, its log and examples")
     command = "midiarr " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["train-assign"] else None
+    # the options go through under their own names
+    same = ("checkpoint", "limit", "valid_limit", "max_bars", "guidance", "seed", "jobs", "hidden", "epochs", "reuse")
     scores = train_assign_head(
         args.data,
         args.output,
-        checkpoint=args.checkpoint,
-        limit=args.limit,
-        valid_limit=args.valid_limit,
-        max_bars=args.max_bars,
-        guidance=args.guidance,
-        seed=args.seed,
-        jobs=args.jobs,
-        hidden=args.hidden,
-        epochs=args.epochs,
-        reuse=args.reuse,
+        **{name: getattr(args, name) for name in same},
         progress=not getattr(args, "quiet", False),
         log=lambda line: say(args, line),
         command=command,

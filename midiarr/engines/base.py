@@ -214,9 +214,13 @@ class Engine(ABC):
         song = empty_song(bars, qpm, meter, ticks_per_beat)
         song.chord_symbols = list(chords or [])
         song.key_signatures = [key] if key is not None else []
+        return self.write_song(song, order, bars, controls or Controls(), seed)
+
+    def write_song(self, song: Song, stems: list[str], bars: int, controls: Controls, seed: int) -> Song:
+        """`generate`'s writing: ``stems`` (in order) into the empty ``song`` of ``bars`` bars, each hearing the
+        ones before it. An engine that writes stems together overrides this."""
         mask = np.ones(bars, dtype=bool)
-        for k, stem in enumerate(order):
-            controls = controls or Controls()
+        for k, stem in enumerate(stems):
             tracks = self.write_part(song, stem, controls, mask, np.random.default_rng(seed + k))
             for t in tracks:
                 t.role = stem

@@ -21,7 +21,6 @@ from midiarr.engines.base import (
     Engine,
     InsertResult,
     build_result,
-    empty_song,
     fit_activity,
     follow_timing,
     give_touch,
@@ -44,7 +43,7 @@ from midiarr.pianoroll import (
     steps_to_notes,
 )
 from midiarr.roles import check_stem
-from midiarr.song import ChordSymbol, KeySignature, Song, Track
+from midiarr.song import Song, Track
 
 if TYPE_CHECKING:
     from midiarr.diffusion.assign import NoteTable, StemLogits
@@ -220,25 +219,12 @@ class DiffusionEngine(Engine):
         new_roles = [t.role or stems[0] for t in tracks]
         return build_result(song, context, kept, existing, roles, tracks, new_roles, ",".join(stems))
 
-    def generate(
-        self,
-        stems: list[str],
-        bars: int,
-        controls: Controls | None = None,
-        seed: int = 0,
-        qpm: float = 120.0,
-        meter: tuple[int, int] = (4, 4),
-        ticks_per_beat: int = 480,
-        chords: list[ChordSymbol] | None = None,
-        key: KeySignature | None = None,
-    ) -> Song:
-        """A new song of ``bars`` bars with all ``stems`` written together (or in --passes)."""
-        if chords:
+    def write_song(self, song: Song, stems: list[str], bars: int, controls: Controls, seed: int) -> Song:
+        """All ``stems`` of a new song written together (or in --passes)."""
+        if song.chord_symbols:
             raise OptionError("the diffusion engine does not write from a chord progression; use --engine transformer")
-        self.check_bars(bars)
-        song = empty_song(bars, qpm, meter, ticks_per_beat)
-        steps = int(np.ceil(bars * 4 * meter[0] / meter[1] * STEPS_PER_BEAT))
-        controls = controls or Controls()
+        meter = song.time_signatures[0]
+        steps = int(np.ceil(bars * 4 * meter.numerator / meter.denominator * STEPS_PER_BEAT))
         tracks = self.write_stems(song, stems, controls, np.ones(bars, dtype=bool), seed=seed, min_steps=steps)
         return song.with_tracks(give_touch(self, song, tracks, controls, seed))
 
