@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 class Arranger:
     """Writes stems into songs with one engine (by name or instance).
 
-    The default is the stem transformer with its bundled weights (it meets the quality bar in
+    The default is the stem transformer with its bundled weights (its numbers against the other engines:
     docs/evaluation.md); ``Arranger("rules")`` gives the rules engine, `Arranger.load()` a transformer
     checkpoint of your own.
     """

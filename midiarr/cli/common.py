@@ -169,7 +169,7 @@ def role_list(text: str) -> tuple[str, ...]:
 
 def default_engine() -> str:
     """The engine `insert` uses unless told: the stem transformer, since it meets the quality bar on the
-    test split (docs/evaluation.md, "Drums: stacked hits, a conservative kit and a consensus take")."""
+    test split (docs/journal/2026-11-24-evaluation-lab-notes.md, "Drums: stacked hits, a conservative kit and a consensus take")."""
     return "transformer"
 
 
