@@ -37,6 +37,7 @@ from midiarr.io import SUPPORTED_SUFFIXES, atomic_write_text, load, write_midi
 from midiarr.roles import REMOVABLE_STEMS, assign_roles
 from midiarr.song import Song
 from midiarr.subtract import make_triplet
+from midiarr.threads import limit_threads, share_of_cores
 
 SPLITS = ("train", "valid", "test")
 # Share of the hash space per split, in thousandths: 80% / 10% / 10%.
@@ -242,7 +243,8 @@ def prepare(
     jobs = [(str(p), str(root), str(cache)) for p in files]
     # imap (ordered) keeps the first copy of a duplicate the same on every run.
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    with ctx.Pool(workers) if workers > 1 else _SerialPool() as pool:
+    pool_args = {"initializer": limit_threads, "initargs": (share_of_cores(workers),)}
+    with ctx.Pool(workers, **pool_args) if workers > 1 else _SerialPool() as pool:
         results = pool.imap(_process, jobs, chunksize=4)
         for res in tqdm(results, total=len(jobs), desc="prepare", unit="file", disable=not progress):
             if res.error:

@@ -25,6 +25,7 @@ from midiarr.errors import InputError, MidiarrError, OptionError
 from midiarr.io import atomic_write_text, load
 from midiarr.prepare import content_hash, find_songs, split_of
 from midiarr.roles import assign_roles
+from midiarr.threads import limit_threads, share_of_cores
 
 SILENCE_DBFS = -60.0
 
@@ -211,7 +212,7 @@ def render_dataset(
     }
     errors = []
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    pool = ctx.Pool(workers) if workers > 1 else None
+    pool = ctx.Pool(workers, initializer=limit_threads, initargs=(share_of_cores(workers),)) if workers > 1 else None
     try:
         results = pool.imap(_render_item, jobs) if pool else map(_render_item, jobs)
         for res in tqdm(results, total=len(jobs), desc="render", unit="song", disable=not progress):

@@ -250,6 +250,15 @@ def cmd_separate(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=int_in(1, 256),
+        help="compute threads (default: torch's choice; with several commands at once, give each its share of "
+        "the cores; MIDIARR_THREADS sets it too)",
+    )
+
+
 def add_takes_arg(p: argparse.ArgumentParser) -> None:
     from midiarr.takes import MAX_TAKES
 
@@ -303,6 +312,7 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--mkdir", action="store_true", help="create the output's folder if it is missing")
     add_takes_arg(p)
     add_notation_args(p, chord_symbols=True)
+    add_threads_arg(p)
     p.set_defaults(func=cmd_insert)
 
     p = add(
@@ -331,6 +341,7 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--donor", action="append", type=Path, help=argparse.SUPPRESS)
     add_takes_arg(p)
     add_notation_args(p, chord_symbols=True)
+    add_threads_arg(p)
     p.set_defaults(func=cmd_generate)
 
     p = add("infill", "Redo a span of bars of a part; every other bar of it, and every other part, stays as it is.")
@@ -349,6 +360,7 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--force", action="store_true", help="allow the output to be the input file")
     p.add_argument("--mkdir", action="store_true", help="create the output's folder if it is missing")
     add_notation_args(p, chord_symbols=True)
+    add_threads_arg(p)
     p.set_defaults(func=cmd_infill)
 
     p = add("separate", "Split a flattened MIDI (pitched notes on one track) into bass, guitar and piano tracks.")
@@ -370,4 +382,5 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--seed", type=seed, default=0, help="same seed, same split")
     p.add_argument("--force", action="store_true", help="allow the output to be the input file")
     p.add_argument("--mkdir", action="store_true", help="create the output's folder if it is missing")
+    add_threads_arg(p)
     p.set_defaults(func=cmd_separate)

@@ -38,6 +38,7 @@ from midiarr.pianoroll import (
     rasterize,
     song_to_rolls,
 )
+from midiarr.threads import limit_threads, share_of_cores
 
 MIX = SLOTS.index("mix")
 OTHER = SLOTS.index("other")
@@ -80,7 +81,8 @@ def build_roll_corpus(cache: str | Path, split: str, out: str | Path, limit: int
     jobs = [(str(cache), f"songs/{r['id']}/full.mid") for r in rows if r["split"] == split]
     jobs = [j for j in jobs if (Path(cache) / j[1]).is_file()][:limit]
     songs: list[SongRolls] = []
-    with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+    workers = min(4, os.cpu_count() or 1)
+    with ProcessPoolExecutor(workers, initializer=limit_threads, initargs=(share_of_cores(workers),)) as pool:
         for result in tqdm(pool.map(_song_job, jobs, chunksize=8), total=len(jobs), desc=f"rolls {split}"):
             if not isinstance(result, str) and result[1].present:
                 songs.append(result[1])

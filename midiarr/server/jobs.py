@@ -20,6 +20,7 @@ from typing import Any
 
 from midiarr.io import atomic_write_text
 from midiarr.server.safety import clean_text
+from midiarr.threads import share_of_cores
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 
@@ -33,6 +34,10 @@ def run_job(folder: str, spec: dict[str, Any]) -> None:
     """The body of a job process: insert/generate stems, write MIDI + MusicXML, render audio."""
     out = Path(folder)
     try:
+        from midiarr.threads import limit_threads
+
+        # jobs run side by side: each takes its share of the cores, not all of them
+        limit_threads(int(spec.get("threads", 1)))
         from midiarr.engines import Controls, get_engine, parse_bar_ranges
         from midiarr.errors import MidiarrError
         from midiarr.io import atomic_write_text, load, save
@@ -165,7 +170,8 @@ class JobManager:
                 if free <= 0:
                     break
                 if job.process is None and not job.cancelled:
-                    job.process = self.context.Process(target=run_job, args=(str(job.folder), job.spec), daemon=True)
+                    spec = {**job.spec, "threads": share_of_cores(self.max_running)}
+                    job.process = self.context.Process(target=run_job, args=(str(job.folder), spec), daemon=True)
                     job.process.start()
                     free -= 1
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from midiarr.errors import InputError
 from midiarr.io import load
 from midiarr.song import NOTE_DTYPE
+from midiarr.threads import limit_threads, share_of_cores
 from midiarr.transformer.encode import BarGrid, ContextBar, assemble, encode_context, encode_target, header_tokens
 from midiarr.transformer.vocab import CHORD0, CONTEXT_ROLES, NUM_QUALITIES, PITCH0, PITCH_HIGH, PITCH_LOW, VOCAB
 
@@ -86,7 +87,7 @@ def build_corpus(
     workers = workers or min(4, os.cpu_count() or 1)
     items: list[EncodedTriplet] = []
     errors: list[str] = []
-    with ProcessPoolExecutor(workers) as pool:
+    with ProcessPoolExecutor(workers, initializer=limit_threads, initargs=(share_of_cores(workers),)) as pool:
         jobs = pool.map(_encode_job, [(str(cache), r) for r in rows], chunksize=8)
         for item in tqdm(jobs, total=len(rows), desc=f"encode {split}", unit="stem"):
             (errors.append if isinstance(item, str) else items.append)(item)
