@@ -40,7 +40,7 @@ def test_server_jobs_get_their_share(tmp_path, monkeypatch: pytest.MonkeyPatch) 
     seen = []
 
     class Recorder:
-        def __init__(self, target, args, daemon):  # noqa: ANN001
+        def __init__(self, target, args, daemon):
             seen.append(args[1]["threads"])
 
         def start(self) -> None: ...
