@@ -111,7 +111,7 @@ class Arranger:
         from midiarr.infill import infill
 
         song = from_any(song)
-        mask = parse_bar_ranges(bars, song.num_bars) if isinstance(bars, str) else bars
+        mask = parse_bar_ranges(bars, song.num_bars, option="bars") if isinstance(bars, str) else bars
         asked = Controls.build(instruction, timing=timing, **controls)
         return infill(self.engine, song, stem, mask, asked, seed=seed, tries=tries).song
 
@@ -151,11 +151,7 @@ class Arranger:
         """A new song with ``stems`` (harmony first, then bass, then drums), from nothing or from ``chords``:
         a progression (`midiarr.chords.parse` text such as ``"C | G | Am F | F G"``, or its result) that every
         part plays to; it sets the length, so ``bars`` is then ignored."""
-        from midiarr.chords import parse
-
-        progression = parse(chords, meter=meter, key=key) if isinstance(chords, str) else chords
-        if progression is not None:
-            bars, meter = progression.bars, progression.meter
+        bars, meter, given, signature = _progression(chords, bars, meter, key)
         return self.engine.generate(
             list(stems),
             bars,
@@ -163,8 +159,8 @@ class Arranger:
             seed=seed,
             qpm=tempo,
             meter=meter,
-            chords=progression.chords if progression else None,
-            key=progression.key if progression else None,
+            chords=given,
+            key=signature,
         )
 
     def generate_takes(
@@ -182,21 +178,22 @@ class Arranger:
         **controls: str | None,
     ) -> list[Take]:
         """``takes`` takes of `generate` from one seed, each a `midiarr.takes.Take` with its scores."""
-        from midiarr.chords import parse
         from midiarr.takes import generate_takes
 
-        progression = parse(chords, meter=meter, key=key) if isinstance(chords, str) else chords
-        if progression is not None:
-            bars, meter = progression.bars, progression.meter
+        bars, meter, given, signature = _progression(chords, bars, meter, key)
+        controls_ = Controls.build(instruction, **controls)
         return generate_takes(
-            self.engine,
-            list(stems),
-            bars,
-            Controls.build(instruction, **controls),
-            takes,
-            seed,
-            progression.chords if progression else None,
-            progression.key if progression else None,
-            qpm=tempo,
-            meter=meter,
+            self.engine, list(stems), bars, controls_, takes, seed, given, signature, qpm=tempo, meter=meter
         )
+
+
+def _progression(
+    chords: str | Progression | None, bars: int, meter: tuple[int, int], key: str | None
+) -> tuple[int, tuple[int, int], list | None, Any]:
+    """(bars, meter, chord symbols, key signature) for `generate`: the progression's own when one is given."""
+    from midiarr.chords import parse
+
+    progression = parse(chords, meter=meter, key=key) if isinstance(chords, str) else chords
+    if progression is None:
+        return bars, meter, None, None
+    return progression.bars, progression.meter, progression.chords, progression.key

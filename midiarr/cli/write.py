@@ -178,7 +178,7 @@ def cmd_infill(args: argparse.Namespace) -> int:
     engine = engine_from_args(args)
     song, _ = with_chord_track(load_song_with_notes(args.file))
     roles = assign_roles(song, parse_role_overrides(args.role))
-    span = parse_bar_ranges(args.bars, song.num_bars)
+    span = parse_bar_ranges(args.bars, song.num_bars, option="--bars")
     controls = controls_from_args(args)
     notation = args.output.suffix.lower() in MUSICXML_SUFFIXES
     controls.timing = args.timing or ("grid" if notation else "song")

@@ -411,7 +411,7 @@ def default_activity(context: Song) -> np.ndarray:
 MAX_BARS = 100_000  # longer than any song midiarr reads (3 hours of 2/4 at 300 bpm is 13,500 bars)
 
 
-def parse_bar_ranges(text: str, num_bars: int | None = None) -> np.ndarray:
+def parse_bar_ranges(text: str, num_bars: int | None = None, option: str = "--active") -> np.ndarray:
     """A mask from 1-based bar ranges such as ``"1-16,33-48"`` (``num_bars`` long when given).
 
     With ``num_bars`` (the song's bar count) a range beyond the song is refused before anything
@@ -431,17 +431,17 @@ def parse_bar_ranges(text: str, num_bars: int | None = None) -> np.ndarray:
 
         if not digits(lo) or (sep and not digits(hi)) or len(lo) > 9 or len(hi) > 9:
             if digits(lo) and (not sep or digits(hi)):
-                raise OptionError(f"--active {text[:60]!r}: bar {max(lo, hi, key=len)[:12]}... is beyond any song")
-            raise OptionError(f"--active {text[:60]!r}: expected bar ranges like 1-16,33-48")
+                raise OptionError(f"{option} {text[:60]!r}: bar {max(lo, hi, key=len)[:12]}... is beyond any song")
+            raise OptionError(f"{option} {text[:60]!r}: expected bar ranges like 1-16,33-48")
         a, b = int(lo), int(hi) if sep else int(lo)
         if a < 1 or b < a:
-            raise OptionError(f"--active {text[:60]!r}: bars count from 1 and ranges go upward")
+            raise OptionError(f"{option} {text[:60]!r}: bars count from 1 and ranges go upward")
         if b > limit:
             where = f"the song has {num_bars} bars" if num_bars is not None else f"at most {MAX_BARS} bars"
-            raise OptionError(f"--active {text[:60]!r}: bar {b} is beyond the song ({where})")
+            raise OptionError(f"{option} {text[:60]!r}: bar {b} is beyond the song ({where})")
         spans.append((a, b))
     if not spans:
-        raise OptionError(f"--active {text[:60]!r}: no bars given")
+        raise OptionError(f"{option} {text[:60]!r}: no bars given")
     size = num_bars if num_bars is not None else max(b for _, b in spans)
     mask = np.zeros(size, dtype=bool)
     for a, b in spans:
