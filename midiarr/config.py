@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from midiarr.errors import OptionError
 

@@ -336,7 +336,7 @@ def test_sync_pull_moves_onsets_within_a_beat_toward_the_songs_onsets() -> None:
 
 @pytest.mark.parametrize(
     ("option", "named"),
-    [("harmony_weight", "--harmony-weight"), ("sync_weight", "--sync-weight"), ("voicing_weight", "voicing_weight")],
+    [("harmony_weight", "--harmony-weight"), ("sync_weight", "--sync-weight"), ("voicing_weight", "--voicing-weight")],
 )
 def test_diffusion_guidance_weights_are_checked(tiny_diffusion: Path, option: str, named: str) -> None:
     from midiarr.errors import OptionError
@@ -350,15 +350,15 @@ def test_diffusion_guidance_weights_are_checked(tiny_diffusion: Path, option: st
 
 
 def test_onset_threshold_can_differ_per_stem() -> None:
-    from midiarr.diffusion.sample import SampleSettings, decode_roll
+    from midiarr.diffusion.sample import DiffusionSettings, decode_roll
     from midiarr.errors import OptionError
     from midiarr.pianoroll import ONSET
 
-    settings = SampleSettings(threshold={"bass": 0.3, "default": 0.6}).check()
+    settings = DiffusionSettings(threshold={"bass": 0.3, "default": 0.6}).check()
     assert settings.threshold_for("bass") == 0.3 and settings.threshold_for("guitar") == 0.6
-    assert SampleSettings(threshold=0.4).check().threshold_for("drums") == 0.4
+    assert DiffusionSettings(threshold=0.4).check().threshold_for("drums") == 0.4
     with pytest.raises(OptionError, match="threshold"):
-        SampleSettings(threshold={"bass": 1.5}).check()
+        DiffusionSettings(threshold={"bass": 1.5}).check()
     logits = np.full((2, 72, 4), -30.0, dtype=np.float32)
     logits[ONSET, 20, 1] = -0.4  # p = 0.40: a note at 0.3, none at 0.6
     assert decode_roll(logits, "bass", settings.threshold_for("bass"))[ONSET].sum() == 1
@@ -441,15 +441,15 @@ def test_budget_pull_for_busy_drums_adds_onset_steps_not_the_whole_kit() -> None
 
 
 def test_an_overlap_as_long_as_the_window_is_refused(tiny_diffusion: Path) -> None:
-    from midiarr.diffusion.sample import RollDiffusion, SampleSettings
+    from midiarr.diffusion.sample import DiffusionSettings, RollDiffusion
     from midiarr.errors import OptionError
 
     model, config = load_model(tiny_diffusion)
     window = model.config.window_steps
-    RollDiffusion(model, config["config"]["schedule"], SampleSettings(overlap_steps=window - 1))
+    RollDiffusion(model, config["config"]["schedule"], DiffusionSettings(overlap_steps=window - 1))
     for overlap in (window, -1):  # the next window would start where this one did: the song never ends
         with pytest.raises(OptionError, match="overlap_steps"):
-            RollDiffusion(model, config["config"]["schedule"], SampleSettings(overlap_steps=overlap))
+            RollDiffusion(model, config["config"]["schedule"], DiffusionSettings(overlap_steps=overlap))
 
 
 def test_budget_pull_lifts_silent_bars_to_the_floor_only_where_asked() -> None:

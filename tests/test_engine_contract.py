@@ -112,3 +112,83 @@ def test_eval_settings_are_typed_by_the_engine() -> None:
         engine_setting("transformer.bogus=1")
     with pytest.raises(OptionError, match="needs a number"):
         engine_setting("transformer.temperature=hot")
+
+
+@pytest.mark.parametrize("name", ENGINES)
+def test_settings_are_one_typed_path(name: str) -> None:
+    """An engine's settings are a dataclass: what it runs with is what `engine_settings` says without
+    loading it, an option passes through by name, and a bad value or key is a one-line OptionError."""
+    import dataclasses
+
+    from midiarr.engines.base import engine_options, engine_settings
+
+    engine = get_engine(name, **NEEDS.get(name, dict)())
+    cls = type(engine).settings_type()
+    assert dataclasses.is_dataclass(cls) and isinstance(engine.settings, cls)
+    assert set(cls.option_names()) <= set(engine_options(name))
+    if name != "borrow":  # (borrow's settings are its donors)
+        assert engine_settings(name) == engine.settings
+    for key in cls.option_names():  # every default passes its own check
+        value = getattr(cls(), key)
+        assert cls.from_options(**{key: value}).check() is not None
+    with pytest.raises(OptionError, match="takes no option 'no_such_knob'") as caught:
+        cls.from_options(no_such_knob=1)
+    assert "\n" not in str(caught.value)
+
+
+def test_tuned_values_come_from_the_checkpoint(tmp_path) -> None:
+    """The bundled checkpoints carry their tuned settings; a copy with other values runs with those, and an
+    unknown key in a checkpoint's config is refused, naming where it came from."""
+    import json
+    import shutil
+
+    from midiarr.engines.base import engine_settings
+    from midiarr.engines.transformer import bundled_checkpoint
+    from midiarr.transformer.sample import TransformerSettings
+
+    bundled = engine_settings("transformer")
+    config = json.loads((bundled_checkpoint() / "config.json").read_text(encoding="utf-8"))
+    assert bundled.pull_inferred_density is True and config["config"]["sample"]["pull_inferred_density"] is True
+    assert TransformerSettings().pull_inferred_density is False  # the field's default is the model alone
+    assert bundled.harmony_weight == config["config"]["sample"]["harmony_weight"]
+    copy_dir = tmp_path / "ckpt"
+    copy_dir.mkdir()
+    shutil.copy(bundled_checkpoint() / "config.json", copy_dir / "config.json")
+    config["config"]["sample"]["harmony_weight"] = 1.5
+    (copy_dir / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    assert TransformerSettings.from_checkpoint(copy_dir).harmony_weight == 1.5
+    assert TransformerSettings.from_checkpoint(copy_dir, harmony_weight=2.5).harmony_weight == 2.5
+    # an option given by hand changes what a tuned one means: N takes then apply to every window
+    assert bundled.candidate_windows == 1 and engine_settings("transformer", candidates=2).candidate_windows == 0
+    config["config"]["sample"]["retired_knob"] = 1
+    (copy_dir / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(OptionError, match=r"retired_knob.*checkpoint"):
+        TransformerSettings.from_checkpoint(copy_dir)
+
+
+def test_every_engine_flag_sets_an_option_some_engine_has() -> None:
+    """The CLI's engine flags name engine options; none points at an option no engine has."""
+    from midiarr.cli import build_parser
+    from midiarr.cli.common import ENGINE_OPTIONS_DEFAULT
+    from midiarr.engines.base import engine_options
+
+    every = {option for name in ENGINES for option in engine_options(name)}
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    seen = 0
+    for command, p in sub.choices.items():
+        for option, flag in p.get_default(ENGINE_OPTIONS_DEFAULT) or ():
+            assert option in every, f"{command} {flag} sets {option!r}, which no engine has"
+            seen += 1
+    assert seen > 10
+
+
+def test_settings_given_whole_take_options_over_them() -> None:
+    from midiarr.engines.base import engine_settings
+
+    mine = engine_settings("diffusion", steps=4)
+    engine = get_engine("diffusion", settings=mine, guidance=0.5)
+    assert engine.settings.steps == 4 and engine.settings.guidance == 0.5
+    assert mine.guidance != 0.5  # the caller's settings object is not changed
+    with pytest.raises(OptionError, match="--steps"):
+        get_engine("diffusion", settings=mine, steps=0)

@@ -254,7 +254,12 @@ def test_separate_cli_takes_assign_and_eval_reports_both(
         proc = run_cli_process("train-assign", "--data", tmp_path, "-o", tmp_path / "head", *bad)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     proc = run_cli_process("separate", src, "-o", tmp_path / "x.mid", "--assign", "vote")
-    assert proc.returncode != 0 and "--assign 'vote'" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        proc.returncode != 0
+        and "--assign" in proc.stderr
+        and "'vote'" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
     report_dir = tmp_path / "report"
     cache = tiny_diffusion.parent / "cache"
     where = ["--data", cache, "--split", "train", "--checkpoint", headed_checkpoint, "-o", report_dir]

@@ -181,7 +181,7 @@ def test_note_temperature_sharpens_which_note_not_how_likely_a_note_is(tiny_chec
     assert abs(shares["None"][1] - 0.4) < 0.05 and shares["0.05"][1] > 0.95
     # a per-stem value that does not name the drums leaves them at the temperature
     assert abs(shares["{'bass': 0.05}"][1] - shares["None"][1]) < 0.05
-    with pytest.raises(Exception, match="note temperature"):
+    with pytest.raises(Exception, match="--note-temperature"):
         get_engine("transformer", checkpoint=tiny_checkpoint, note_temperature=0.0)
 
 
@@ -328,7 +328,7 @@ def test_fresh_temperature_picks_a_new_sound_greedily_but_keeps_how_likely_one_i
     # how likely a new sound is, and the sounds already in the part, are left as the model has them
     assert abs(greedy["new"] - plain["new"]) < 0.03 and abs(greedy["kit"] - plain["kit"]) < 0.03
     assert abs(other_stem["ride"] - plain["ride"]) < 0.05
-    with pytest.raises(Exception, match="fresh temperature"):
+    with pytest.raises(Exception, match="--fresh-temperature"):
         get_engine("transformer", checkpoint=tiny_checkpoint, fresh_temperature=-1.0)
 
 
@@ -428,5 +428,5 @@ def test_candidate_windows_limits_the_takes_to_the_opening(tiny_checkpoint: Path
     # every window auditions three takes, or only the first
     assert len(expanded[0]) > 1 and set(expanded[0]) == {3}
     assert expanded[1] == [3]
-    with pytest.raises(Exception, match="candidate windows"):
+    with pytest.raises(Exception, match="--candidate-windows"):
         get_engine("transformer", checkpoint=tiny_checkpoint, candidate_windows=-1)

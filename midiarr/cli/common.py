@@ -14,25 +14,7 @@ MUSICXML_SUFFIXES = (".musicxml", ".mxl", ".xml")
 SOUNDFONT_HELP = "default (FluidR3_GM when installed, else the embedded TimGM6mb), fluidr3, timgm, or an .sf2/.sf3 path"
 ROLE_HELP = "override a track's role, e.g. --role 3=bass (repeatable; track numbers as in `midiarr stems`)"
 
-# The command line's engine flags and the engine option each sets. Which engine takes which option is the
-# engine's own business (its constructor); a flag given to an engine without that option is an error.
-FLAG_OPTIONS = {
-    "checkpoint": "checkpoint",
-    "donor": "donors",
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "candidates": "candidates",
-    "pick": "candidate_pick",
-    "harmony_weight": "harmony_weight",
-    "root_weight": "root_weight",
-    "sync_weight": "sync_weight",
-    "control_weight": "control_weight",
-    "steps": "steps",
-    "scheduler": "scheduler",
-    "guidance": "guidance",
-    "partial": "partial",
-    "passes": "passes",
-}
+ENGINE_OPTIONS_DEFAULT = "engine_option_flags"  # the namespace attribute: (option, flag) of each engine flag
 
 
 def say(args: argparse.Namespace, text: str) -> None:
@@ -50,20 +32,29 @@ def load_song_with_notes(path: Path) -> Song:
     return song
 
 
-def engine_from_args(args: argparse.Namespace) -> Any:
-    """The engine named by --engine with the options its flags set (donors, checkpoint, sampling, ...)."""
+def engine_from_args(args: argparse.Namespace, engine: str | None = None) -> Any:
+    """The engine named by --engine (or ``engine``) with the options its flags set. The flags' names
+    are the engine options they set (`engine_option`); which engine takes which option is the engine's
+    own settings' business, and a flag given to an engine without that option is a usage error."""
     from midiarr.engines import get_engine
     from midiarr.engines.base import engine_options
 
-    given = {flag: getattr(args, flag, None) for flag in FLAG_OPTIONS}
-    given = {flag: value for flag, value in given.items() if value is not None}
-    takes = engine_options(args.engine) if args.engine in available_engine_names() else None
-    if takes is not None:
-        wrong = [flag for flag in given if FLAG_OPTIONS[flag] not in takes]
+    name = engine or args.engine
+    flags = dict(getattr(args, ENGINE_OPTIONS_DEFAULT, ()))
+    given = {option: getattr(args, option) for option in flags if getattr(args, option) is not None}
+    if name in available_engine_names():
+        wrong = [flags[option] for option in given if option not in engine_options(name)]
         if wrong:
-            flags = "/".join("--" + f.replace("_", "-") for f in wrong)
-            raise OptionError(f"{flags}: not an option of the {args.engine} engine")
-    return get_engine(args.engine, **{FLAG_OPTIONS[flag]: value for flag, value in given.items()})
+            raise OptionError(f"{'/'.join(wrong)}: not an option of the {name} engine")
+    return get_engine(name, **given)
+
+
+def engine_option(group: Any, flag: str, option: str, **kwargs: Any) -> None:
+    """Add ``flag`` to ``group`` as the engine option ``option`` (no default: the engine's own stands)."""
+    group.add_argument(flag, dest=option, default=None, **kwargs)
+    # an argument group shares its parser's defaults
+    known = list(group.get_default(ENGINE_OPTIONS_DEFAULT) or [])
+    group.set_defaults(**{ENGINE_OPTIONS_DEFAULT: (*known, (option, flag))})
 
 
 def available_engine_names() -> list[str]:
@@ -186,49 +177,108 @@ def add_control_options(p: argparse.ArgumentParser) -> None:
         action="store_false",
         help="keep the engine's own velocities (default: accents and ghost notes as real players of the stem play)",
     )
-    p.add_argument(
+    add_engine_options(p)
+
+
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    """The engines' sampling flags; each names the engine option it sets."""
+    g = p.add_argument_group("engine options (an engine refuses the ones it does not take)")
+    engine_option(
+        g,
         "--temperature",
+        "temperature",
         type=float_in(0, 10, low_open=True),
-        help="transformer sampling temperature (default from its config)",
+        help="transformer sampling temperature (default from its checkpoint)",
     )
-    p.add_argument(
+    engine_option(
+        g,
         "--top-p",
+        "top_p",
         type=float_in(0, 1, low_open=True),
-        help="transformer nucleus sampling mass (default from its config)",
+        help="transformer nucleus sampling mass (default from its checkpoint)",
     )
-    p.add_argument(
-        "--candidates", type=int_in(1, 64), help="transformer: sample N takes per window and keep one (--pick)"
+    engine_option(
+        g,
+        "--candidates",
+        "candidates",
+        type=int_in(1, 64),
+        help="transformer: sample N takes per window and keep one (--pick)",
     )
-    p.add_argument(
+    engine_option(
+        g,
         "--pick",
+        "candidate_pick",
         choices=["likelihood", "consensus"],
-        help="transformer: keep the likeliest take or the one most like the others (default from its config)",
+        help="transformer: keep the likeliest take or the one most like the others (default from its checkpoint)",
     )
-    p.add_argument(
+    engine_option(
+        g,
         "--harmony-weight",
-        type=float_in(0, 100),
+        "harmony_weight",
+        type=float_in(0, 20),
         help="transformer, diffusion: pull toward the song's chord tones (0 = the model alone)",
     )
-    p.add_argument("--root-weight", type=float_in(0, 100), help="transformer: a further pull toward the chord's root")
-    p.add_argument(
+    engine_option(
+        g,
+        "--root-weight",
+        "root_weight",
+        type=float_in(0, 20),
+        help="transformer, diffusion: a further pull toward the chord's root",
+    )
+    engine_option(
+        g,
         "--sync-weight",
-        type=float_in(0, 100),
+        "sync_weight",
+        type=float_in(0, 20),
         help="transformer, diffusion: pull onsets onto the other parts' onsets (0 = off)",
     )
-    p.add_argument(
+    engine_option(
+        g,
         "--control-weight",
-        type=float_in(0, 100),
+        "control_weight",
+        type=float_in(0, 20),
         help="transformer: pull toward the asked density and dynamics (0 = off)",
     )
-    p.add_argument("--checkpoint", type=Path, help="model checkpoint folder (default: the engine's bundled weights)")
-    p.add_argument("--steps", type=int_in(1, 1000), help="diffusion: sampling steps (default from its config)")
-    p.add_argument("--scheduler", choices=["ddim", "dpm"], help="diffusion: sampler (default from its config)")
-    p.add_argument(
+    engine_option(
+        g,
+        "--checkpoint",
+        "checkpoint",
+        type=Path,
+        help="model checkpoint folder (default: the engine's bundled weights)",
+    )
+    add_diffusion_options(g)
+    engine_option(
+        g,
         "--partial",
+        "partial",
         choices=["conditional", "repaint"],
         help="diffusion: given stems enter clean (conditional) or are re-noised each step (repaint)",
     )
-    p.add_argument("--passes", choices=["1", "2", "k"], help="diffusion, several stems: one pass, two, or one per stem")
+    engine_option(
+        g,
+        "--passes",
+        "passes",
+        choices=["1", "2", "k"],
+        help="diffusion, several stems: one pass, two, or one per stem",
+    )
+    engine_option(
+        g,
+        "--donor",
+        "donors",
+        action="append",
+        type=Path,
+        help="borrow: a donor song whose part is borrowed (repeatable)",
+    )
+
+
+def add_diffusion_options(g: Any) -> None:
+    """The diffusion model's sampler flags, shared by the commands that write with it."""
+    engine_option(
+        g, "--steps", "steps", type=int_in(1, 1000), help="diffusion: sampling steps (default from its checkpoint)"
+    )
+    engine_option(
+        g, "--scheduler", "scheduler", choices=["ddim", "dpm"], help="diffusion: sampler (default from its checkpoint)"
+    )
 
 
 def add_notation_args(p: argparse.ArgumentParser, chord_symbols: bool) -> None:

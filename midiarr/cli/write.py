@@ -9,12 +9,15 @@ from typing import Any
 
 from midiarr.chords import with_chord_track
 from midiarr.cli.common import (
+    ENGINE_OPTIONS_DEFAULT,
     MUSICXML_SUFFIXES,
     add_control_options,
+    add_diffusion_options,
     add_notation_args,
     controls_from_args,
     default_engine,
     engine_from_args,
+    engine_option,
     load_song_with_notes,
     notation_options,
     parse_meter,
@@ -224,22 +227,13 @@ def cmd_separate(args: argparse.Namespace) -> int:
     check_output_path(args.file, args.output, args.force, args.mkdir)
     song = load_song_with_notes(args.file)
     if args.method == "pitch-range":
-        if any(v is not None for v in (args.checkpoint, args.steps, args.guidance, args.scheduler, args.assign)):
-            raise OptionError("--checkpoint/--steps/--guidance/--scheduler/--assign apply to --method diffusion")
+        given = [flag for option, flag in getattr(args, ENGINE_OPTIONS_DEFAULT) if getattr(args, option) is not None]
+        if given:
+            raise OptionError(f"{'/'.join(given)}: apply to --method diffusion")
         out = pitch_range_split(song, stems)
         counts = {t.role: len(t.notes) for t in out.tracks if not t.is_drum}
     else:
-        from midiarr.engines.diffusion import DiffusionEngine
-
-        if args.guidance is not None and args.guidance < 0:
-            raise OptionError(f"--guidance {args.guidance}: must be 0 or more")
-        engine = DiffusionEngine(
-            checkpoint=args.checkpoint,
-            steps=args.steps,
-            guidance=args.guidance,
-            scheduler=args.scheduler,
-            assign=args.assign or "head",
-        )
+        engine = engine_from_args(args, engine="diffusion")
         out, counts = engine.separate(song, stems, seed=args.seed)
     save(out, args.output)
     parts = ", ".join(f"{s} {n} notes" for s, n in counts.items())
@@ -291,7 +285,6 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
         help="song: onsets follow the other parts' micro-timing (swing, a late kick); grid: exact 16th notes "
         "(default: song, or grid when writing MusicXML, which notates the grid)",
     )
-    p.add_argument("--donor", action="append", type=Path, help="donor song for --engine borrow (repeatable)")
     p.add_argument(
         "--report", type=output_folder, metavar="DIR", help="also write an HTML page with a piano roll and audio"
     )
@@ -338,7 +331,6 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     )
     add_control_options(p)
     p.add_argument("--seed", type=seed, default=0, help="same seed, same song")
-    p.add_argument("--donor", action="append", type=Path, help=argparse.SUPPRESS)
     add_takes_arg(p)
     add_notation_args(p, chord_symbols=True)
     add_threads_arg(p)
@@ -368,14 +360,23 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="the song with one track per stem")
     p.add_argument("--stems", default="bass,guitar,piano", help="stems to split into (default bass,guitar,piano)")
     p.add_argument("--method", default="diffusion", help="diffusion (default) or pitch-range (the baseline)")
-    p.add_argument(
-        "--guidance", type=float_in(0, 100), help="classifier-free guidance on the mix (0 free ... >=1 follow it)"
+    g = p.add_argument_group("diffusion options")
+    engine_option(
+        g,
+        "--guidance",
+        "guidance",
+        type=float_in(0, 100),
+        help="classifier-free guidance on the mix (0 free ... >=1 follow it)",
     )
-    p.add_argument("--steps", type=int_in(1, 1000), help="sampling steps (default from the model's config)")
-    p.add_argument("--scheduler", choices=["ddim", "dpm"], help="sampler (default from the model's config)")
-    p.add_argument("--checkpoint", type=Path, help="diffusion checkpoint folder (default: the bundled weights)")
-    p.add_argument(
+    add_diffusion_options(g)
+    engine_option(
+        g, "--checkpoint", "checkpoint", type=Path, help="diffusion checkpoint folder (default: the bundled weights)"
+    )
+    engine_option(
+        g,
         "--assign",
+        "assign",
+        choices=["head", "logits"],
         help="how notes pick their stem: head (default: the learned assignment head, when the checkpoint has "
         "one) or logits (the stem with the highest onset logit at the note)",
     )

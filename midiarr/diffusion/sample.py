@@ -11,8 +11,9 @@ are windows that overlap: the overlap of the next window is given from the one b
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -21,6 +22,8 @@ from midiarr.attributes import bin_edges
 from midiarr.config import per_stem
 from midiarr.diffusion.model import ACTIVITY_ANY, DENSITY_ANY, StemDiT
 from midiarr.diffusion.train import expand_tokens
+from midiarr.engines.diffusion import ASSIGN, PASSES
+from midiarr.engines.settings import EngineSettings, check_choice, check_range, sample_table, stem_values
 from midiarr.errors import OptionError
 from midiarr.harmony import best_chord
 from midiarr.pianoroll import (
@@ -79,17 +82,13 @@ def decode_roll(logits: np.ndarray, stem: str, threshold: float, mode: str = "co
     return roll
 
 
-def _stem_values(value: float | dict[str, float], kind: type) -> list[float]:
-    """The numbers of a setting given as one number or per stem; a value not of ``kind`` (int: whole
-    numbers only; float: any number) becomes NaN, so every range check refuses it."""
-    values = list(value.values()) if isinstance(value, dict) else [value]
-    ok = (int,) if kind is int else (int, float)
-    return [float(v) if isinstance(v, ok) and not isinstance(v, bool) else float("nan") for v in values]
-
-
 @dataclass
-class SampleSettings:
-    """How to sample (defaults from configs/diffusion.toml's [sample])."""
+class DiffusionSettings(EngineSettings):
+    """The diffusion engine's settings: how to sample (tuned values from the checkpoint's config, the
+    ``sample`` table of configs/diffusion.toml it was trained with), and how several stems and
+    separation's notes are written."""
+
+    engine: ClassVar[str] = "diffusion"
 
     steps: int = 20
     scheduler: str = "ddim"
@@ -128,6 +127,17 @@ class SampleSettings:
     # a written onset at most this many steps from an onset of the other parts, where they have none,
     # moves onto theirs (0 = off); one number, or per stem with "default" for the rest
     snap_steps: int | dict[str, int] = 0
+    # several stems: one pass for all (STEMPHONIC), two (harmony first, then the rest hearing it) or
+    # one per stem ("k")
+    passes: str = "1"
+    # separation's note assignment: the learned head ("head", when the checkpoint ships one) or the plain
+    # rule on the model's logits ("logits")
+    assign: str = "head"
+
+    @classmethod
+    def tuned(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        schedule = config.get("config", {}).get("schedule", {})
+        return {**sample_table(config), "shared_noise": bool(schedule.get("shared_noise", True))}
 
     def threshold_for(self, stem: str) -> float:
         """The onset threshold of ``stem``."""
@@ -153,34 +163,23 @@ class SampleSettings:
         """The sync pull of ``stem``."""
         return per_stem(self.sync_weight, stem)
 
-    def check(self) -> SampleSettings:
+    def check(self) -> DiffusionSettings:
         """Self, after refusing settings that cannot work."""
-        if not 1 <= self.steps <= 1000:
-            raise OptionError(f"--steps {self.steps}: choose between 1 and 1000")
-        if self.scheduler not in SCHEDULERS:
-            raise OptionError(f"--scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
-        if self.partial not in PARTIAL_MODES:
-            raise OptionError(f"--partial {self.partial!r}: choose one of {', '.join(PARTIAL_MODES)}")
-        if self.guidance < 0:
-            raise OptionError(f"--guidance {self.guidance}: must be 0 or more")
-        if self.decode not in DECODERS:
-            raise OptionError(f"decode {self.decode!r}: choose one of {', '.join(DECODERS)}")
-        if not 0 <= self.eta <= 1:
-            raise OptionError(f"--eta {self.eta}: choose between 0 and 1")
-        if not all(0 < v < 1 for v in _stem_values(self.threshold, float)):
-            raise OptionError(f"--threshold {self.threshold}: choose between 0 and 1")
-        if not 0 <= self.harmony_weight <= 20:
-            raise OptionError(f"--harmony-weight {self.harmony_weight}: choose between 0 and 20")
-        if not all(0 <= v <= 16 for v in _stem_values(self.bar_floor, float)):
-            raise OptionError(f"bar_floor {self.bar_floor}: choose between 0 and 16")
-        if not all(0 <= v <= 3 for v in _stem_values(self.snap_steps, int)):
-            raise OptionError(f"snap_steps {self.snap_steps}: choose a whole number of steps from 0 to 3")
-        if not all(0 <= v <= 20 for v in _stem_values(self.root_weight, float)):
-            raise OptionError(f"root_weight {self.root_weight}: choose between 0 and 20")
-        if not all(0 <= v <= 20 for v in _stem_values(self.voicing_weight, float)):
-            raise OptionError(f"voicing_weight {self.voicing_weight}: choose between 0 and 20")
-        if not all(0 <= v <= 20 for v in _stem_values(self.sync_weight, float)):
-            raise OptionError(f"--sync-weight {self.sync_weight}: choose between 0 and 20")
+        check_range("steps", self.steps, 1, 1000, kind=int)
+        check_choice("scheduler", self.scheduler, SCHEDULERS)
+        check_choice("partial", self.partial, PARTIAL_MODES)
+        check_range("guidance", self.guidance, 0, 100)
+        check_choice("decode", self.decode, DECODERS)
+        check_range("eta", self.eta, 0, 1)
+        if not all(0 < v < 1 for v in stem_values(self.threshold)):
+            raise OptionError(f"--threshold {self.threshold}: choose a number between 0 and 1")
+        check_range("harmony_weight", self.harmony_weight, 0, 20)
+        check_range("bar_floor", self.bar_floor, 0, 16)
+        check_range("snap_steps", self.snap_steps, 0, 3, kind=int)
+        for name in ("root_weight", "voicing_weight", "sync_weight"):
+            check_range(name, getattr(self, name), 0, 20)
+        check_choice("passes", self.passes, PASSES)
+        check_choice("assign", self.assign, ASSIGN)
         return self
 
 
@@ -504,10 +503,10 @@ def pull_budget(onset_logits: torch.Tensor, budget: OnsetBudget, margin: float =
 class RollDiffusion:
     """A trained StemDiT with its noise schedule, sampling whole songs window by window."""
 
-    def __init__(self, model: StemDiT, schedule: dict, settings: SampleSettings | None = None) -> None:
+    def __init__(self, model: StemDiT, schedule: dict, settings: DiffusionSettings | None = None) -> None:
         self.model = model
         self.schedule = schedule
-        self.settings = (settings or SampleSettings()).check()
+        self.settings = (settings or DiffusionSettings()).check()
         self.window = model.config.window_steps
         self.patch = model.config.patch
         if not 0 <= self.settings.overlap_steps < self.window:

@@ -10,11 +10,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from midiarr.attributes import BINS, bin_edges, parse_instruction
+from midiarr.engines.settings import EngineSettings
 from midiarr.errors import ExistingPartError, LimitError, OptionError
 from midiarr.roles import REMOVABLE_STEMS, ROLES, assign_roles, check_stem, tracks_with_role
 from midiarr.song import ChordSymbol, KeySignature, Song, Tempo, TimeSignature, Track
@@ -98,6 +100,29 @@ class Engine(ABC):
     # whether the engine hears a density bin; one that does is given the song's (`song_density`) when
     # the user asks for none
     hears_density: bool = False
+    # whether the engine runs on a checkpoint folder (its ``checkpoint`` option)
+    takes_checkpoint: bool = False
+
+    def __init__(self, settings: EngineSettings | None = None, **options: Any) -> None:
+        """An engine with ``settings`` (default: its settings' defaults) and ``options`` over them."""
+        self.settings = self.resolve_settings(None, settings, options)
+
+    @classmethod
+    def resolve_settings(cls, checkpoint: Path | None, settings: EngineSettings | None, options: dict[str, Any]) -> Any:
+        """``settings`` with ``options`` over them, or else the checkpoint's tuned settings with them."""
+        if settings is not None:
+            return settings.replace(**options)
+        return cls.settings_type().from_checkpoint(checkpoint, **options)
+
+    @classmethod
+    def settings_type(cls) -> type[EngineSettings]:
+        """The dataclass of this engine's settings: the options it takes besides ``checkpoint``."""
+        return EngineSettings
+
+    @classmethod
+    def default_checkpoint(cls) -> Path | None:
+        """The checkpoint folder the engine runs on when none is given (None: it needs none)."""
+        return None
 
     def check_bars(self, bars: int) -> None:
         """Raise `LimitError` when a song of ``bars`` bars is longer than this engine works on."""
@@ -449,7 +474,7 @@ def parse_bar_ranges(text: str, num_bars: int | None = None, option: str = "--ac
     return mask
 
 
-_REGISTRY: dict[str, Callable[..., Engine]] = {}
+_REGISTRY: dict[str, type[Engine]] = {}
 
 
 def register_engine(name: str) -> Callable[[type[Engine]], type[Engine]]:
@@ -474,45 +499,46 @@ def can_generate(name: str) -> bool:
     return bool(cls is not None and getattr(cls, "can_generate", False))
 
 
-def engine_options(name: str) -> list[str] | None:
-    """The keyword options the engine registered as ``name`` takes (None: any)."""
-    import inspect
-
-    init = _REGISTRY[name].__init__
-    if init is object.__init__:
-        return []
-    params = list(inspect.signature(init).parameters.values())[1:]
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
-    return [
-        p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    ]
+def engine_options(name: str) -> list[str]:
+    """The options the engine registered as ``name`` takes: ``checkpoint`` where it runs on one, and the
+    fields of its settings."""
+    cls = _engine_class(name)
+    return (["checkpoint"] if cls.takes_checkpoint else []) + cls.settings_type().option_names()
 
 
 def engine_option_types(name: str) -> dict[str, type]:
     """Each option of the engine registered as ``name`` with the plain type a text value converts to (bool,
-    int, float or str), read from its constructor's annotations."""
-    import typing
+    int, float or str), read from its settings' fields."""
+    cls = _engine_class(name)
+    return {**({"checkpoint": str} if cls.takes_checkpoint else {}), **cls.settings_type().option_types()}
 
+
+def engine_settings(name: str, **options: Any) -> EngineSettings:
+    """The settings the engine registered as ``name`` would run with, given ``options``, without loading
+    its model: how the server and eval refuse a bad option before any work (one-line `OptionError`)."""
+    cls = _engine_class(name)
+    _refuse_unknown(name, options)
+    checkpoint = options.pop("checkpoint", None) if cls.takes_checkpoint else None
+    if checkpoint is None:
+        checkpoint = cls.default_checkpoint()
+    return cls.settings_type().from_checkpoint(checkpoint, **options)
+
+
+def _engine_class(name: str) -> type[Engine]:
     if name not in _REGISTRY:
         raise OptionError(f"unknown engine {name!r} (available: {', '.join(available_engines())})")
-    init = _REGISTRY[name].__init__
-    hints = typing.get_type_hints(init) if init is not object.__init__ else {}
-    out: dict[str, type] = {}
-    for option in engine_options(name) or []:
-        text = str(hints.get(option, str))
-        kind = next((k for k in (bool, int, float) if k.__name__ in text.replace("typing.", "")), str)
-        out[option] = kind
-    return out
+    return _REGISTRY[name]
 
 
 def get_engine(name: str, **kwargs: Any) -> Engine:
     """An engine by name (`OptionError` for an unknown one, or for an option it does not take)."""
-    if name not in _REGISTRY:
-        raise OptionError(f"unknown engine {name!r} (available: {', '.join(available_engines())})")
+    _refuse_unknown(name, {k: v for k, v in kwargs.items() if k != "settings"})  # before any model is loaded
+    return _REGISTRY[name](**kwargs)
+
+
+def _refuse_unknown(name: str, options: dict[str, Any]) -> None:
     known = engine_options(name)
-    unknown = sorted(set(kwargs) - set(known)) if known is not None else []
+    unknown = sorted(set(options) - set(known))
     if unknown:
         takes = ", ".join(known) if known else "none"
         raise OptionError(f"engine {name!r} takes no option {unknown[0]!r} (its options: {takes})")
-    return _REGISTRY[name](**kwargs)

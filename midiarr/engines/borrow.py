@@ -9,16 +9,36 @@ that ignores this song's harmony and groove scores.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
 from midiarr.engines.base import Controls, Engine, register_engine
+from midiarr.engines.settings import EngineSettings
 from midiarr.errors import OptionError
 from midiarr.harmony import estimate_key
 from midiarr.io import load
 from midiarr.roles import assign_roles, tracks_with_role
 from midiarr.song import NOTE_DTYPE, Song, Track, sort_notes
+
+
+@dataclass
+class BorrowSettings(EngineSettings):
+    """The borrow engine's settings: the donor songs (each a `Song` or a MIDI/MusicXML file)."""
+
+    engine: ClassVar[str] = "borrow"
+
+    donors: list[Song | str | os.PathLike[str]] = field(default_factory=list)
+
+    def check(self) -> BorrowSettings:
+        if isinstance(self.donors, (str, os.PathLike, Song)):  # one donor given bare
+            self.donors = [self.donors]
+        bad = [d for d in self.donors if not isinstance(d, (Song, str, os.PathLike))]
+        if bad:
+            raise OptionError(f"--donor {bad[0]!r}: a donor is a song or its file")
+        return self
 
 
 @register_engine("borrow")
@@ -27,8 +47,14 @@ class BorrowEngine(Engine):
 
     writes_touch = True  # a real part, played as it was
 
-    def __init__(self, donors: list[Song | str | os.PathLike[str]] | None = None) -> None:
-        self.donors = list(donors or [])
+    def __init__(self, settings: BorrowSettings | None = None, **options: Any) -> None:
+        """``donors`` (an option): the songs, or their files, whose parts are borrowed."""
+        super().__init__(settings, **options)
+        self.donors = list(self.settings.donors)
+
+    @classmethod
+    def settings_type(cls) -> type[BorrowSettings]:
+        return BorrowSettings
 
     def write_part(
         self, context: Song, stem: str, controls: Controls, active: np.ndarray, rng: np.random.Generator

@@ -47,6 +47,7 @@ from midiarr.song import Song, Track
 
 if TYPE_CHECKING:
     from midiarr.diffusion.assign import NoteTable, StemLogits
+    from midiarr.diffusion.sample import DiffusionSettings
 
 BUNDLED = "diffusion"
 PASSES = ("1", "2", "k")
@@ -77,29 +78,19 @@ class DiffusionEngine(Engine):
     can_generate = True
     hears_density = True
     max_bars = 1000  # 125 windows of 8 bars: about a minute here
+    takes_checkpoint = True
 
     def __init__(
         self,
         checkpoint: str | os.PathLike[str] | None = None,
-        steps: int | None = None,
-        scheduler: str | None = None,
-        guidance: float | None = None,
-        partial: str | None = None,
-        passes: str = "1",
-        hard_activity: bool = True,
-        threshold: float | None = None,
-        harmony_weight: float | None = None,
-        sync_weight: float | None = None,
-        density_pull: bool | None = None,
-        bar_floor: float | None = None,
-        snap_steps: int | None = None,
-        root_weight: float | None = None,
-        voicing_weight: float | None = None,
-        assign: str = "head",
+        settings: DiffusionSettings | None = None,
+        **options: Any,
     ) -> None:
+        """The engine over ``checkpoint`` (default: the bundled one). Its settings are the checkpoint's
+        tuned ones, or ``settings``, with ``options`` (any `DiffusionSettings` field) over them."""
         from midiarr.diffusion.assign import load_head
         from midiarr.diffusion.model import load_model
-        from midiarr.diffusion.sample import RollDiffusion, SampleSettings
+        from midiarr.diffusion.sample import RollDiffusion
 
         path = Path(checkpoint) if checkpoint is not None else bundled_checkpoint()
         if not (path / "model.safetensors").is_file():
@@ -107,39 +98,24 @@ class DiffusionEngine(Engine):
                 f"diffusion checkpoint {path} not found (train one with `midiarr train-diffusion` "
                 "and pass --checkpoint)"
             )
-        if passes not in PASSES:
-            raise OptionError(f"--passes {passes!r}: choose one of {', '.join(PASSES)}")
-        if assign not in ASSIGN:
-            raise OptionError(f"--assign {assign!r}: choose one of {', '.join(ASSIGN)}")
+        self.settings = self.resolve_settings(path, settings, options)
         model, self.config = load_model(path)
-        cfg = self.config.get("config", {})
-        defaults: dict[str, Any] = dict(cfg.get("sample", {}))
-        settings = SampleSettings(**{k: v for k, v in defaults.items() if k in SampleSettings.__dataclass_fields__})
-        settings.shared_noise = bool(cfg.get("schedule", {}).get("shared_noise", True))
-        settings.hard_activity = hard_activity
-        chosen = (
-            ("steps", steps),
-            ("scheduler", scheduler),
-            ("guidance", guidance),
-            ("partial", partial),
-            ("threshold", threshold),
-            ("harmony_weight", harmony_weight),
-            ("sync_weight", sync_weight),
-            ("density_pull", density_pull),
-            ("bar_floor", bar_floor),
-            ("snap_steps", snap_steps),
-            ("root_weight", root_weight),
-            ("voicing_weight", voicing_weight),
-        )
-        for name, value in chosen:
-            if value is not None:
-                setattr(settings, name, value)
-        self.sampler = RollDiffusion(model, cfg.get("schedule", {}), settings)
-        self.passes = passes
+        self.sampler = RollDiffusion(model, self.config.get("config", {}).get("schedule", {}), self.settings)
+        self.passes = self.settings.passes
         self.checkpoint = path
         # separation's note assignment: the learned head when the checkpoint ships one
         self.head = load_head(path)
-        self.assign = assign
+        self.assign = self.settings.assign
+
+    @classmethod
+    def default_checkpoint(cls) -> Path:
+        return bundled_checkpoint()
+
+    @classmethod
+    def settings_type(cls) -> type[DiffusionSettings]:
+        from midiarr.diffusion.sample import DiffusionSettings
+
+        return DiffusionSettings
 
     # -- one stem -----------------------------------------------------------------------------
     def write_part(

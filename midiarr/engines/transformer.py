@@ -6,14 +6,17 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from midiarr.engines.base import Controls, Engine, register_engine
 from midiarr.engines.rules import NAMES, PROGRAMS
-from midiarr.errors import InputError, OptionError
+from midiarr.errors import InputError
 from midiarr.song import Song, Track
+
+if TYPE_CHECKING:
+    from midiarr.transformer.sample import TransformerSettings
 
 BUNDLED = "transformer"
 
@@ -30,87 +33,35 @@ class TransformerEngine(Engine):
     can_generate = True
     hears_density = True
     max_bars = 1000  # written bar by bar: about a minute here
+    takes_checkpoint = True
 
     def __init__(
         self,
         checkpoint: str | os.PathLike[str] | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        candidates: int | None = None,
-        candidate_pick: str | None = None,
-        candidate_windows: int | None = None,
-        note_temperature: float | None = None,
-        fresh_temperature: float | None = None,
-        harmony_weight: float | None = None,
-        root_weight: float | None = None,
-        sync_weight: float | None = None,
-        control_weight: float | None = None,
-        kit_weight: float | None = None,
-        voicing_weight: float | None = None,
-        int8: bool = False,
-        half: bool | None = None,
-        pull_inferred_density: bool | None = None,
+        settings: TransformerSettings | None = None,
+        **options: Any,
     ) -> None:
+        """The engine over ``checkpoint`` (default: the bundled one). Its settings are the checkpoint's
+        tuned ones, or ``settings``, with ``options`` (any `TransformerSettings` field) over them."""
         from midiarr.transformer.model import LeanDecoder
-        from midiarr.transformer.sample import SampleSettings
 
         path = Path(checkpoint) if checkpoint is not None else bundled_checkpoint()
         if not path.exists():
             raise InputError(f"transformer checkpoint {path} not found")
-        # half-float linear weights unless int8 is asked for: the next-token distribution moves by a KL of
-        # ~4e-8 per token and decoding is ~1.8x faster (docs/benchmarks.md)
-        half = not int8 if half is None else half
-        if half and int8:
-            raise OptionError("half and int8 weights exclude each other")
-        self.decoder, self.config = LeanDecoder.load(path, int8=int8, half=half)
-        defaults: dict[str, Any] = dict(self.config.get("config", {}).get("sample", {}))
-        settings = SampleSettings(**{k: v for k, v in defaults.items() if k in SampleSettings.__dataclass_fields__})
-        if temperature is not None:
-            if temperature <= 0:
-                raise OptionError("--temperature must be positive")
-            settings.temperature = temperature
-        if top_p is not None:
-            if not 0 < top_p <= 1:
-                raise OptionError("--top-p must be in (0, 1]")
-            settings.top_p = top_p
-        if note_temperature is not None:
-            if note_temperature <= 0:
-                raise OptionError("note temperature must be positive")
-            settings.note_temperature = note_temperature
-        if fresh_temperature is not None:
-            if fresh_temperature < 0:
-                raise OptionError("fresh temperature must be positive (0 turns it off)")
-            settings.fresh_temperature = fresh_temperature or None
-        if pull_inferred_density is not None:
-            settings.pull_inferred_density = bool(pull_inferred_density)
-        if candidates is not None:
-            if candidates < 1:
-                raise OptionError("--candidates must be at least 1")
-            settings.candidates = candidates
-            # N takes asked for by hand apply to every window, whatever the config's opening-only default
-            settings.candidate_windows = 0
-        if candidate_pick is not None:
-            if candidate_pick not in ("likelihood", "consensus"):
-                raise OptionError("--pick must be likelihood or consensus")
-            settings.candidate_pick = candidate_pick
-        if candidate_windows is not None:
-            if candidate_windows < 0:
-                raise OptionError("candidate windows must be 0 (every window) or more")
-            settings.candidate_windows = candidate_windows
-        for name, value in (
-            ("harmony_weight", harmony_weight),
-            ("root_weight", root_weight),
-            ("sync_weight", sync_weight),
-            ("control_weight", control_weight),
-            ("kit_weight", kit_weight),
-            ("voicing_weight", voicing_weight),
-        ):
-            if value is not None:
-                if not 0 <= value <= 20:
-                    raise OptionError(f"{name.replace('_', '-')} must be between 0 and 20")
-                setattr(settings, name, float(value))
-        self.settings = settings
+        self.settings = self.resolve_settings(path, settings, options)
+        half = not self.settings.int8 if self.settings.half is None else self.settings.half
+        self.decoder, self.config = LeanDecoder.load(path, int8=self.settings.int8, half=half)
         self.checkpoint = path
+
+    @classmethod
+    def default_checkpoint(cls) -> Path:
+        return bundled_checkpoint()
+
+    @classmethod
+    def settings_type(cls) -> type[TransformerSettings]:
+        from midiarr.transformer.sample import TransformerSettings
+
+        return TransformerSettings
 
     def write_infill(
         self,

@@ -38,7 +38,7 @@ ALLOWED_SUFFIXES = (".mid", ".midi", ".kar", ".rmi", ".musicxml", ".mxl", ".xml"
 STEMS = ("bass", "drums", "guitar", "piano", "strings")
 SEED_MAX = 2**32 - 1  # the range every engine's generators take (NumPy's legacy seeds, diffusion's draws)
 MAX_CANDIDATES = 8  # each take is a full sampling pass
-SAMPLING = ("temperature", "top_p", "candidates")
+SAMPLING = ("temperature", "top_p", "candidates")  # the engine options a job request may carry
 
 
 @dataclass
@@ -340,7 +340,7 @@ def create_app(root: str | Path | None = None, limits: Limits | None = None) -> 
     def submit(request: JobRequest) -> JobStatus:
         """Start an insert (stems written into an uploaded song) or a generate (a song from nothing)."""
         from midiarr.engines import available_engines
-        from midiarr.engines.base import can_generate
+        from midiarr.engines.base import can_generate, engine_settings
 
         if request.engine not in available_engines():
             raise _error(422, f"unknown engine {request.engine!r} (available: {', '.join(available_engines())})")
@@ -366,8 +366,10 @@ def create_app(root: str | Path | None = None, limits: Limits | None = None) -> 
         if not spec["stems"]:
             raise _error(422, "name at least one stem")
         options = {name: getattr(request, name) for name in SAMPLING if getattr(request, name) is not None}
-        if options and request.engine != "transformer":
-            raise _error(422, f"{', '.join(options)} apply to the transformer engine, not {request.engine}")
+        try:  # the engine's own settings refuse what it does not take, before a job starts
+            engine_settings(request.engine, **options)
+        except MidiarrError as exc:
+            raise _error(422, str(exc)) from None
         spec["options"] = options
         if request.action == "insert":
             if not request.song_id:

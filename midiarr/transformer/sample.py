@@ -11,13 +11,17 @@ that carries on from itself.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from midiarr.attributes import bin_edges
 from midiarr.config import per_stem
+from midiarr.engines.settings import EngineSettings, check_choice, check_range, sample_table
+from midiarr.errors import OptionError
 from midiarr.harmony import QUALITIES
 from midiarr.roles import PLAYABLE_RANGES
 from midiarr.transformer.encode import ContextBar, assemble, bin_velocity, header_tokens
@@ -49,6 +53,7 @@ _ROLE_IDS = frozenset(VOCAB.family("ROLE_"))
 _MAX_GUIDE = 6.0  # cap of the density pull, in log-probability units
 _CLASS = {name: i for i, (name, _, _) in enumerate(DRUM_CLASSES)}
 # A kit bar has a backbone and something keeping time; these are the drum classes of each group.
+CANDIDATE_PICKS = ("likelihood", "consensus")  # the kept take: likeliest, or most like the others
 KIT_GROUPS: tuple[np.ndarray, ...] = (
     np.array([_CLASS[n] for n in ("kick", "snare", "side_stick", "clap")]),
     np.array([_CLASS[n] for n in ("closed_hat", "pedal_hat", "open_hat", "ride", "ride_bell", "shaker")]),
@@ -56,8 +61,11 @@ KIT_GROUPS: tuple[np.ndarray, ...] = (
 
 
 @dataclass
-class SampleSettings:
-    """Sampling knobs: temperature, nucleus (top-p), candidates per window, prompt history."""
+class TransformerSettings(EngineSettings):
+    """The transformer engine's settings: sampling (temperature, nucleus, candidates per window, prompt
+    history), guidance, and how its weights are held. Tuned values come from the checkpoint's config."""
+
+    engine: ClassVar[str] = "transformer"
 
     temperature: float = 0.9
     top_p: float = 0.95
@@ -92,7 +100,40 @@ class SampleSettings:
     # whether the density bin midiarr infers from the song (none asked for) is pulled toward like an
     # asked one, or only heard by the model as its density token (docs/results.md: pulled put as many songs
     # in band as heard-only on every stem, or more)
-    pull_inferred_density: bool = True
+    pull_inferred_density: bool = False
+    # how the weights are held: half-float linear weights unless int8 is asked for (None: half unless int8;
+    # the next-token distribution moves by a KL of ~4e-8 per token and decoding is ~1.8x faster)
+    int8: bool = False
+    half: bool | None = None
+
+    @classmethod
+    def tuned(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        return sample_table(config)
+
+    def adjusted(self, given: Mapping[str, Any]) -> TransformerSettings:
+        # N takes asked for by hand apply to every window, whatever the config's opening-only default
+        if "candidates" in given and "candidate_windows" not in given:
+            self.candidate_windows = 0
+        if self.fresh_temperature == 0:  # 0 turns it off
+            self.fresh_temperature = None
+        return self
+
+    def check(self) -> TransformerSettings:
+        check_range("temperature", self.temperature, 0, 10, low_open=True)
+        check_range("top_p", self.top_p, 0, 1, low_open=True)
+        if self.note_temperature is not None:
+            check_range("note_temperature", self.note_temperature, 0, 10, low_open=True)
+        if self.fresh_temperature is not None:
+            check_range("fresh_temperature", self.fresh_temperature, 0, 10)
+        check_range("candidates", self.candidates, 1, 64, kind=int)
+        check_choice("pick", self.candidate_pick, CANDIDATE_PICKS)
+        check_range("candidate_windows", self.candidate_windows, 0, 1000, kind=int)
+        check_range("history_tokens", self.history_tokens, 0, 1024, kind=int)
+        for name in ("harmony_weight", "root_weight", "sync_weight", "control_weight", "kit_weight", "voicing_weight"):
+            check_range(name, getattr(self, name), 0, 20)
+        if self.int8 and self.half:
+            raise OptionError("half and int8 weights exclude each other")
+        return self
 
 
 def _mask(ids: range | list[int] | np.ndarray) -> np.ndarray:
@@ -132,9 +173,9 @@ class _Row:
 class StemWriter:
     """Samples one stem for a song's context bars with a `LeanDecoder`."""
 
-    def __init__(self, decoder: LeanDecoder, settings: SampleSettings | None = None) -> None:
+    def __init__(self, decoder: LeanDecoder, settings: TransformerSettings | None = None) -> None:
         self.decoder = decoder
-        self.settings = settings or SampleSettings()
+        self.settings = settings or TransformerSettings()
 
     def write(
         self,
