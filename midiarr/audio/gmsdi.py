@@ -19,14 +19,15 @@ from typing import Any
 
 import torch
 
-from midiarr.audio.checkpoint import load_state, read_checkpoint, save_checkpoint
 from midiarr.audio.data import STEMS
 from midiarr.audio.features import MelFrontend, denormalize, fit_frames, normalize
-from midiarr.audio.ldm import LDMConfig, StemLDM, ddim_schedule, noise_schedule
+from midiarr.audio.ldm import LDMConfig, StemLDM, ddim_schedule, load_noise_schedule, noise_schedule
 from midiarr.audio.vae import MelVAE, load_vae
+from midiarr.checkpoint import load_pretrained, save_pretrained
 from midiarr.errors import InputError
 
 LABELS = (*STEMS, "other")
+KIND = "gmsdi"
 
 
 class MixtureLDM(torch.nn.Module):
@@ -47,21 +48,22 @@ class MixtureLDM(torch.nn.Module):
         return self.net.unet(torch.cat([noisy, planes], dim=1), t).sample
 
 
-def save_gmsdi(model: MixtureLDM, out_dir: str | Path, meta: dict[str, Any]) -> Path:
-    return save_checkpoint(model, out_dir, "gmsdi", {"network": asdict(model.config), "labels": LABELS, **meta})
+def save_gmsdi(model: MixtureLDM, out_dir: str | Path, meta: dict[str, Any], scheduler: Any = None) -> Path:
+    config = {"kind": KIND, "network": asdict(model.config), "labels": LABELS, **meta}
+    return save_pretrained(model, out_dir, config, scheduler=scheduler)
 
 
 def load_gmsdi(path: str | Path) -> tuple[MixtureLDM, dict[str, Any]]:
-    state, config = read_checkpoint(path, "gmsdi")
-    if tuple(config.get("labels", ())) != LABELS:
-        raise InputError(f"{path}: trained with other source labels")
-    model = MixtureLDM(LDMConfig(**config["network"]))
-    load_state(model, state, path)
-    return model, config
+    def build(config: dict[str, Any]) -> MixtureLDM:
+        if tuple(config.get("labels", ())) != LABELS:
+            raise InputError(f"{path}: trained with other source labels")
+        return MixtureLDM(LDMConfig(**config["network"]))
+
+    return load_pretrained(path, "an audio model checkpoint", build, kind=KIND)
 
 
 def gmsdi_loss(model: MixtureLDM, batch: dict[str, Any], alphas: torch.Tensor) -> torch.Tensor:
-    a = alphas[batch["t"]].view(-1, 1, 1, 1)
+    a = alphas.to(batch["t"].device)[batch["t"]].view(-1, 1, 1, 1)
     noisy = a.sqrt() * batch["target"] + (1 - a).sqrt() * batch["noise"]
     return torch.nn.functional.mse_loss(model(noisy, batch["t"], batch["labels"]), batch["noise"])
 
@@ -69,11 +71,12 @@ def gmsdi_loss(model: MixtureLDM, batch: dict[str, Any], alphas: torch.Tensor) -
 class GMSDIPipeline:
     """Separation and accompaniment with a mixture-trained model, coupled to the mix at each step."""
 
-    def __init__(self, model: MixtureLDM, vae: MelVAE, config: dict[str, Any]) -> None:
+    def __init__(self, model: MixtureLDM, vae: MelVAE, config: dict[str, Any], train_schedule: Any = None) -> None:
+        """``train_schedule``: the noise schedule saved with the model (default: its config's)."""
         self.model, self.vae, self.config = model, vae, config
         self.front = MelFrontend(vae.spec)
         self.spec = vae.spec
-        self.train_schedule = noise_schedule(config["config"])
+        self.train_schedule = train_schedule or noise_schedule(config["config"])
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> GMSDIPipeline:
@@ -84,7 +87,7 @@ class GMSDIPipeline:
             raise InputError("no bundled GMSDI weights; train one with `midiarr train-audio gmsdi`")
         model, config = load_gmsdi(folder)
         vae, _ = load_vae(resolve_vae(folder, config))
-        return cls(model, vae, config)
+        return cls(model, vae, config, load_noise_schedule(folder, config["config"]))
 
     def _label(self, b: int, names: list[int]) -> torch.Tensor:
         lab = torch.zeros(b, len(LABELS))

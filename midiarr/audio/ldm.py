@@ -19,7 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from midiarr.audio.checkpoint import load_state, read_checkpoint, save_checkpoint
+from midiarr.checkpoint import load_pretrained, load_scheduler, save_pretrained
+
+KIND = "stem-ldm"
 
 
 @dataclass(frozen=True)
@@ -124,12 +126,20 @@ def ddim_schedule(train_schedule: Any, steps: int, prediction: str = "epsilon") 
     return sched
 
 
-def save_ldm(model: StemLDM, out_dir: str | Path, meta: dict[str, Any]) -> Path:
-    return save_checkpoint(model, out_dir, "stem-ldm", {"network": asdict(model.config), **meta})
+def load_noise_schedule(folder: str | Path, config: dict[str, Any]) -> Any:
+    """The training schedule saved with a latent model (diffusers' ``from_config``); its config's for one
+    saved without it."""
+    from diffusers import DDPMScheduler
+
+    return load_scheduler(folder, DDPMScheduler) or noise_schedule(config)
+
+
+def save_ldm(model: StemLDM, out_dir: str | Path, meta: dict[str, Any], scheduler: Any = None) -> Path:
+    config = {"kind": KIND, "network": asdict(model.config), **meta}
+    return save_pretrained(model, out_dir, config, scheduler=scheduler)
 
 
 def load_ldm(path: str | Path) -> tuple[StemLDM, dict[str, Any]]:
-    state, config = read_checkpoint(path, "stem-ldm")
-    model = StemLDM(LDMConfig(**config["network"]))
-    load_state(model, state, path)
-    return model, config
+    return load_pretrained(
+        path, "an audio model checkpoint", lambda config: StemLDM(LDMConfig(**config["network"])), kind=KIND
+    )

@@ -14,7 +14,15 @@ import torch
 
 from midiarr.audio.data import STEMS
 from midiarr.audio.features import MelFrontend, denormalize, fit_frames
-from midiarr.audio.ldm import Conditions, StemLDM, cat_conditions, ddim_schedule, load_ldm, noise_schedule
+from midiarr.audio.ldm import (
+    Conditions,
+    StemLDM,
+    cat_conditions,
+    ddim_schedule,
+    load_ldm,
+    load_noise_schedule,
+    noise_schedule,
+)
 from midiarr.audio.tuned import GENERATION_ETA, SEPARATION_ESTIMATOR, SEPARATION_GUIDANCE
 from midiarr.audio.vae import MelVAE, load_vae
 from midiarr.errors import InputError, OptionError
@@ -48,11 +56,12 @@ def resolve_vae(ldm_dir: Path, config: dict[str, Any]) -> Path:
 class StemLDMPipeline:
     """The stem LDM with its VAE and mel front end."""
 
-    def __init__(self, ldm: StemLDM, vae: MelVAE, config: dict[str, Any]) -> None:
+    def __init__(self, ldm: StemLDM, vae: MelVAE, config: dict[str, Any], train_schedule: Any = None) -> None:
+        """``train_schedule``: the noise schedule saved with the model (default: its config's)."""
         self.ldm, self.vae, self.config = ldm, vae, config
         self.front = MelFrontend(vae.spec)
         self.spec = vae.spec
-        self.train_schedule = noise_schedule(config["config"])
+        self.train_schedule = train_schedule or noise_schedule(config["config"])
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> StemLDMPipeline:
@@ -61,7 +70,7 @@ class StemLDMPipeline:
             raise InputError("no bundled audio LDM weights; train one with `midiarr train-audio ldm`")
         ldm, config = load_ldm(folder)
         vae, _ = load_vae(resolve_vae(folder, config))
-        return cls(ldm, vae, config)
+        return cls(ldm, vae, config, load_noise_schedule(folder, config["config"]))
 
     # ----------------------------------------------------------------- sampling
     def encode(self, waves: torch.Tensor) -> torch.Tensor:

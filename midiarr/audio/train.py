@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from midiarr.audio.checkpoint import WEIGHTS_FILE, load_state, read_checkpoint
 from midiarr.audio.data import STEMS, ClipSet, load_clips
 from midiarr.audio.features import MelFrontend, MelSpec
 from midiarr.audio.ldm import noise_schedule
+from midiarr.checkpoint import WEIGHTS_FILE, init_facts, load_state, read_pretrained
 from midiarr.config import load_config
 from midiarr.errors import InputError
-from midiarr.training import adamw, cosine_lr, invoked_command
+from midiarr.training import LoopSettings, budget, fit, invoked_command, module_device, start_run, to_device
 
 
 def audio_config(path: str | Path | None) -> dict[str, Any]:
@@ -35,15 +33,6 @@ def audio_config(path: str | Path | None) -> dict[str, Any]:
 
 def mel_spec(config: dict[str, Any]) -> MelSpec:
     return MelSpec(**config["mel"])
-
-
-def _budget(tcfg: dict[str, Any], max_minutes: float | None, max_steps: int | None) -> dict[str, Any]:
-    tcfg = dict(tcfg)
-    if max_minutes is not None:
-        tcfg["max_minutes"] = max_minutes
-    if max_steps is not None:
-        tcfg["max_steps"] = max_steps
-    return tcfg
 
 
 def _clips(data: str | Path, spec: MelSpec, log: Callable[[str], None]) -> tuple[ClipSet, ClipSet, str]:
@@ -58,12 +47,6 @@ def _clips(data: str | Path, spec: MelSpec, log: Callable[[str], None]) -> tuple
             f"{spec.sr} Hz, {spec.clip_samples} samples"
         )
     return train, valid, split
-
-
-def _log_line(log_path: Path, entry: dict[str, Any], log: Callable[[str], None]) -> None:
-    with open(log_path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry) + "\n")
-    log(json.dumps(entry))
 
 
 # ---------------------------------------------------------------------- VAE
@@ -92,30 +75,21 @@ def train_vae(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train the mel VAE; its latent scale (1 / latent std on train clips) is saved with it."""
-    from accelerate import Accelerator
-
     from midiarr.audio.vae import MelVAE, VAEConfig, save_vae
 
     config = audio_config(config_path)
     spec = mel_spec(config)
-    tcfg = _budget(config["vae"]["train"], max_minutes, max_steps)
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(int(tcfg["seed"]))
+    tcfg = budget(config["vae"]["train"], max_minutes, max_steps)
+    loop = LoopSettings.from_table(tcfg, betas=(0.9, 0.99))
+    start_run(int(tcfg["seed"]), threads)
     rng = np.random.default_rng(int(tcfg["seed"]))
     front = MelFrontend(spec)
     train, valid, split = _clips(data, spec, log)
     net = VAEConfig(width=int(config["vae"]["width"]), latent_channels=int(config["vae"]["latent_channels"]))
     kl_weight = float(config["vae"]["kl_weight"])
-    accelerator = Accelerator()
     model = MelVAE(net, spec)
-    optimizer = adamw(model, float(tcfg["learning_rate"]), float(tcfg["weight_decay"]), (0.9, 0.99))
-    model, optimizer = accelerator.prepare(model, optimizer)
     val_x = vae_examples(valid, front, 96, np.random.default_rng(12345))
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "train_log.jsonl"
-    log_path.write_text("", encoding="utf-8")
     n_params = sum(p.numel() for p in model.parameters())
     meta = {
         "command": invoked_command(),
@@ -127,53 +101,46 @@ def train_vae(
     }
     log(f"mel VAE: {n_params / 1e3:.0f}k parameters; train {len(train)} clips, valid {len(valid)}")
 
-    def validate(m: MelVAE) -> float:
-        with torch.no_grad():
-            return float((m.decoder(m.moments(val_x)[0]).squeeze(1) - val_x).abs().mean())
+    def validate(m: Any) -> dict[str, float]:
+        x = val_x.to(module_device(m))
+        return {"valid_l1": float((m.decoder(m.moments(x)[0]).squeeze(1) - x).abs().mean())}
 
-    best, started, step, running = float("inf"), time.time(), 0, []
-    while step < int(tcfg["max_steps"]) and time.time() - started < 60 * float(tcfg["max_minutes"]):
-        x = vae_examples(train, front, int(tcfg["batch_size"]), rng).to(accelerator.device)
-        lr = cosine_lr(step, (time.time() - started) / 60, tcfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss, rec = accelerator.unwrap_model(model).loss(x, kl_weight)
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        running.append(float(rec.detach()))
-        step += 1
-        if step % int(tcfg["eval_every"]) == 0:
-            plain = accelerator.unwrap_model(model).eval()
-            val = validate(plain)
-            plain.train()
-            entry = {
-                "step": step,
-                "minutes": round((time.time() - started) / 60, 2),
-                "train_l1": round(float(np.mean(running)), 5),
-                "valid_l1": round(val, 5),
-                "lr": round(lr, 7),
-            }
-            running = []
-            _log_line(log_path, entry, log)
-            if val < best:
-                best = val
-                best_state = copy.deepcopy(plain.state_dict())
-                best_step = step
-    plain = accelerator.unwrap_model(model).eval()
-    if best == float("inf"):
-        best, best_state, best_step = validate(plain), plain.state_dict(), step
-    plain.load_state_dict(best_state)
+    def loss(m: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        net = m.module if hasattr(m, "module") else m  # the VAE's own loss, through a DDP wrapper too
+        return net.loss(x, kl_weight)
+
+    best: dict[str, Any] = {}  # the latent scale is measured on the best weights, so they are saved at the end
+    result = fit(
+        model,
+        lambda: vae_examples(train, front, int(tcfg["batch_size"]), rng),
+        loss,
+        validate,
+        lambda m, facts: best.update(state=copy.deepcopy(m.state_dict()), **facts),
+        loop,
+        out,
+        metric="l1",
+        log=log,
+    )
+    plain = MelVAE(net, spec)
+    plain.load_state_dict(best["state"])
+    plain.eval()
     with torch.no_grad():  # unit-std latents for the diffusion models
         lat = plain.moments(vae_examples(train, front, 256, np.random.default_rng(7)))[0]
         plain.scale.fill_(float(1.0 / lat.std().clamp(min=1e-4)))
     save_vae(
-        plain, out, {**meta, "step": best_step, "steps_run": step, "valid_l1": best, "latent_scale": float(plain.scale)}
+        plain,
+        out,
+        {
+            **meta,
+            "step": best["step"],
+            "steps_run": result.steps,
+            "valid_l1": best["valid_l1"],
+            "latent_scale": float(plain.scale),
+        },
     )
     if config_path is not None:
         shutil.copyfile(config_path, out / "audio.toml")
-    return {"steps": step, "valid_loss": best, "parameters": n_params}
+    return {"steps": result.steps, "valid_loss": best["valid_l1"], "parameters": n_params}
 
 
 # ---------------------------------------------------------------------- latents
@@ -268,7 +235,7 @@ class LDMBatches:
 
 def ldm_loss(model: Any, batch: dict[str, Any], alphas: torch.Tensor, prediction: str = "epsilon") -> torch.Tensor:
     """MSE of the model's output against the noise ("epsilon") or the clean latents ("sample")."""
-    a = alphas[batch["t"]].view(-1, 1, 1, 1, 1)
+    a = alphas.to(batch["t"].device)[batch["t"]].view(-1, 1, 1, 1, 1)
     noisy = a.sqrt() * batch["target"] + (1 - a).sqrt() * batch["noise"]
     goal = batch["noise"] if prediction == "epsilon" else batch["target"]
     return torch.nn.functional.mse_loss(model(noisy, batch["t"], batch["cond"]), goal)
@@ -286,7 +253,7 @@ class _LatentRun:
     split: str
     train_lat: torch.Tensor
     valid_lat: torch.Tensor
-    alphas: torch.Tensor
+    schedule: Any  # the DDPM training schedule, saved with the weights
     init_state: dict[str, torch.Tensor] | None = None
     init_meta: dict[str, Any] = field(default_factory=dict)
 
@@ -298,21 +265,11 @@ class _LatentRun:
         return LDMConfig(stems=stems, latent_channels=c, latent_height=h, latent_frames=w,
                          channels=tuple(ldm["channels"]), attention_last=bool(ldm["attention_last"]))  # fmt: skip
 
-    def prepare(self, model: torch.nn.Module) -> tuple[Any, Any, Any, Any]:
-        """(model, its EMA copy, optimizer, accelerator), the model and optimizer prepared by accelerate."""
-        from accelerate import Accelerator
-
-        accelerator = Accelerator()
+    def start(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` with the weights of the run it continues, if any, ready to train."""
         if self.init_state is not None:
-            load_state(model, self.init_state, self.init_meta["init_from"]["path"])
-            model.train()
-        ema = copy.deepcopy(model).eval()
-        for p in ema.parameters():
-            p.requires_grad_(False)
-        tcfg = self.tcfg
-        optimizer = adamw(model, float(tcfg["learning_rate"]), float(tcfg["weight_decay"]), (0.9, 0.999))
-        model, optimizer = accelerator.prepare(model, optimizer)
-        return model, ema, optimizer, accelerator
+            load_state(model, self.init_state, self.init_meta["init_from"]["path"]).train()
+        return model
 
 
 def _latent_run(data: str | Path, vae_path: str | Path, config_path: str | Path | None, section: str,
@@ -324,25 +281,22 @@ def _latent_run(data: str | Path, vae_path: str | Path, config_path: str | Path 
 
     init_state, init_meta = None, {}
     if init_from is not None:
-        init_state, earlier = read_checkpoint(init_from, kind)
+        init_state, earlier = read_pretrained(init_from, "an audio model checkpoint", kind=kind)
         if Path(str(earlier.get("vae", ""))).resolve() != Path(vae_path).resolve() and not _same_weights(
             earlier.get("vae"), vae_path
         ):
             raise InputError(f"{init_from}: trained in another VAE's latent space ({earlier.get('vae')})")
-        fields = ("step", "valid_loss", "command")
-        init_meta = {"init_from": {"path": str(init_from), **{f: earlier.get(f) for f in fields}}}
+        init_meta = {"init_from": init_facts(init_from, earlier)}
 
     config = audio_config(config_path)
-    tcfg = _budget(config[section]["train"], max_minutes, max_steps)
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(int(tcfg["seed"]))
+    tcfg = budget(config[section]["train"], max_minutes, max_steps)
+    start_run(int(tcfg["seed"]), threads)
     vae, _ = load_vae(vae_path)
     train, valid, split = _clips(data, vae.spec, log)
     train_lat = clip_latents(data, "train", train, vae, vae_path, log)
     valid_lat = clip_latents(data, split, valid, vae, vae_path, log)
-    alphas = noise_schedule(config).alphas_cumprod.float()
-    return _LatentRun(config, tcfg, vae, train, valid, split, train_lat, valid_lat, alphas, init_state, init_meta)
+    schedule = noise_schedule(config)
+    return _LatentRun(config, tcfg, vae, train, valid, split, train_lat, valid_lat, schedule, init_state, init_meta)
 
 
 def _same_weights(a: str | Path | None, b: str | Path) -> bool:
@@ -369,7 +323,7 @@ def train_ldm(
 
     run = _latent_run(data, vae_path, config_path, "ldm", max_minutes, max_steps, threads, log, init_from, "stem-ldm")
     config, tcfg, vae, train, valid, split = run.config, run.tcfg, run.vae, run.train, run.valid, run.split
-    model, ema, optimizer, accelerator = run.prepare(StemLDM(run.network(len(STEMS))))
+    model = run.start(StemLDM(run.network(len(STEMS))))
     tasks = dict(config["ldm"]["tasks"])
     batches = LDMBatches(train, run.train_lat, vae, tasks, int(tcfg["seed"]))
     val_batches = LDMBatches(valid, run.valid_lat, vae, tasks, 12345)
@@ -377,9 +331,11 @@ def train_ldm(
     prediction = str(config["ldm"].get("prediction", "epsilon"))
     if prediction not in ("epsilon", "sample"):
         raise ValueError(f"[ldm] prediction = {prediction!r}: choose epsilon or sample")
-    return _diffusion_loop(
-        model, ema, optimizer, accelerator, batches, fixed, run.alphas, tcfg, out_dir, config_path,
-        lambda m, out, extra: save_ldm(m, out, {**extra, "vae": str(vae_path), "mel": vae.spec.as_dict()}),
+    return _latent_fit(
+        run, model, batches, fixed, out_dir, config_path,
+        lambda m, out, extra: save_ldm(
+            m, out, {**extra, "vae": str(vae_path), "mel": vae.spec.as_dict()}, scheduler=run.schedule
+        ),
         {"command": invoked_command(), **run.init_meta, "config": config, "train_clips": len(train),
          "valid_clips": len(valid),
          "data_split": f"render-dataset train split for training, {split} for validation; test never read"},
@@ -387,64 +343,37 @@ def train_ldm(
     )  # fmt: skip
 
 
-def _diffusion_loop(
-    model: Any, ema: Any, optimizer: Any, accelerator: Any, batches: Callable[[int], dict[str, Any]],
-    fixed: list[dict[str, Any]], alphas: torch.Tensor, tcfg: dict[str, Any], out_dir: str | Path,
-    config_path: str | Path | None, save: Callable[[Any, Path, dict[str, Any]], Any], meta: dict[str, Any],
-    log: Callable[[str], None], loss_fn: Callable[..., torch.Tensor] = ldm_loss,
+def _latent_fit(
+    run: _LatentRun, model: torch.nn.Module, batches: Callable[[int], dict[str, Any]],
+    fixed: list[dict[str, Any]], out_dir: str | Path, config_path: str | Path | None,
+    save: Callable[[Any, Path, dict[str, Any]], Any], meta: dict[str, Any], log: Callable[[str], None],
+    loss_fn: Callable[..., torch.Tensor] = ldm_loss,
 ) -> dict[str, Any]:  # fmt: skip
-    """The EMA diffusion training loop both latent models share."""
+    """Both latent models through the training loop: EMA weights judged on fixed validation batches."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "train_log.jsonl"
-    log_path.write_text("", encoding="utf-8")
-    n_params = sum(p.numel() for p in ema.parameters())
+    alphas = run.schedule.alphas_cumprod.float()
+    n_params = sum(p.numel() for p in model.parameters())
     meta = {**meta, "parameters": n_params}
     log(f"model: {n_params / 1e6:.2f}M parameters")
 
-    def validate() -> float:
-        with torch.no_grad():
-            return float(np.mean([float(loss_fn(ema, b, alphas)) for b in fixed]))
+    def validate(ema: Any) -> dict[str, float]:
+        device = module_device(ema)
+        return {"valid_loss": float(np.mean([float(loss_fn(ema, to_device(b, device), alphas)) for b in fixed]))}
 
-    best, started, step, running = float("inf"), time.time(), 0, []
-    ema_decay = float(tcfg["ema_decay"])
-    while step < int(tcfg["max_steps"]) and time.time() - started < 60 * float(tcfg["max_minutes"]):
-        batch = batches(int(tcfg["batch_size"]))
-        lr = cosine_lr(step, (time.time() - started) / 60, tcfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss = loss_fn(model, batch, alphas)
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        # a continued run's EMA starts from trained weights: no warm-up of the decay
-        d = ema_decay if "init_from" in meta else min(ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), accelerator.unwrap_model(model).parameters(), strict=True):
-                pe.mul_(d).add_(pm.detach().cpu(), alpha=1 - d)
-        running.append(float(loss.detach()))
-        step += 1
-        if step % int(tcfg["eval_every"]) == 0:
-            val = validate()
-            entry = {
-                "step": step,
-                "minutes": round((time.time() - started) / 60, 2),
-                "train_loss": round(float(np.mean(running)), 5),
-                "valid_loss": round(val, 5),
-                "lr": round(lr, 7),
-            }
-            running = []
-            _log_line(log_path, entry, log)
-            if val < best:
-                best = val
-                save(ema, out, {**meta, "step": step, "valid_loss": val})
-    if best == float("inf"):
-        best = validate()
-        save(ema, out, {**meta, "step": step, "valid_loss": best})
+    result = fit(
+        model,
+        lambda: batches(int(run.tcfg["batch_size"])),
+        lambda m, batch: loss_fn(m, batch, alphas),
+        validate,
+        lambda m, facts: save(m, out, {**meta, **facts}),
+        LoopSettings.from_table(run.tcfg, ema=True),
+        out,
+        warm_ema=run.init_state is None,  # a continued run's average starts from trained weights
+        log=log,
+    )
     if config_path is not None:
         shutil.copyfile(config_path, out / "audio.toml")
-    return {"steps": step, "valid_loss": best, "parameters": n_params}
+    return {"steps": result.steps, "valid_loss": result.best["valid_loss"], "parameters": n_params}
 
 
 # ---------------------------------------------------------------------- GMSDI
@@ -486,14 +415,16 @@ def train_gmsdi(
 
     run = _latent_run(data, vae_path, config_path, "gmsdi", max_minutes, max_steps, threads, log, init_from, "gmsdi")
     config, tcfg, vae, train, valid, split = run.config, run.tcfg, run.vae, run.train, run.valid, run.split
-    model, ema, optimizer, accelerator = run.prepare(MixtureLDM(run.network(1)))
+    model = run.start(MixtureLDM(run.network(1)))
     drop = float(tcfg["drop_label"])
     batches = MixtureBatches(train, run.train_lat, drop, int(tcfg["seed"]))
     val = MixtureBatches(valid, run.valid_lat, drop, 12345)
     fixed = [val(int(tcfg["batch_size"])) for _ in range(int(tcfg["eval_batches"]))]
-    return _diffusion_loop(
-        model, ema, optimizer, accelerator, batches, fixed, run.alphas, tcfg, out_dir, config_path,
-        lambda m, out, extra: save_gmsdi(m, out, {**extra, "vae": str(vae_path), "mel": vae.spec.as_dict()}),
+    return _latent_fit(
+        run, model, batches, fixed, out_dir, config_path,
+        lambda m, out, extra: save_gmsdi(
+            m, out, {**extra, "vae": str(vae_path), "mel": vae.spec.as_dict()}, scheduler=run.schedule
+        ),
         {"command": invoked_command(), **run.init_meta, "config": config, "train_clips": len(train),
          "valid_clips": len(valid),
          "data_split": f"render-dataset train split (mixes and source labels only) for training, {split} for "

@@ -13,8 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from midiarr.audio.checkpoint import load_state, read_checkpoint, save_checkpoint
 from midiarr.audio.features import MelSpec
+from midiarr.checkpoint import load_pretrained, save_pretrained
+
+KIND = "mel-vae"
 
 
 @dataclass(frozen=True)
@@ -83,13 +85,14 @@ class MelVAE(nn.Module):
 
 
 def save_vae(model: MelVAE, out_dir: str | Path, meta: dict[str, Any]) -> Path:
-    return save_checkpoint(
-        model, out_dir, "mel-vae", {"network": asdict(model.config), "mel": model.spec.as_dict(), **meta}
-    )
+    config = {"kind": KIND, "network": asdict(model.config), "mel": model.spec.as_dict(), **meta}
+    return save_pretrained(model, out_dir, config)
 
 
 def load_vae(path: str | Path) -> tuple[MelVAE, dict[str, Any]]:
-    state, config = read_checkpoint(path, "mel-vae")
-    model = MelVAE(VAEConfig(**config["network"]), MelSpec(**config["mel"]))
-    load_state(model, state, path)
-    return model, config
+    return load_pretrained(
+        path,
+        "an audio model checkpoint",
+        lambda config: MelVAE(VAEConfig(**config["network"]), MelSpec(**config["mel"])),
+        kind=KIND,
+    )

@@ -16,7 +16,6 @@ diffusion weights (``assign.safetensors``, ``assign.json``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from midiarr.checkpoint import load_pretrained, save_pretrained
 from midiarr.errors import InputError
 from midiarr.pianoroll import PITCHED
 
@@ -297,35 +297,24 @@ class AssignHead(nn.Module):
 
 def save_head(head: AssignHead, folder: str | Path, meta: dict[str, Any], name: str = HEAD) -> None:
     """``NAME.safetensors`` and ``NAME.json`` (shape plus training facts) into ``folder``, atomically."""
-    from safetensors.torch import save_file
-
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f"{name}.safetensors.tmp"
-    save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, str(tmp))
-    tmp.replace(out / f"{name}.safetensors")
-    tmp = out / f"{name}.json.tmp"
-    tmp.write_text(json.dumps({"head": asdict(head.config), **meta}, indent=1), encoding="utf-8")
-    tmp.replace(out / f"{name}.json")
+    config = {"head": asdict(head.config), **meta}
+    save_pretrained(head, folder, config, weights_file=f"{name}.safetensors", config_file=f"{name}.json")
 
 
 def load_head(folder: str | Path, name: str = HEAD) -> AssignHead | None:
     """The head ``name`` saved in ``folder``; None when the folder has none."""
-    from safetensors.torch import load_file
-
     path = Path(folder)
-    weights, config_path = path / f"{name}.safetensors", path / f"{name}.json"
-    if not weights.is_file():
+    if not (path / f"{name}.safetensors").is_file():
         return None
-    try:
-        config = HeadConfig(**json.loads(config_path.read_text(encoding="utf-8"))["head"])
-        head = AssignHead(config)
-        head.load_state_dict(load_file(str(weights)))
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-        raise InputError(f"{path}: cannot read the assignment head ({str(exc).splitlines()[0]})") from None
-    if config.feature_version != FEATURE_VERSION:
+    head, _ = load_pretrained(
+        path,
+        "an assignment head",
+        lambda config: AssignHead(HeadConfig(**config["head"])),
+        weights_file=f"{name}.safetensors",
+        config_file=f"{name}.json",
+    )
+    if head.config.feature_version != FEATURE_VERSION:
         raise InputError(
-            f"{path}: the assignment head reads feature version {config.feature_version}, not {FEATURE_VERSION}"
+            f"{path}: the assignment head reads feature version {head.config.feature_version}, not {FEATURE_VERSION}"
         )
-    head.eval()
     return head

@@ -12,8 +12,8 @@ cell: the model predicts the clean roll (x0), which suits binary data.
 
 from __future__ import annotations
 
-import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from midiarr.checkpoint import load_pretrained, load_scheduler, save_pretrained
 from midiarr.errors import InputError
 from midiarr.pianoroll import PITCH_ROWS, SLOTS
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 ACTIVITY_OFF, ACTIVITY_ON, ACTIVITY_ANY = 0, 1, 2
 DENSITY_ANY = 3
 
@@ -145,41 +144,38 @@ class StemDiT(nn.Module):
         return out.permute(0, 1, 3, 4, 2, 5).reshape(b, s, planes, p, t)
 
 
-def save_model(model: StemDiT, out_dir: str | Path, meta: dict[str, Any]) -> Path:
-    """Weights (safetensors) and config.json (network shape plus training facts) into ``out_dir``."""
-    from safetensors.torch import save_file
+def noise_schedule(table: Mapping[str, Any]) -> Any:
+    """The DDPM schedule (x0 prediction) a ``[schedule]`` table names: how training noises a roll."""
+    from diffusers import DDPMScheduler
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = out / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp))
-    tmp.replace(out / WEIGHTS_FILE)
-    tmp_cfg = out / (CONFIG_FILE + ".tmp")
-    tmp_cfg.write_text(json.dumps({"network": asdict(model.config), "slots": SLOTS, **meta}, indent=1), "utf-8")
-    tmp_cfg.replace(out / CONFIG_FILE)
-    return out
+    return DDPMScheduler(
+        num_train_timesteps=int(table["train_timesteps"]),
+        beta_schedule=str(table["beta_schedule"]),
+        prediction_type="sample",
+        clip_sample=False,
+    )
+
+
+def load_noise_schedule(path: str | Path, table: Mapping[str, Any]) -> Any:
+    """The noise schedule saved with a checkpoint (diffusers' ``from_config``); ``table``'s for one saved
+    without it."""
+    from diffusers import DDPMScheduler
+
+    return load_scheduler(path, DDPMScheduler) or noise_schedule(table)
+
+
+def save_model(model: StemDiT, out_dir: str | Path, meta: dict[str, Any], scheduler: Any = None) -> Path:
+    """Weights, config.json (network shape plus training facts) and the noise schedule into ``out_dir``."""
+    config = {"network": asdict(model.config), "slots": SLOTS, **meta}
+    return save_pretrained(model, out_dir, config, scheduler=scheduler)
 
 
 def load_model(path: str | Path) -> tuple[StemDiT, dict[str, Any]]:
     """A saved model (eval mode) and its config."""
-    from safetensors.torch import load_file
 
-    folder = Path(path)
-    weights, config_path = folder / WEIGHTS_FILE, folder / CONFIG_FILE
-    if not weights.is_file() or not config_path.is_file():
-        raise InputError(f"{folder}: not a diffusion checkpoint (needs {WEIGHTS_FILE} and {CONFIG_FILE})")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        state = load_file(str(weights))
-    except Exception as exc:
-        raise InputError(f"{folder}: cannot read the checkpoint ({exc})") from None
-    if tuple(config.get("slots", ())) != SLOTS:
-        raise InputError(f"{folder}: the checkpoint was trained with other stem slots")
-    model = StemDiT(DiTConfig(**config["network"]))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise InputError(f"{folder}: weights do not match the network ({str(exc).splitlines()[0]})") from None
-    model.eval()
-    return model, config
+    def build(config: dict[str, Any]) -> StemDiT:
+        if tuple(config.get("slots", ())) != SLOTS:
+            raise InputError(f"{Path(path)}: the checkpoint was trained with other stem slots")
+        return StemDiT(DiTConfig(**config["network"]))
+
+    return load_pretrained(path, "a diffusion checkpoint", build)

@@ -20,7 +20,7 @@ import torch
 
 from midiarr.attributes import bin_edges
 from midiarr.config import per_stem
-from midiarr.diffusion.model import ACTIVITY_ANY, DENSITY_ANY, StemDiT
+from midiarr.diffusion.model import ACTIVITY_ANY, DENSITY_ANY, StemDiT, noise_schedule
 from midiarr.diffusion.train import expand_tokens
 from midiarr.engines.diffusion import ASSIGN, PASSES
 from midiarr.engines.settings import EngineSettings, check_choice, check_range, sample_table, stem_values
@@ -500,12 +500,17 @@ def pull_budget(onset_logits: torch.Tensor, budget: OnsetBudget, margin: float =
     return out
 
 
+SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "prediction_type")
+
+
 class RollDiffusion:
     """A trained StemDiT with its noise schedule, sampling whole songs window by window."""
 
-    def __init__(self, model: StemDiT, schedule: dict, settings: DiffusionSettings | None = None) -> None:
+    def __init__(self, model: StemDiT, schedule: Any, settings: DiffusionSettings | None = None) -> None:
+        """``schedule``: the training noise schedule (a diffusers scheduler, as saved with the checkpoint,
+        or the ``[schedule]`` table of its config)."""
         self.model = model
-        self.schedule = schedule
+        self.train_schedule = noise_schedule(schedule) if isinstance(schedule, Mapping) else schedule
         self.settings = (settings or DiffusionSettings()).check()
         self.window = model.config.window_steps
         self.patch = model.config.patch
@@ -519,15 +524,14 @@ class RollDiffusion:
     def _scheduler(self) -> object:
         from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
-        common = dict(
-            num_train_timesteps=int(self.schedule["train_timesteps"]),
-            beta_schedule=str(self.schedule["beta_schedule"]),
-            prediction_type="sample",
-        )
+        # the sampler takes the training schedule's betas and prediction, and its own defaults for the rest
+        # (DPM-Solver spaces its steps otherwise than DDPM)
+        trained = self.train_schedule.config
+        common = {k: trained[k] for k in SCHEDULE_KEYS if k in trained}
         if self.settings.scheduler == "dpm":
-            sched = DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
+            sched = DPMSolverMultistepScheduler.from_config(common, algorithm_type="dpmsolver++", solver_order=2)
         else:
-            sched = DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=True)
+            sched = DDIMScheduler.from_config(common, clip_sample=False, set_alpha_to_one=True)
         sched.set_timesteps(self.settings.steps)
         return sched
 

@@ -3,16 +3,14 @@
 DDPM training with diffusers' noise schedule: the model sees written stems noised to a random
 step (all written stems of a window with one shared noise when ``shared_noise``, as STEMPHONIC
 does), given stems clean, and learns the clean roll with a binary cross-entropy per cell.
-An exponential moving average of the weights is what gets validated and saved; the best by
-validation loss is kept, and every evaluation goes to ``train_log.jsonl`` beside it.
+The loop is `midiarr.training.fit`: an exponential moving average of the weights is what gets
+validated and saved, the best by validation loss is kept, and every evaluation goes to
+``train_log.jsonl`` beside it. The noise schedule is saved with the weights.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import shutil
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,23 +18,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from midiarr.checkpoint import init_facts
 from midiarr.config import load_config
 from midiarr.diffusion.data import GroupSampler, TaskMix, build_roll_corpus, load_roll_corpus
-from midiarr.diffusion.model import DiTConfig, StemDiT, load_model, save_model
-from midiarr.errors import InputError, OptionError
-from midiarr.training import adamw, cosine_lr, invoked_command
-
-
-def noise_schedule(config: dict[str, Any]) -> Any:
-    """The DDPM scheduler (x0 prediction) that defines the forward noising."""
-    from diffusers import DDPMScheduler
-
-    return DDPMScheduler(
-        num_train_timesteps=int(config["train_timesteps"]),
-        beta_schedule=str(config["beta_schedule"]),
-        prediction_type="sample",
-        clip_sample=False,
-    )
+from midiarr.diffusion.model import DiTConfig, StemDiT, load_model, noise_schedule, save_model
+from midiarr.errors import InputError
+from midiarr.training import LoopSettings, budget, fit, invoked_command, module_device, start_run, to_device
 
 
 def expand_tokens(flags: torch.Tensor, patch: int) -> torch.Tensor:
@@ -84,7 +71,6 @@ def diffusion_loss(
 
 
 VALID_BATCH = 16
-MIXED_PRECISION = ("no", "bf16", "fp16")
 
 
 class SamplerStream(torch.utils.data.IterableDataset):
@@ -125,23 +111,11 @@ def train(
     ``workers`` > 0 draws training windows in that many DataLoader processes (for a GPU, where drawing
     them in the training process would leave the device idle); 0 draws them in-process.
     """
-    from accelerate import Accelerator
-
     config = load_config("diffusion.toml", config_path)
-    tcfg = dict(config["train"])
-    if max_minutes is not None:
-        tcfg["max_minutes"] = max_minutes
-    if max_steps is not None:
-        tcfg["max_steps"] = max_steps
-    if seed is not None:
-        tcfg["seed"] = seed
+    tcfg = budget(config["train"], max_minutes, max_steps, seed)
     # "bf16" on a GPU (train.mixed_precision); the CPU runs keep full precision. Checked before the
     # corpus loads, so a wrong config fails at once
-    precision = str(tcfg.get("mixed_precision", "no"))
-    if precision not in MIXED_PRECISION:
-        raise OptionError(f"[train] mixed_precision {precision!r}: choose one of {', '.join(MIXED_PRECISION)}")
-    if threads is not None:
-        torch.set_num_threads(threads)
+    loop = LoopSettings.from_table(tcfg, ema=True)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     suffix = f"-{limit}" if limit else ""
@@ -152,9 +126,9 @@ def train(
     net = DiTConfig(**config["network"])
     tasks = TaskMix(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["tasks"].items()})
     shared = bool(config["schedule"]["shared_noise"])
-    alphas = noise_schedule(config["schedule"]).alphas_cumprod.float()
-    torch.manual_seed(int(tcfg["seed"]))
-    accelerator = Accelerator(mixed_precision=precision)
+    schedule = noise_schedule(config["schedule"])
+    alphas = schedule.alphas_cumprod.float()
+    start_run(int(tcfg["seed"]), threads)
     model = StemDiT(net)
     init_meta: dict[str, Any] = {}
     if init_from is not None:
@@ -162,26 +136,12 @@ def train(
         if asdict(earlier.config) != asdict(net):
             raise InputError(f"{init_from}: its network differs from the config's [network]")
         model.load_state_dict(earlier.state_dict())
-        init_meta = {
-            "init_from": {
-                "path": str(init_from),
-                "step": earlier_config.get("step"),
-                "valid_loss": earlier_config.get("valid_loss"),
-                "command": earlier_config.get("command"),
-            }
-        }
-    model.train()
-    ema = copy.deepcopy(model).eval().to(accelerator.device)
-    for p in ema.parameters():
-        p.requires_grad_(False)
-    optimizer = adamw(model, float(tcfg["learning_rate"]), float(tcfg["weight_decay"]), (0.9, 0.999))
-    model, optimizer = accelerator.prepare(model, optimizer)
+        init_meta = {"init_from": init_facts(init_from, earlier_config)}
     batch_size = int(tcfg["batch_size"])
     if workers > 0:
         stream = SamplerStream(train_songs, net, tasks, int(tcfg["seed"]), batch_size)
-        pin = accelerator.device.type == "cuda"
         loader = torch.utils.data.DataLoader(
-            stream, batch_size=None, num_workers=workers, pin_memory=pin, prefetch_factor=4
+            stream, batch_size=None, num_workers=workers, pin_memory=torch.cuda.is_available(), prefetch_factor=4
         )
         batches = iter(loader)
     else:
@@ -191,7 +151,7 @@ def train(
     # validation windows are fixed at 16 per batch whatever the training batch, so every run's
     # valid loss is measured on the same windows and runs compare
     val_batches = [val_sampler.batch(VALID_BATCH) for _ in range(int(tcfg["eval_batches"]))]
-    n_params = sum(p.numel() for p in ema.parameters())
+    n_params = sum(p.numel() for p in model.parameters())
     meta = {
         "command": invoked_command(),
         "config": {**config, "train": tcfg},
@@ -202,58 +162,26 @@ def train(
         "data_split": f"prepare cache splits.json: train for training, {validation_split} for validation; "
         "test never read",
     }
-    log_path = out / "train_log.jsonl"
-    log_path.write_text("", encoding="utf-8")
     log(f"model: {n_params / 1e6:.2f}M parameters; train {len(train_songs)} songs, valid {len(valid_songs)}")
 
-    def validate() -> float:
+    def validate(ema: Any) -> dict[str, float]:
         gen = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            losses = []
-            for b in val_batches:
-                on_device = {k: v.to(accelerator.device) for k, v in b.items()}
-                losses.append(float(diffusion_loss(ema, on_device, alphas, shared, gen)))
-        return sum(losses) / len(losses)
+        device = module_device(ema)
+        losses = [float(diffusion_loss(ema, to_device(b, device), alphas, shared, gen)) for b in val_batches]
+        return {"valid_loss": sum(losses) / len(losses)}
 
-    best, started, step, running = float("inf"), time.time(), 0, []
-    ema_decay = float(tcfg["ema_decay"])
-    while step < int(tcfg["max_steps"]) and (time.time() - started) < 60 * float(tcfg["max_minutes"]):
-        batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in next(batches).items()}
-        lr = cosine_lr(step, (time.time() - started) / 60, tcfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss = diffusion_loss(model, batch, alphas, shared)
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        # early on the average would mostly remember the random start: warm the decay up
-        d = ema_decay if init_from is not None else min(ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), accelerator.unwrap_model(model).parameters(), strict=True):
-                pe.lerp_(pm.detach(), 1 - d)
-        running.append(loss.detach())  # summed at the log: a float() here would stall the GPU every step
-        step += 1
-        if step % int(tcfg["eval_every"]) == 0 or step == int(tcfg["max_steps"]):
-            val = validate()
-            entry = {
-                "step": step,
-                "minutes": round((time.time() - started) / 60, 2),
-                "windows_seen": step * batch_size,
-                "train_loss": round(float(torch.stack(running).mean()), 5),
-                "valid_loss": round(val, 5),
-                "lr": round(lr, 7),
-            }
-            running = []
-            with open(log_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(entry) + "\n")
-            log(json.dumps(entry))
-            if val < best and accelerator.is_main_process:
-                best = val
-                save_model(ema, out, {**meta, "step": step, "valid_loss": val})
-    if best == float("inf"):  # too short to reach an evaluation
-        best = validate()
-        save_model(ema, out, {**meta, "step": step, "valid_loss": best})
+    result = fit(
+        model,
+        lambda: next(batches),
+        lambda m, batch: diffusion_loss(m, batch, alphas, shared),
+        validate,
+        lambda m, facts: save_model(m, out, {**meta, **facts}, scheduler=schedule),
+        loop,
+        out,
+        warm_ema=init_from is None,
+        progress=lambda step: {"windows_seen": step * batch_size},
+        log=log,
+    )
     if config_path is not None:
         shutil.copyfile(config_path, out / "diffusion.toml")
-    return {"steps": step, "valid_loss": best, "parameters": n_params}
+    return {"steps": result.steps, "valid_loss": result.best["valid_loss"], "parameters": n_params}

@@ -89,7 +89,7 @@ class DiffusionEngine(Engine):
         """The engine over ``checkpoint`` (default: the bundled one). Its settings are the checkpoint's
         tuned ones, or ``settings``, with ``options`` (any `DiffusionSettings` field) over them."""
         from midiarr.diffusion.assign import load_head
-        from midiarr.diffusion.model import load_model
+        from midiarr.diffusion.model import load_model, load_noise_schedule
         from midiarr.diffusion.sample import RollDiffusion
 
         path = Path(checkpoint) if checkpoint is not None else bundled_checkpoint()
@@ -100,7 +100,8 @@ class DiffusionEngine(Engine):
             )
         self.settings = self.resolve_settings(path, settings, options)
         model, self.config = load_model(path)
-        self.sampler = RollDiffusion(model, self.config.get("config", {}).get("schedule", {}), self.settings)
+        schedule = load_noise_schedule(path, self.config.get("config", {}).get("schedule", {}))
+        self.sampler = RollDiffusion(model, schedule, self.settings)
         self.passes = self.settings.passes
         self.checkpoint = path
         # separation's note assignment: the learned head when the checkpoint ships one

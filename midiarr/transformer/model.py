@@ -8,7 +8,6 @@ which is what makes whole-song generation fast enough.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -19,11 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from midiarr.checkpoint import read_pretrained, save_pretrained
 from midiarr.errors import InputError
 from midiarr.transformer.vocab import VOCAB
-
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 
 
 def gpt2_config(model: dict[str, Any]) -> Any:
@@ -47,37 +44,16 @@ def gpt2_config(model: dict[str, Any]) -> Any:
 
 
 def save_checkpoint(model: Any, out_dir: str | Path, meta: dict[str, Any]) -> Path:
-    """Weights (safetensors) and config.json (GPT-2 config, vocabulary, training facts) into ``out_dir``."""
-    from safetensors.torch import save_file
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    tmp = out / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp))
-    tmp.replace(out / WEIGHTS_FILE)
+    """Weights (the tied output layer once) and config.json (GPT-2 config, vocabulary, training facts)."""
     config = {"gpt2": model.config.to_diff_dict(), "vocab": VOCAB.tokens, **meta}
-    tmp_cfg = out / (CONFIG_FILE + ".tmp")
-    tmp_cfg.write_text(json.dumps(config, indent=1), encoding="utf-8")
-    tmp_cfg.replace(out / CONFIG_FILE)
-    return out
+    return save_pretrained(model, out_dir, config, skip=("lm_head.weight",))
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Weights and config of a checkpoint folder, checked against this vocabulary."""
-    from safetensors.torch import load_file
-
-    folder = Path(path)
-    weights, config_path = folder / WEIGHTS_FILE, folder / CONFIG_FILE
-    if not weights.is_file() or not config_path.is_file():
-        raise InputError(f"{folder}: not a transformer checkpoint (needs {WEIGHTS_FILE} and {CONFIG_FILE})")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        state = load_file(str(weights))
-    except Exception as exc:
-        raise InputError(f"{folder}: cannot read the checkpoint ({exc})") from None
+    state, config = read_pretrained(path, "a transformer checkpoint")
     if config.get("vocab") != VOCAB.tokens:
-        raise InputError(f"{folder}: the checkpoint was trained with another vocabulary")
+        raise InputError(f"{Path(path)}: the checkpoint was trained with another vocabulary")
     return state, config
 
 
