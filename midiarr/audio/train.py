@@ -307,42 +307,6 @@ def _same_weights(a: str | Path | None, b: str | Path) -> bool:
     return fa.is_file() and fb.is_file() and fa.read_bytes() == fb.read_bytes()
 
 
-def train_ldm(
-    data: str | Path,
-    out_dir: str | Path,
-    vae_path: str | Path,
-    config_path: str | Path | None = None,
-    max_minutes: float | None = None,
-    max_steps: int | None = None,
-    threads: int | None = None,
-    log: Callable[[str], None] = print,
-    init_from: str | Path | None = None,
-) -> dict[str, Any]:
-    """Train the multi-track latent diffusion model on the VAE's latents of rendered clips."""
-    from midiarr.audio.ldm import StemLDM, save_ldm
-
-    run = _latent_run(data, vae_path, config_path, "ldm", max_minutes, max_steps, threads, log, init_from, "stem-ldm")
-    config, tcfg, vae, train, valid, split = run.config, run.tcfg, run.vae, run.train, run.valid, run.split
-    model = run.start(StemLDM(run.network(len(STEMS))))
-    tasks = dict(config["ldm"]["tasks"])
-    batches = LDMBatches(train, run.train_lat, vae, tasks, int(tcfg["seed"]))
-    val_batches = LDMBatches(valid, run.valid_lat, vae, tasks, 12345)
-    fixed = [val_batches(int(tcfg["batch_size"])) for _ in range(int(tcfg["eval_batches"]))]
-    prediction = str(config["ldm"].get("prediction", "epsilon"))
-    if prediction not in ("epsilon", "sample"):
-        raise ValueError(f"[ldm] prediction = {prediction!r}: choose epsilon or sample")
-    return _latent_fit(
-        run, model, batches, fixed, out_dir, config_path,
-        lambda m, out, extra: save_ldm(
-            m, out, {**extra, "vae": str(vae_path), "mel": vae.spec.as_dict()}, scheduler=run.schedule
-        ),
-        {"command": invoked_command(), **run.init_meta, "config": config, "train_clips": len(train),
-         "valid_clips": len(valid),
-         "data_split": f"render-dataset train split for training, {split} for validation; test never read"},
-        log, loss_fn=functools.partial(ldm_loss, prediction=prediction),
-    )  # fmt: skip
-
-
 def _latent_fit(
     run: _LatentRun, model: torch.nn.Module, batches: Callable[[int], dict[str, Any]],
     fixed: list[dict[str, Any]], out_dir: str | Path, config_path: str | Path | None,
@@ -399,7 +363,42 @@ class MixtureBatches:
         }
 
 
-def train_gmsdi(
+def _ldm_parts(run: _LatentRun) -> tuple[torch.nn.Module, Any, Any, Callable[..., torch.Tensor], str]:
+    """The stem LDM, its training and validation batches (separation, partial and total generation), loss."""
+    from midiarr.audio.ldm import StemLDM
+
+    tasks = dict(run.config["ldm"]["tasks"])
+    prediction = str(run.config["ldm"].get("prediction", "epsilon"))
+    if prediction not in ("epsilon", "sample"):
+        raise ValueError(f"[ldm] prediction = {prediction!r}: choose epsilon or sample")
+    return (
+        StemLDM(run.network(len(STEMS))),
+        LDMBatches(run.train, run.train_lat, run.vae, tasks, int(run.tcfg["seed"])),
+        LDMBatches(run.valid, run.valid_lat, run.vae, tasks, 12345),
+        functools.partial(ldm_loss, prediction=prediction),
+        "render-dataset train split for training",
+    )
+
+
+def _gmsdi_parts(run: _LatentRun) -> tuple[torch.nn.Module, Any, Any, Callable[..., torch.Tensor], str]:
+    """The GMSDI mixture model, its batches of mixes with source labels, loss."""
+    from midiarr.audio.gmsdi import MixtureLDM, gmsdi_loss
+
+    drop = float(run.tcfg["drop_label"])
+    return (
+        MixtureLDM(run.network(1)),
+        MixtureBatches(run.train, run.train_lat, drop, int(run.tcfg["seed"])),
+        MixtureBatches(run.valid, run.valid_lat, drop, 12345),
+        gmsdi_loss,
+        "render-dataset train split (mixes and source labels only) for training",
+    )
+
+
+LATENT_MODELS = {"ldm": ("stem-ldm", _ldm_parts), "gmsdi": ("gmsdi", _gmsdi_parts)}
+
+
+def train_latent(
+    model: str,
     data: str | Path,
     out_dir: str | Path,
     vae_path: str | Path,
@@ -410,24 +409,31 @@ def train_gmsdi(
     log: Callable[[str], None] = print,
     init_from: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train the GMSDI mixture model: mix latents and per-source labels only."""
-    from midiarr.audio.gmsdi import MixtureLDM, gmsdi_loss, save_gmsdi
+    """Train a latent diffusion model on the VAE's latents of rendered clips: ``model`` "ldm" (the
+    multi-track stem LDM) or "gmsdi" (the mixture model, which sees mix latents and source labels only)."""
+    from midiarr.audio.gmsdi import save_gmsdi
+    from midiarr.audio.ldm import save_ldm
 
-    run = _latent_run(data, vae_path, config_path, "gmsdi", max_minutes, max_steps, threads, log, init_from, "gmsdi")
-    config, tcfg, vae, train, valid, split = run.config, run.tcfg, run.vae, run.train, run.valid, run.split
-    model = run.start(MixtureLDM(run.network(1)))
-    drop = float(tcfg["drop_label"])
-    batches = MixtureBatches(train, run.train_lat, drop, int(tcfg["seed"]))
-    val = MixtureBatches(valid, run.valid_lat, drop, 12345)
-    fixed = [val(int(tcfg["batch_size"])) for _ in range(int(tcfg["eval_batches"]))]
-    return _latent_fit(
-        run, model, batches, fixed, out_dir, config_path,
-        lambda m, out, extra: save_gmsdi(
-            m, out, {**extra, "vae": str(vae_path), "mel": vae.spec.as_dict()}, scheduler=run.schedule
-        ),
-        {"command": invoked_command(), **run.init_meta, "config": config, "train_clips": len(train),
-         "valid_clips": len(valid),
-         "data_split": f"render-dataset train split (mixes and source labels only) for training, {split} for "
-                       "validation; test never read"},
-        log, loss_fn=gmsdi_loss,
-    )  # fmt: skip
+    kind, parts = LATENT_MODELS[model]
+    run = _latent_run(data, vae_path, config_path, model, max_minutes, max_steps, threads, log, init_from, kind)
+    network, batches, valid_batches, loss_fn, trained_on = parts(run)
+    fixed = [valid_batches(int(run.tcfg["batch_size"])) for _ in range(int(run.tcfg["eval_batches"]))]
+    save_model = save_ldm if model == "ldm" else save_gmsdi
+    meta = {
+        "command": invoked_command(),
+        **run.init_meta,
+        "config": run.config,
+        "train_clips": len(run.train),
+        "valid_clips": len(run.valid),
+        "data_split": f"{trained_on}, {run.split} for validation; test never read",
+    }
+
+    def save(m: Any, out: Path, extra: dict[str, Any]) -> None:
+        facts = {**extra, "vae": str(vae_path), "mel": run.vae.spec.as_dict()}
+        save_model(m, out, facts, scheduler=run.schedule)
+
+    return _latent_fit(run, run.start(network), batches, fixed, out_dir, config_path, save, meta, log, loss_fn)
+
+
+train_ldm = functools.partial(train_latent, "ldm")
+train_gmsdi = functools.partial(train_latent, "gmsdi")

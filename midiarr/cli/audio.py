@@ -26,8 +26,7 @@ def cmd_train_audio(args: argparse.Namespace) -> int:
     else:
         if args.vae is None:
             raise OptionError(f"train-audio {args.model} needs --vae (a trained mel VAE folder)")
-        fn = train.train_ldm if args.model == "ldm" else train.train_gmsdi
-        result = fn(args.data, args.output, args.vae, init_from=args.init_from, **common)
+        result = train.train_latent(args.model, args.data, args.output, args.vae, init_from=args.init_from, **common)
     say(args, f"wrote {args.output}: {result['parameters'] / 1e6:.2f}M parameters, {result['steps']} steps, "
                f"valid loss {result['valid_loss']:.5f}")  # fmt: skip
     return 0
