@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from midiarr.engines import Controls, Engine
-from midiarr.engines.base import follow_timing, give_touch, song_density
+from midiarr.engines.base import as_played, follow_timing, song_density
 from midiarr.errors import InputError, OptionError
 from midiarr.roles import assign_roles, check_stem, tracks_with_role
 from midiarr.song import NOTE_DTYPE, Song, sort_notes
@@ -113,7 +113,7 @@ def infill(
         written = engine.write_infill(context, stem, controls, span, np.random.default_rng(seed + k), kept)
         for t in written:
             t.role = stem
-        written = follow_timing(context, give_touch(engine, context, written, controls, seed + k), controls, span)
+        written = follow_timing(context, as_played(engine, context, written, controls, seed + k, span), controls, span)
         notes = np.concatenate([t.notes for t in written]) if written else np.zeros(0, dtype=NOTE_DTYPE)
         notes = notes[span[_bar_of(song, notes["start"], len(span))]] if len(notes) else notes
         cost = seam_cost(song, kept, notes, span, song.tracks[idx[0]].is_drum)

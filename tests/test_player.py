@@ -139,7 +139,7 @@ def test_engine_insert_with_touch_keeps_every_note_but_the_velocity(song, tiny_d
 def test_train_player_fits_and_saves_both_models(tmp_path):
     cache = fixture_cache(tmp_path, songs=12)
     paths = train_player(cache, tmp_path / "player", log=lambda m: None)
-    assert [p.name for p in paths] == ["density", "touch"]
+    assert [p.name for p in paths] == ["density", "touch", "repeats"]
     dens = D.DensityModel.load(tmp_path / "player" / "density")
     assert set(dens.info["valid"]) <= {"bass", "drums", "guitar", "piano", "strings"}
     touch = T.TouchModel.load(tmp_path / "player" / "touch")

@@ -74,6 +74,7 @@ def controls_from_args(args: argparse.Namespace) -> Any:
         register=args.register,
         polyphony=args.polyphony,
         touch=args.touch,
+        repeats=args.repeats,
     )
 
 
@@ -176,6 +177,13 @@ def add_control_options(p: argparse.ArgumentParser) -> None:
         dest="touch",
         action="store_false",
         help="keep the engine's own velocities (default: accents and ghost notes as real players of the stem play)",
+    )
+    p.add_argument(
+        "--no-repeats",
+        dest="repeats",
+        action="store_false",
+        help="keep the engine's own bars where the song repeats itself (default: a bar is played again where "
+        "the rest of the band repeats it, as often as real players of the stem do)",
     )
     add_engine_options(p)
 

@@ -55,6 +55,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "max_bars": args.max_bars,
         "timing": args.timing,
         "instructions": args.instructions,
+        "repeats": args.repeats,
     }
     if controls:  # measure the controls instead of the usual pass
         runs = [evaluate_control(engines, stems, args.data, attr, levels, **shared) for attr, levels in controls]
@@ -313,6 +314,12 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
         default="triplet",
         help="what each part is asked for: triplet (the instruction written from the real part: its density, "
         "dynamics ...) or none (only the stem, as a user who names nothing; --control sets just its bin)",
+    )
+    p.add_argument(
+        "--no-repeats",
+        dest="repeats",
+        action="store_false",
+        help="keep the engines' own bars where the song repeats itself (as `insert --no-repeats`)",
     )
     p.add_argument("--stems", default="bass,drums,guitar", help="comma-separated stems (default bass,drums,guitar)")
     p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")

@@ -38,6 +38,8 @@ class Controls:
     timing: str = "song"
     # a player's touch on the velocities of engines that write none of their own (see midiarr.player.touch)
     touch: bool = True
+    # bars played again where the song repeats itself, as real players of the stem do (midiarr.player.repeats)
+    repeats: bool = True
     # no density asked: engines that hear density bins get the one real parts play in songs like this
     # (midiarr.player.density); the names of the bins filled in so go to ``inferred``
     song_density: bool = True
@@ -50,10 +52,11 @@ class Controls:
         timing: str = "song",
         touch: bool = True,
         song_density: bool = True,
+        repeats: bool = True,
         **flags: str | None,
     ) -> Controls:
         """Controls from free text plus explicit flags such as ``density="busy"``; ``timing``,
-        ``touch`` and ``song_density`` as the fields."""
+        ``touch``, ``song_density`` and ``repeats`` as the fields."""
         bins: dict[str, str] = {}
         unknown: list[str] = []
         if instruction:
@@ -68,6 +71,7 @@ class Controls:
             timing=timing,
             touch=touch,
             song_density=song_density,
+            repeats=repeats,
         )
 
 
@@ -97,6 +101,8 @@ class Engine(ABC):
     # whether the engine writes each note's velocity itself; an engine that does not (one level per part)
     # gets a player's touch from `give_touch`
     writes_touch: bool = False
+    # whether the engine plays its bars again where the song repeats (else `give_repeats` does)
+    writes_repeats: bool = False
     # whether the engine hears a density bin; one that does is given the song's (`song_density`) when
     # the user asks for none
     hears_density: bool = False
@@ -164,7 +170,7 @@ class Engine(ABC):
         tracks = self.write_part(context, stem, controls, mask, np.random.default_rng(seed))
         for t in tracks:
             t.role = stem
-        tracks = give_touch(self, context, tracks, controls, seed)
+        tracks = as_played(self, context, tracks, controls, seed, mask)
         tracks = follow_timing(context, tracks, controls, mask)
         return build_result(song, context, kept, existing, roles, tracks, [stem] * len(tracks), stem)
 
@@ -249,7 +255,7 @@ class Engine(ABC):
             tracks = self.write_part(song, stem, controls, mask, np.random.default_rng(seed + k))
             for t in tracks:
                 t.role = stem
-            song = song.with_tracks(song.tracks + give_touch(self, song, tracks, controls, seed + k))
+            song = song.with_tracks(song.tracks + as_played(self, song, tracks, controls, seed + k))
         return song
 
 
@@ -267,7 +273,47 @@ def song_density(engine: Engine, context: Song, stem: str, controls: Controls) -
     return replace(controls, bins={**controls.bins, "density": word}, inferred=(*controls.inferred, "density"))
 
 
-TOUCH_STREAM = 0x70C4  # the touch draws from its own stream of the seed, so the notes stay as written
+# the touch and the repeats draw from their own streams of the seed, so the notes stay as written
+TOUCH_STREAM = 0x70C4
+REPEAT_STREAM = 0x2E9E
+
+
+def as_played(
+    engine: Engine,
+    context: Song,
+    tracks: list[Track],
+    controls: Controls,
+    seed: int,
+    writable: np.ndarray | None = None,
+) -> list[Track]:
+    """``tracks`` (written for ``context``) as a player plays them: bars played again where the song repeats
+    (`give_repeats`, only in the ``writable`` bars), then accents and ghost notes (`give_touch`)."""
+    tracks = give_repeats(engine, context, tracks, controls, seed, writable)
+    return give_touch(engine, context, tracks, controls, seed)
+
+
+def give_repeats(
+    engine: Engine,
+    context: Song,
+    tracks: list[Track],
+    controls: Controls,
+    seed: int,
+    writable: np.ndarray | None = None,
+) -> list[Track]:
+    """``tracks`` with bars played again where ``context`` repeats an earlier bar, as often as real players
+    of the stem do, unless the engine writes its own form or ``controls.repeats`` is off."""
+    if engine.writes_repeats or not controls.repeats or not context.tracks:
+        return tracks
+    from midiarr.player.repeats import bundled_model
+
+    model = bundled_model()
+    out = []
+    for k, track in enumerate(tracks):
+        played = track.copy()
+        rng = np.random.default_rng([seed, REPEAT_STREAM, k])
+        played.notes = model.apply(context, track.notes, track.role or "", rng, writable)
+        out.append(played)
+    return out
 
 
 def give_touch(engine: Engine, context: Song, tracks: list[Track], controls: Controls, seed: int) -> list[Track]:

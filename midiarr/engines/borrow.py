@@ -46,6 +46,7 @@ class BorrowEngine(Engine):
     """Writes the stem by borrowing it from donor songs (chosen by the seed)."""
 
     writes_touch = True  # a real part, played as it was
+    writes_repeats = True  # a real part, its form as it was
 
     def __init__(self, settings: BorrowSettings | None = None, **options: Any) -> None:
         """``donors`` (an option): the songs, or their files, whose parts are borrowed."""

@@ -20,10 +20,10 @@ from midiarr.engines.base import (
     Controls,
     Engine,
     InsertResult,
+    as_played,
     build_result,
     fit_activity,
     follow_timing,
-    give_touch,
     make_room,
     register_engine,
     song_density,
@@ -192,7 +192,7 @@ class DiffusionEngine(Engine):
         tracks = self.write_stems(context, stems, controls, mask, seed)
         for t in tracks:
             t.role = t.role or stems[0]
-        tracks = follow_timing(context, give_touch(self, context, tracks, controls, seed), controls, mask)
+        tracks = follow_timing(context, as_played(self, context, tracks, controls, seed, mask), controls, mask)
         new_roles = [t.role or stems[0] for t in tracks]
         return build_result(song, context, kept, existing, roles, tracks, new_roles, ",".join(stems))
 
@@ -203,7 +203,7 @@ class DiffusionEngine(Engine):
         meter = song.time_signatures[0]
         steps = int(np.ceil(bars * 4 * meter.numerator / meter.denominator * STEPS_PER_BEAT))
         tracks = self.write_stems(song, stems, controls, np.ones(bars, dtype=bool), seed=seed, min_steps=steps)
-        return song.with_tracks(give_touch(self, song, tracks, controls, seed))
+        return song.with_tracks(as_played(self, song, tracks, controls, seed))
 
     # -- separation ---------------------------------------------------------------------------
     def separate(

@@ -444,6 +444,7 @@ class RulesEngine(Engine):
     """Style-based accompaniment from chords, meter, tempo and the controls."""
 
     writes_touch = True  # its accents and ghost notes are written with the notes
+    writes_repeats = True  # its patterns repeat by design
 
     def write_part(
         self, context: Song, stem: str, controls: Controls, active: np.ndarray, rng: np.random.Generator

@@ -95,6 +95,7 @@ def score_part(
         "range_validity": M.range_validity(part, stem),
         "notes": float(len(part)),
         "rep_rate": M.rhythm_repetition(song, part),
+        "song_repeat": M.song_repetition(song, part, context),
         "length_sd": M.length_spread(part, tpb),
         "velocity_sd": M.velocity_spread(part),
         "pitch_sd": float("nan") if drums else M.pitch_spread(part),
@@ -121,6 +122,7 @@ def evaluate(
     max_bars: int | None = None,
     timing: str = "song",
     instructions: str = "triplet",
+    repeats: bool = True,
 ) -> dict[str, Any]:
     """Run the evaluation; returns per-part scores and aggregates (see `report.write_report`).
 
@@ -129,7 +131,8 @@ def evaluate(
     ``timing`` is the written parts' timing ("song": the other parts' micro-timing, "grid");
     ``instructions`` what each part is asked for: "triplet" (the triplet's instruction, written from what
     the real part does: its density, dynamics, register ...) or "none" (nothing, as a user who only
-    names the stem: the engine must find what suits the song).
+    names the stem: the engine must find what suits the song); ``repeats`` off keeps the engines' bars
+    where the song repeats (`Controls.repeats`).
     """
     from tqdm import tqdm
 
@@ -163,7 +166,7 @@ def evaluate(
             if stem not in engine.stems:
                 continue
             start = time.perf_counter()
-            controls = Controls.build(instruction, timing=timing)
+            controls = Controls.build(instruction, timing=timing, repeats=repeats)
             try:
                 result = engine.insert(partial, stem, controls, seed=seed + k, roles=assign_roles(partial))
             except MidiarrError as exc:
@@ -254,6 +257,7 @@ def aggregate(scores: list[PartScore], engines: list[str], stems: list[str]) -> 
 # Scalar attributes compared as |written - real|, and distributions compared by total variation.
 PLAYER_SCALARS: tuple[str, ...] = (
     "rep_rate",
+    "song_repeat",
     "length_sd",
     "velocity_sd",
     "pitch_sd",
@@ -389,6 +393,7 @@ def evaluate_control(
     max_bars: int | None = None,
     timing: str = "song",
     instructions: str = "triplet",
+    repeats: bool = True,
 ) -> dict[str, Any]:
     """Write every part once per level of ``attribute`` (the triplet's instruction with that one bin
     overridden, or that bin alone with ``instructions="none"``; the same seed), and measure whether the
@@ -422,7 +427,7 @@ def evaluate_control(
             bins: dict[str, str | None] = {}
             for level in levels:
                 instruction = row["instruction"] if instructions == "triplet" else None
-                controls = Controls.build(instruction, timing=timing, **{attribute: level})
+                controls = Controls.build(instruction, timing=timing, repeats=repeats, **{attribute: level})
                 try:
                     result = engine.insert(partial, stem, controls, seed=seed + k, roles=assign_roles(partial))
                 except MidiarrError as exc:

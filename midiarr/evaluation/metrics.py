@@ -237,6 +237,16 @@ def rhythm_repetition(song: Song, part: np.ndarray) -> float:
     return float(same / pairs) if pairs else float("nan")
 
 
+def song_repetition(song: Song, part: np.ndarray, context: np.ndarray) -> float:
+    """Share of the bars that repeat an earlier bar of the other parts (`midiarr.player.repeats`) in which
+    the part plays exactly what it played in that earlier bar, over the bars where it plays in either;
+    NaN when the song repeats no bar where the part plays."""
+    from midiarr.player.repeats import repeated_bars
+
+    same, total = repeated_bars(song, part, context)
+    return same / total if total else float("nan")
+
+
 def length_spread(part: np.ndarray, tpb: int) -> float:
     """Standard deviation of log2 note length in beats (a 64th-beat floor, so a 1-tick drum hit does not
     dominate); 0 = every note the same length, 1 = lengths typically a factor of two apart. NaN under 2 notes."""

@@ -65,6 +65,7 @@ SPREAD_COLUMNS = [
 # (attribute, title, format) of the players table: written and real medians, then distances.
 PLAYER_ROWS = [
     ("rep_rate", "bars repeating the last bar's rhythm", "{:.2f}"),
+    ("song_repeat", "bars played again where the song repeats", "{:.2f}"),
     ("length_sd", "sd of log2 length (beats)", "{:.2f}"),
     ("velocity_sd", "sd of velocity", "{:.1f}"),
     ("pitch_sd", "sd of pitch (semitones)", "{:.1f}"),

@@ -1,6 +1,7 @@
-"""Fitting the player models on a prepare cache: the density regression (`train_density`) and the
-touch tables (`midiarr.player.touch.fit_touch`). Both read the train split only; the valid split is
-for choosing the ridge strength and for the numbers in the model card."""
+"""Fitting the player models on a prepare cache: the density regression (`train_density`), the
+touch tables (`midiarr.player.touch.fit_touch`) and how parts repeat with the song (`train_repeats`).
+They read the train split only; the valid split is for choosing the ridge strength and for the numbers
+in the model cards."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from midiarr.errors import InputError, MidiarrError
 from midiarr.io import load
 from midiarr.io.files import atomic_write_text
 from midiarr.player.density import FEATURES, DensityModel, context_features, fit_ridge, in_band, part_rate
+from midiarr.player.repeats import RepeatModel, fit_repeats, repeated_bars
 from midiarr.player.touch import (
     MAX_DONORS,
     TouchModel,
@@ -156,18 +158,64 @@ def train_touch(
     return model
 
 
+def repeat_counts(
+    cache: Path, split: str, stems: tuple[str, ...], limit: int | None = None
+) -> dict[str, list[tuple[int, int]]]:
+    """Per stem, each real part's (bars played as their source bar, bars with a source bar) in ``split``."""
+    rows = [r for r in load_triplets(cache, split=split) if r["stem"] in stems and r.get("context_tracks", 1) > 0]
+    out: dict[str, list[tuple[int, int]]] = {s: [] for s in stems}
+    for row in sorted(rows, key=lambda r: r["id"]):
+        if limit is not None and len(out[row["stem"]]) >= limit:
+            continue
+        try:
+            full, partial = load(cache / row["full"]), load(cache / row["partial"])
+        except MidiarrError:
+            continue
+        others = [t.notes for t in partial.tracks if len(t.notes)]
+        if others:
+            part = real_part(full, row["stem"])
+            out[row["stem"]].append(repeated_bars(full, part, np.concatenate(others), both=True))
+    return out
+
+
+def train_repeats(
+    cache_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    stems: tuple[str, ...] = STEMS,
+    log: Callable[[str], None] = print,
+) -> RepeatModel:
+    """Fit how often real parts play a bar again where the song repeats it (train split), report the same
+    share on valid, and save the table to ``out``."""
+    cache = Path(cache_dir)
+    if not (cache / "triplets.jsonl").exists():
+        raise InputError(f"{cache}: not a prepared cache (no triplets.jsonl); run `midiarr prepare` first")
+    model = fit_repeats(repeat_counts(cache, "train", stems))
+    valid = fit_repeats(repeat_counts(cache, "valid", stems))
+    model.info.update({"cache": str(cache), "split": "train", "valid_rates": valid.rates})
+    for stem in stems:
+        if stem in model.rates:
+            log(
+                f"{stem}: {model.info['bars'][stem]} bars with a source in {model.info['parts'][stem]} parts, "
+                f"played again {model.rates[stem]:.3f} (valid {valid.rates.get(stem, float('nan')):.3f})"
+            )
+    model.save(out)
+    return model
+
+
 def train_player(
     cache_dir: str | os.PathLike[str],
     out: str | os.PathLike[str],
     max_bars: int | None = None,
     log: Callable[[str], None] = print,
 ) -> list[Path]:
-    """Fit both player models into ``out``/density and ``out``/touch, each with its training log."""
+    """Fit the player models into ``out``/density, ``out``/touch and ``out``/repeats, each with its
+    training log."""
     folder = Path(out)
     written: list[Path] = []
     for name, fit in (
         ("density", lambda o, say: train_density(cache_dir, o, max_bars=max_bars, log=say)),
         ("touch", lambda o, say: train_touch(cache_dir, o, log=say)),
+        ("repeats", lambda o, say: train_repeats(cache_dir, o, log=say)),
     ):
         lines: list[str] = []
 
