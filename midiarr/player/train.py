@@ -34,6 +34,14 @@ STEMS: tuple[str, ...] = ("bass", "drums", "guitar", "piano", "strings")
 ALPHAS: tuple[float, ...] = (0.1, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
+def prepared_cache(cache_dir: str | os.PathLike[str]) -> Path:
+    """``cache_dir`` as a path, or a one-line `InputError` when it is not a prepare cache."""
+    cache = Path(cache_dir)
+    if not (cache / "triplets.jsonl").exists():
+        raise InputError(f"{cache}: not a prepared cache (no triplets.jsonl); run `midiarr prepare` first")
+    return cache
+
+
 def part_tracks(full: Song, stem: str) -> list[int]:
     """The full song's tracks of ``stem`` that hold notes."""
     return [i for i in tracks_with_role(assign_roles(full), stem) if len(full.tracks[i].notes)]
@@ -78,9 +86,7 @@ def train_density(
     log: Callable[[str], None] = print,
 ) -> DensityModel:
     """Fit the density model on train, choose each stem's ridge strength on valid, save it to ``out``."""
-    cache = Path(cache_dir)
-    if not (cache / "triplets.jsonl").exists():
-        raise InputError(f"{cache}: not a prepared cache (no triplets.jsonl); run `midiarr prepare` first")
+    cache = prepared_cache(cache_dir)
     train = density_rows(cache, "train", stems, max_bars)
     valid = density_rows(cache, "valid", stems, max_bars)
     model = DensityModel(info={"cache": str(cache), "max_bars": max_bars, "valid": {}, "train_rows": {}})
@@ -127,9 +133,7 @@ def train_touch(
     log: Callable[[str], None] = print,
 ) -> TouchModel:
     """Fit the touch tables on the train split's real parts and save them to ``out``."""
-    cache = Path(cache_dir)
-    if not (cache / "triplets.jsonl").exists():
-        raise InputError(f"{cache}: not a prepared cache (no triplets.jsonl); run `midiarr prepare` first")
+    cache = prepared_cache(cache_dir)
     rows = sorted((r for r in load_triplets(cache, split="train") if r["stem"] in stems), key=lambda r: r["id"])
     parts: dict[str, list[list[tuple[str, str, float]]]] = {s: [] for s in stems}
     donors: dict[str, list[dict[str, Any]]] = {s: [] for s in stems}
@@ -186,9 +190,7 @@ def train_repeats(
 ) -> RepeatModel:
     """Fit how often real parts play a bar again where the song repeats it (train split), report the same
     share on valid, and save the table to ``out``."""
-    cache = Path(cache_dir)
-    if not (cache / "triplets.jsonl").exists():
-        raise InputError(f"{cache}: not a prepared cache (no triplets.jsonl); run `midiarr prepare` first")
+    cache = prepared_cache(cache_dir)
     model = fit_repeats(repeat_counts(cache, "train", stems))
     valid = fit_repeats(repeat_counts(cache, "valid", stems))
     model.info.update({"cache": str(cache), "split": "train", "valid_rates": valid.rates})
