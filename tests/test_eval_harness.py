@@ -101,7 +101,21 @@ def test_control_measurement_orders_density_with_the_rules_engine(cache):
         assert med["sparse"] < med["medium"] < med["busy"]
     row = result["per_song"][0]
     assert row["ordered"] and set(row["values"]) == {"sparse", "medium", "busy"} and row["real"] > 0
-    assert "ordered sparse < medium < busy" in control_table(result["control"])
+    # density is measured as the bins count it, in onsets; the notes (chord tones too) are reported beside
+    assert result["control"]["measure"] == "onsets"
+    notes = row["also"]["notes"]
+    assert all(notes["values"][v] >= row["values"][v] for v in ("sparse", "medium", "busy"))
+    assert summary["drums"]["rules"]["also"]["notes"]["ordered_share"] == 1.0
+    table = control_table(result["control"])
+    assert "ordered sparse < medium < busy" in table and "ordered by notes" in table
+
+
+def test_the_density_control_counts_a_chord_as_one_onset():
+    from midiarr.song import NOTE_DTYPE
+
+    chord = np.array([(0, 480, p, 90) for p in (60, 64, 67)] + [(480, 480, 60, 90)], dtype=NOTE_DTYPE)
+    (_, onsets), (_, notes) = H.CONTROL_MEASURES["density"]
+    assert onsets(chord) == 2 and notes(chord) == 4
 
 
 def test_parse_control_checks_attribute_and_levels():

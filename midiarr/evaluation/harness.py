@@ -358,11 +358,25 @@ def _mean_velocity(notes: np.ndarray) -> float:
     return float(notes["velocity"].mean()) if len(notes) else float("nan")
 
 
-# What `--control ATTR=...` measures on each written part: (name of the measure, function of the notes).
-CONTROL_MEASURES: dict[str, tuple[str, Any]] = {
-    "density": ("notes", lambda notes: float(len(notes))),
-    "dynamics": ("mean velocity", _mean_velocity),
+# What `--control ATTR=...` measures on each written part: (name of the measure, function of the notes), the
+# attribute's own measure first (density is onsets, as the density bins count them: a chord is one onset),
+# then any others reported beside it (the notes, chord tones included).
+CONTROL_MEASURES: dict[str, tuple[tuple[str, Any], ...]] = {
+    "density": (
+        ("onsets", lambda notes: float(len(np.unique(notes["start"])))),
+        ("notes", lambda notes: float(len(notes))),
+    ),
+    "dynamics": (("mean velocity", _mean_velocity),),
 }
+
+
+def _rises(seq: list[float]) -> dict[str, Any]:
+    """Whether the measures at the levels rise strictly in order, and the last over the first."""
+    first, last = seq[0], seq[-1]
+    return {
+        "ordered": bool(all(x < y for x, y in itertools.pairwise(seq))),
+        "ratio": float(last / first) if first > 0 else float("nan"),
+    }
 
 
 def parse_control(text: str) -> tuple[str, list[str]]:
@@ -404,7 +418,7 @@ def evaluate_control(
 
     if instructions not in INSTRUCTIONS:
         raise OptionError(f"instructions {instructions!r}: choose one of {', '.join(INSTRUCTIONS)}")
-    measure_name, fn = CONTROL_MEASURES[attribute]
+    (measure_name, fn), *others = CONTROL_MEASURES[attribute]
     cache = Path(cache_dir)
     rows = _select_rows(cache, split, stems, limit)
     options = engine_options or {}
@@ -424,6 +438,7 @@ def evaluate_control(
             if stem not in engine.stems:
                 continue
             got: dict[str, float] = {}
+            also: dict[str, dict[str, float]] = {other: {} for other, _ in others}
             bins: dict[str, str | None] = {}
             for level in levels:
                 instruction = row["instruction"] if instructions == "triplet" else None
@@ -435,11 +450,11 @@ def evaluate_control(
                     break
                 written = _notes_of(result.song, result.new_tracks)
                 got[level] = fn(written)
+                for other, other_fn in others:
+                    also[other][level] = other_fn(written)
                 bins[level] = measure(full, written, stem).bins.get(attribute) if len(written) else None
             if len(got) < len(levels):
                 continue
-            seq = [got[v] for v in levels]
-            first, last = seq[0], seq[-1]
             per_song.append(
                 {
                     "engine": name,
@@ -449,9 +464,12 @@ def evaluate_control(
                     "real": fn(real),
                     "values": got,
                     "bins": bins,
-                    "ordered": bool(all(x < y for x, y in itertools.pairwise(seq))),
-                    "ratio": float(last / first) if first > 0 else float("nan"),
+                    **_rises([got[v] for v in levels]),
                     "bin_match": float(np.mean([bins[v] == v for v in levels])),
+                    "also": {
+                        other: {"values": values, **_rises([values[v] for v in levels])}
+                        for other, values in also.items()
+                    },
                 }
             )
     summary: dict[str, dict[str, dict[str, Any]]] = {}
@@ -466,6 +484,13 @@ def evaluate_control(
                 "ratio": describe([r["ratio"] for r in mine]),
                 "bin_match": float(np.mean([r["bin_match"] for r in mine])),
                 "median": {v: describe([r["values"][v] for r in mine])["median"] for v in levels},
+                "also": {
+                    other: {
+                        "ordered_share": float(np.mean([r["also"][other]["ordered"] for r in mine])),
+                        "ratio": describe([r["also"][other]["ratio"] for r in mine]),
+                    }
+                    for other, _ in others
+                },
             }
     return {
         "control": {"attribute": attribute, "levels": levels, "measure": measure_name, "summary": summary},

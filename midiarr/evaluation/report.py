@@ -169,11 +169,16 @@ def control_table(control: dict[str, Any]) -> str:
     levels = control["levels"]
     head = ["stem", "engine", "songs", f"ordered {' < '.join(levels)}", f"{levels[-1]}/{levels[0]} median [IQR]"]
     head += ["bin match", *(f"median {control['measure']} ({v})" for v in levels)]
+    others = list(next(iter(next(iter(control["summary"].values())).values())).get("also", {}))
+    head += [f"{label} by {other}" for other in others for label in ("ordered", f"{levels[-1]}/{levels[0]}")]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for stem, engines in control["summary"].items():
         for engine, s in engines.items():
             cells = [stem, engine, str(s["songs"]), f"{s['ordered_share']:.0%}", _median_iqr(s["ratio"], "{:.2f}")]
             cells += [f"{s['bin_match']:.2f}", *(_fmt(s["median"][v], "{:.1f}") for v in levels)]
+            for other in others:
+                also = s["also"][other]
+                cells += [f"{also['ordered_share']:.0%}", _median_iqr(also["ratio"], "{:.2f}")]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
