@@ -145,11 +145,14 @@ def test_insert_plays_bars_again_and_no_repeats_keeps_the_engines_bars(engine_na
     same_on, total_on = repeated_bars(context, part_on, ctx, both=True)
     same_off, total_off = repeated_bars(context, part_off, ctx, both=True)
     assert same_on >= same_off
-    if total_off:  # with the bundled rate (0.85) nearly every repeated bar comes back
-        assert same_on / max(total_on, 1) >= 0.5
-    # the first time through, nothing moves
-    first = part_off[part_off["start"] < 4 * BAR]
-    assert np.array_equal(part_on[part_on["start"] < 4 * BAR], first)
+    if total_off >= 4:  # at the bundled rate (0.85) some of the repeated bars come back, whatever the model
+        assert same_on > same_off
+    # the first time through, no note moves; a note held into a bar played again may end where that bar's
+    # note of its pitch starts
+    first_off, first_on = (p[p["start"] < 4 * BAR] for p in (part_off, part_on))
+    for field in ("start", "pitch", "velocity"):
+        assert np.array_equal(first_on[field], first_off[field])
+    assert np.all(first_on["duration"] <= first_off["duration"])
 
 
 def test_rules_and_borrow_keep_their_own_form() -> None:
