@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import torch
 
 from midiarr.errors import InputError
+from midiarr.io.files import atomic_write_text
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -49,19 +50,12 @@ def save_pretrained(
     tmp = out / (weights_file + ".tmp")
     save_file(state, str(tmp))
     tmp.replace(out / weights_file)
-    write_json(out / config_file, dict(config))
+    atomic_write_text(out / config_file, json.dumps(dict(config), indent=1))
     if scheduler is not None:
         with tempfile.TemporaryDirectory(dir=out) as staging:
             scheduler.save_config(staging)
             (Path(staging) / SCHEDULER_FILE).replace(out / SCHEDULER_FILE)
     return out
-
-
-def write_json(path: Path, value: Any) -> None:
-    """``value`` as indented JSON at ``path``, atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=1), encoding="utf-8")
-    tmp.replace(path)
 
 
 def read_pretrained(

@@ -50,22 +50,16 @@ class LoopSettings:
         cls,
         table: Mapping[str, Any],
         *,
-        max_minutes: float | None = None,
-        max_steps: int | None = None,
         ema: bool = False,
         **fixed: Any,
     ) -> LoopSettings:
-        """Settings from a ``[train]`` table (its other keys are the trainer's), the budget given on
-        the command line over the table's, ``fixed`` for what a trainer does not leave to its config."""
+        """Settings from a ``[train]`` table (its other keys are the trainer's; `budget` puts the command
+        line's budget over it), ``fixed`` for what a trainer does not leave to its config."""
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in table.items() if k in names}
         if not ema:
             values.pop("ema_decay", None)
         values.update(fixed)
-        if max_minutes is not None:
-            values["max_minutes"] = max_minutes
-        if max_steps is not None:
-            values["max_steps"] = max_steps
         try:
             settings = cls(**values)
         except TypeError as exc:
