@@ -17,7 +17,7 @@ from midiarr.checkpoint import (
     save_pretrained,
 )
 from midiarr.errors import InputError, OptionError
-from midiarr.training import LoopSettings, fit, to_device
+from midiarr.training import LoopSettings, budget, fit, to_device
 
 TABLE = {
     "max_steps": 10,
@@ -78,7 +78,7 @@ def test_fit_runs_the_step_budget_validates_on_schedule_and_keeps_the_best(tmp_p
 
 
 def test_fit_stops_on_the_time_budget_and_still_saves(tmp_path: Path) -> None:
-    settings = LoopSettings.from_table(TABLE, max_minutes=1e-9, max_steps=1000)
+    settings = LoopSettings.from_table(budget(TABLE, max_minutes=1e-9, max_steps=1000))
     result, log, saved = _fit(tmp_path, settings)
     assert result.steps < 1000 and log == []  # no validation was due
     assert len(saved) == 1 and saved[0]["step"] == result.steps  # judged and saved once at the end
@@ -221,3 +221,13 @@ def test_the_bundled_diffusion_models_carry_their_noise_schedules() -> None:
         assert (folder / SCHEDULER_FILE).is_file(), folder
         saved = load(folder, table(config))
         assert torch.equal(saved.alphas_cumprod, build(table(config)).alphas_cumprod), folder
+
+
+@pytest.mark.parametrize("text", ["[1]", '{"config": 5}', '{"config": {"sample": 5}}', "{oops"])
+def test_an_engine_refuses_a_damaged_checkpoint_config_in_one_line(tmp_path: Path, text: str) -> None:
+    from midiarr.engines.base import engine_settings
+
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(InputError) as info:
+        engine_settings("transformer", checkpoint=tmp_path)
+    assert "\n" not in str(info.value) and "config.json" in str(info.value)

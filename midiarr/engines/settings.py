@@ -88,11 +88,16 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The config.json of a checkpoint folder, or a one-line `InputError`."""
     file = Path(path) / CONFIG_FILE
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
+        config = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{Path(path)}: not a checkpoint folder (no {CONFIG_FILE})") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{file}: cannot read ({str(exc).splitlines()[0][:200]})") from None
+    training = config.get("config", {}) if isinstance(config, dict) else None
+    # the training config is TOML tables: [model], [train], [sample] ...
+    if not isinstance(training, dict) or not all(isinstance(t, dict) for t in training.values()):
+        raise InputError(f"{file}: not a checkpoint's config (a JSON object with its training config's tables)")
+    return config
 
 
 def sample_table(config: Mapping[str, Any]) -> dict[str, Any]:
