@@ -42,7 +42,7 @@ bench-prepare: setup
 
 CACHE ?= cache
 bench-render: setup
-	$(PY) benchmarks/bench_render.py --cache $(CACHE) --n 20 --baseline
+	$(PY) benchmarks/bench_render.py --cache $(CACHE) --n 20
 
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache

@@ -3,13 +3,14 @@
     from midiarr.render import render
     audio = render(song)                 # {"mix": (samples, 2) float32, "bass": ..., "drums": ...}
 
-Stems come from one FluidSynth pass, one audio group per role, so they are
-sample-aligned and sum to the mix exactly.
+Each stem comes from its own FluidSynth instance, in as many processes as there are cores; the
+stems are sample-aligned, sum to the mix exactly, and do not depend on the number of processes.
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from midiarr.render.soundfonts import (
     fluidr3_soundfont,
     resolve_soundfont,
 )
-from midiarr.render.synth import Rendered, RenderError, Synthesizer, synthesizer
+from midiarr.render.synth import Rendered, RenderError, Synthesizer, available_cores, synthesizer
 from midiarr.song import Song
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "Rendered",
     "SoundFontError",
     "Synthesizer",
+    "available_cores",
     "check_soundfont",
     "embedded_soundfont",
     "fluidr3_soundfont",
@@ -50,9 +52,13 @@ def render(
     sr: int = 44100,
     stems: bool = True,
     roles: dict[int, str] | None = None,
+    workers: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Audio of the song: ``"mix"`` plus, with ``stems``, one (samples, 2) float32 array per role."""
-    out = synthesizer(soundfont, sr).render(song, roles)
+    """Audio of the song: ``"mix"`` plus, with ``stems``, one (samples, 2) float32 array per role.
+
+    ``workers`` processes render the stems (None: the cores present); the output is the same for any number.
+    """
+    out = synthesizer(soundfont, sr).render(song, roles, workers=workers)
     return {"mix": out.mix, **out.stems} if stems else {"mix": out.mix}
 
 
@@ -66,18 +72,24 @@ def render_to_dir(
     loudness_dbfs: float | None = None,
     mono: bool = False,
     roles: dict[int, str] | None = None,
+    workers: int | None = None,
 ) -> dict[str, Path]:
-    """Write ``mix.<fmt>`` and, with ``stems``, ``<role>.<fmt>`` per stem; one shared gain keeps the sum."""
+    """Write ``mix.<fmt>`` and, with ``stems``, ``<role>.<fmt>`` per stem; one shared gain keeps the sum.
+
+    ``workers`` processes render and as many threads write (None: the cores present).
+    """
     if fmt not in FORMATS:
         raise OptionError(f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
-    audio = render(song, soundfont, sr, stems=True, roles=roles)
+    workers = max(1, available_cores() if workers is None else int(workers))
+    audio = render(song, soundfont, sr, stems=True, roles=roles, workers=workers)
     mix = audio.pop("mix")
-    gain = shared_gain(mix, audio, loudness_dbfs)
+    gain = shared_gain(mix, audio, loudness_dbfs, threads=workers)
     files = {"mix": mix, **(audio if stems else {})}
-    written = {}
-    for name, data in files.items():
-        data = data * gain
-        if mono:
-            data = data.mean(axis=1, keepdims=True)
-        written[name] = write_audio(Path(out_dir) / f"{name}.{fmt}", data, sr, fmt)
-    return written
+
+    def write(name: str) -> Path:
+        return write_audio(Path(out_dir) / f"{name}.{fmt}", files[name], sr, fmt, gain=gain, mono=mono)
+
+    # the encoders and numpy let go of the GIL, so threads write the files side by side
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        paths = list(pool.map(write, files))
+    return dict(zip(files, paths))

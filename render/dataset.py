@@ -1,8 +1,9 @@
 """`render-dataset`: a MIDI folder or a `prepare` cache rendered into aligned stems + mix per song or clip.
 
 This is how the audio stem models get their data, the way Slakh2100 was made
-from Lakh MIDI: every song is synthesized once per stem role from one pass, the
-stems sum to the mix, and a JSON per item records what is in it.
+from Lakh MIDI: every stem role of a song is synthesized on its own, the stems
+sum to the mix, and a JSON per item records what is in it. Songs go to worker
+processes; each song's stems render in its worker, one after another.
 
 Layout::
 

@@ -202,3 +202,98 @@ def test_render_dataset_cli(tmp_path, band, capsys):
     meta = json.loads(next((tmp_path / "ds").rglob("meta.json")).read_text())
     assert meta["clip"] is None and len(meta["bar_times"]) == 8
     assert run_cli("render-dataset", tmp_path / "src", "-o", tmp_path / "ds", "--clip", "-3") == 2
+
+
+# ---------------------------------------------------------------- stems in processes
+def _busy_band() -> Song:
+    """The fixture band plus a second piano and a string part, so several roles hold several tracks."""
+    from midiarr.fixtures import band_song
+
+    song = band_song(bars=6)
+    strings = Track(name="Strings", program=48, notes=notes_array([Note(b * 1920, 1920, 55 + b, 70) for b in range(6)]))
+    organ = song.tracks[0].copy()
+    organ.name, organ.program = "Piano 2", 1
+    song.tracks += [strings, organ]
+    return song
+
+
+@pytest.mark.parametrize("soundfont", ["timgm", "fluidr3"])
+def test_stems_are_the_same_for_any_number_of_workers(soundfont):
+    from midiarr.render import fluidr3_soundfont, synthesizer
+
+    if soundfont == "fluidr3" and fluidr3_soundfont() is None:
+        pytest.skip("FluidR3_GM is not installed")
+    song = _busy_band()
+    synth = synthesizer(soundfont, SR)
+    one = synth.render(song, workers=1)
+    assert list(one.stems) == ["drums", "bass", "guitar", "piano", "strings"]  # role order
+    for workers in (2, 3, 8):
+        other = synth.render(song, workers=workers)
+        assert list(other.stems) == list(one.stems)
+        for role in one.stems:
+            assert np.array_equal(other.stems[role], one.stems[role]), (workers, role)
+        assert np.array_equal(other.mix, one.mix)
+
+
+def test_the_mix_is_the_stems_added_in_role_order():
+    out = render(_busy_band(), soundfont="timgm", sr=SR, workers=2)
+    mix = out.pop("mix")
+    expected = np.zeros_like(mix)
+    for audio in out.values():
+        expected += audio
+    assert np.array_equal(mix, expected)
+
+
+def test_a_stem_is_the_part_rendered_alone():
+    """No stem depends on the other parts (one FluidSynth instance per stem)."""
+    song = _busy_band()
+    whole = render(song, soundfont="timgm", sr=SR, workers=2)
+    piano_only = Song(ticks_per_beat=song.ticks_per_beat, tempos=song.tempos, time_signatures=song.time_signatures)
+    piano_only.tracks = [song.tracks[0], song.tracks[-1]]
+    alone = render(piano_only, soundfont="timgm", sr=SR, workers=1)["piano"]
+    n = len(alone)
+    assert np.array_equal(whole["piano"][:n], alone)
+    assert not np.any(whole["piano"][n:])  # the whole song only runs longer with silence
+
+
+def test_a_failing_worker_is_one_clear_error_and_leaves_no_process(monkeypatch):
+    import os
+
+    from midiarr.render.synth import Synthesizer
+
+    def broken(self, song, stem, out, cpu_cores):
+        raise RenderError(f"could not render the {stem.role}")
+
+    monkeypatch.setattr(Synthesizer, "_render_stem", broken)
+    with pytest.raises(RenderError, match="could not render the "):
+        render(_busy_band(), soundfont="timgm", sr=SR, workers=3)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # every worker was reaped
+
+
+def test_render_cli_writes_the_same_files_for_any_workers(tmp_path):
+    from midiarr.io import save
+
+    save(_busy_band(), tmp_path / "song.mid")
+    for workers in ("1", "2"):
+        assert run_cli("render", tmp_path / "song.mid", "--stems", "--soundfont", "timgm", "--sr", SR,
+                       "--workers", workers, "-o", tmp_path / workers, "-q") == 0  # fmt: skip
+    names = sorted(p.name for p in (tmp_path / "1").iterdir())
+    assert names == ["bass.wav", "drums.wav", "guitar.wav", "mix.wav", "piano.wav", "strings.wav"]
+    for name in names:
+        assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes(), name
+    assert run_cli("render", tmp_path / "song.mid", "--workers", "0", "-o", tmp_path / "x") == 2
+
+
+def test_write_audio_encodes_as_libsndfile_does_in_one_call(tmp_path):
+    from midiarr.render import write_audio
+
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal((200_000, 2)) * 0.4).astype(np.float32)  # some samples past full scale
+    for bits in (16, 24):
+        write_audio(tmp_path / f"chunks{bits}.wav", audio, SR, bits=bits, gain=0.7)
+        sf.write(tmp_path / f"whole{bits}.wav", np.clip(audio * 0.7, -1, 1), SR, subtype=f"PCM_{bits}")
+        assert (tmp_path / f"chunks{bits}.wav").read_bytes() == (tmp_path / f"whole{bits}.wav").read_bytes()
+    write_audio(tmp_path / "mono.flac", audio, SR, mono=True)
+    data, _ = sf.read(tmp_path / "mono.flac", dtype="float32")
+    assert data.ndim == 1 and np.abs(data - np.clip(audio.mean(axis=1), -1, 1)).max() < 2e-7

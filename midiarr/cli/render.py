@@ -13,7 +13,7 @@ from midiarr.cli.common import (
     sample_rate,
     say,
 )
-from midiarr.options import float_in, output_folder
+from midiarr.options import float_in, int_in, output_folder
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -32,6 +32,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         loudness_dbfs=args.loudness,
         mono=args.mono,
         roles=roles,
+        workers=args.workers,
     )
     say(args, f"wrote {', '.join(str(p) for p in written.values())}")
     return 0
@@ -54,4 +55,10 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--mono", action="store_true", help="write mono files")
     p.add_argument("--role", action="append", metavar="TRACK=ROLE", help=ROLE_HELP)
+    p.add_argument(
+        "--workers",
+        type=int_in(1, 256),
+        default=None,
+        help="processes that render stems side by side (default: the cores present); the output is the same",
+    )
     p.set_defaults(func=cmd_render)

@@ -83,7 +83,13 @@ def run_job(folder: str, spec: dict[str, Any]) -> None:
             from midiarr.render import render_to_dir
 
             _progress(out, "running", 0.85, "rendering audio")
-            audio = render_to_dir(song, out / "audio", soundfont=spec.get("soundfont"), sr=int(spec.get("sr", 22050)))
+            audio = render_to_dir(
+                song,
+                out / "audio",
+                soundfont=spec.get("soundfont"),
+                sr=int(spec.get("sr", 22050)),
+                workers=int(spec.get("threads", 1)),  # its share of the cores, as for the engine
+            )
             files += [f"audio/{p.name}" for p in audio.values()]
         summary = {
             "tracks": [
