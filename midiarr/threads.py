@@ -3,20 +3,37 @@
 Each torch/OpenMP process spins as many threads as the machine has cores. Three such processes on two cores
 ran ten times slower each (docs/benchmarks.md, "Concurrent inserts"). Everything midiarr runs in parallel
 (server jobs, prepare and render-dataset workers, the training data encoders) gives each process its share of
-the cores instead. A command run alone keeps torch's own choice. `--threads N` (or `MIDIARR_THREADS`) sets it
-for one command, for users who start several at once.
+the cores instead. `--threads N` (or `MIDIARR_THREADS`) sets it for one command.
+
+Commands started separately, by a user or a script, cannot be told how many others run. Without `--threads` the
+CLI shares the cores automatically: a process that computes registers a locked file in a per-user folder, counts
+the files whose lock is held (their processes still run), and takes its share of the cores. It counts again at
+most every half second from the engines' loops (`rebalance`), so processes shrink when others start and grow back
+when they end. A command run alone keeps torch's own choice.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+import time
+from pathlib import Path
 
 _LIBRARY_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+RECOUNT_SECONDS = 0.5
+
+
+def available_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def share_of_cores(processes: int) -> int:
     """Threads for each of ``processes`` processes that run at once: the cores divided among them, at least 1."""
-    return max(1, (os.cpu_count() or 1) // max(1, int(processes)))
+    return max(1, available_cores() // max(1, int(processes)))
 
 
 def limit_threads(threads: int) -> None:
@@ -47,3 +64,118 @@ def threads_from_environment() -> int | None:
 
         raise OptionError(f"MIDIARR_THREADS={text!r}: a count of threads, 1 or more")
     return int(text)
+
+
+# ------------------------------------------------------------------ automatic sharing between commands
+class _Sharing:
+    """This process's registration: its locked file, torch's own thread count, and when it last counted."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.fd: int | None = None
+        self.path: Path | None = None
+        self.own_threads = 0
+        self.last_count = float("-inf")
+
+
+_sharing: _Sharing | None = None
+
+
+def running_folder() -> Path:
+    """The per-user folder where computing midiarr processes register."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(base) / f"midiarr-{uid}" / "running"
+
+
+def share_cores_automatically(folder: Path | None = None) -> None:
+    """From now on, size this process's threads by how many registered midiarr processes compute at once.
+
+    The registration itself waits for the first `rebalance`, so a command that never computes never counts.
+    """
+    global _sharing
+    try:
+        import fcntl  # noqa: F401 - only where file locks exist (not on Windows)
+    except ImportError:
+        return
+    if _sharing is None:
+        _sharing = _Sharing(folder or running_folder())
+
+
+def running_processes(folder: Path | None = None) -> int:
+    """How many processes hold a registration lock in ``folder`` (this one included when registered).
+
+    A file whose lock nobody holds belongs to a process that ended without cleaning up; it is removed.
+    """
+    import fcntl
+
+    folder = folder or running_folder()
+    count = 0
+    for path in folder.glob("*.lock"):
+        if _sharing is not None and path == _sharing.path:
+            count += 1
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:  # gone meanwhile
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            count += 1  # held: that process still runs
+        else:
+            path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    return count
+
+
+def _register(sharing: _Sharing) -> None:
+    import atexit
+    import fcntl
+
+    sharing.folder.mkdir(parents=True, exist_ok=True)
+    # locked under a temporary name, then renamed: a visible .lock file is always locked while its process runs
+    temporary = sharing.folder / f"{os.getpid()}.{time.monotonic_ns()}.new"
+    fd = os.open(temporary, os.O_CREAT | os.O_WRONLY, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    path = temporary.with_suffix(".lock")
+    os.replace(temporary, path)
+    sharing.fd, sharing.path = fd, path
+    atexit.register(_unregister)
+
+
+def _unregister() -> None:
+    global _sharing
+    sharing = _sharing
+    if sharing is None or sharing.fd is None:
+        return
+    if sharing.path is not None:
+        sharing.path.unlink(missing_ok=True)
+    os.close(sharing.fd)
+    sharing.fd = sharing.path = None
+
+
+def rebalance() -> None:
+    """Take this process's share of the cores among the midiarr processes computing now (cheap: a clock read
+    between recounts). Does nothing unless `share_cores_automatically` was called; engines call it in their loops."""
+    sharing = _sharing
+    if sharing is None:
+        return
+    now = time.monotonic()
+    if now - sharing.last_count < RECOUNT_SECONDS:
+        return
+    sharing.last_count = now
+    import torch
+
+    try:
+        if sharing.fd is None:
+            if sharing.path is None and sharing.own_threads == 0:
+                sharing.own_threads = torch.get_num_threads()
+            _register(sharing)
+        running = running_processes(sharing.folder)
+    except OSError:  # no writable temporary folder: keep the threads as they are
+        return
+    threads = sharing.own_threads if running <= 1 else max(1, available_cores() // running)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)

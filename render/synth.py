@@ -28,6 +28,7 @@ from midiarr.errors import MidiarrError
 from midiarr.render.soundfonts import SoundFontError, resolve_soundfont
 from midiarr.roles import ROLES, assign_roles
 from midiarr.song import Song, Track
+from midiarr.threads import available_cores
 
 MIDI_CHANNELS = 256  # channels of one stem's instance: a stem's tracks share a channel only past 256
 BLOCK = 8192  # samples synthesized per call
@@ -55,14 +56,6 @@ def load_fluidsynth() -> object:
             "or run scripts/setup.sh"
         ) from None
     return fluidsynth
-
-
-def available_cores() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @dataclass

@@ -25,6 +25,7 @@ from midiarr.audio.ldm import LDMConfig, StemLDM, ddim_schedule, load_noise_sche
 from midiarr.audio.vae import MelVAE, load_vae
 from midiarr.checkpoint import load_pretrained, save_pretrained
 from midiarr.errors import InputError
+from midiarr.threads import rebalance
 
 LABELS = (*STEMS, "other")
 KIND = "gmsdi"
@@ -124,6 +125,7 @@ class GMSDIPipeline:
         x = torch.randn((b, 1, *self.vae.latent_shape()), generator=gen).expand(b, n, -1, -1, -1).contiguous()
         with torch.no_grad():
             for t in sched.timesteps:
+                rebalance()
                 a = alphas[int(t)]
                 x0 = torch.stack([
                     (x[:, k] - (1 - a).sqrt() * self._eps(x[:, k], int(t), k, negative)) / a.sqrt() for k in range(n)
@@ -158,6 +160,7 @@ class GMSDIPipeline:
         union = self._label(b, [i for i in range(len(STEMS)) if i not in target] + target + [len(STEMS)])
         with torch.no_grad():
             for t in sched.timesteps:
+                rebalance()
                 a = alphas[int(t)]
                 x0 = torch.stack([
                     (x[:, j] - (1 - a).sqrt() * self._eps(x[:, j], int(t), k, negative)) / a.sqrt()

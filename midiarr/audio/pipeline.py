@@ -26,6 +26,7 @@ from midiarr.audio.ldm import (
 from midiarr.audio.tuned import GENERATION_ETA, SEPARATION_ESTIMATOR, SEPARATION_GUIDANCE
 from midiarr.audio.vae import MelVAE, load_vae
 from midiarr.errors import InputError, OptionError
+from midiarr.threads import rebalance
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_LDM = WEIGHTS / "audio-ldm"
@@ -95,6 +96,7 @@ class StemLDMPipeline:
         use_cfg = guidance != 1.0 and bool(cond.given_present.any())
         with torch.no_grad():
             for t in sched.timesteps:
+                rebalance()
                 tt = torch.full((b,), int(t), dtype=torch.long)
                 if guidance == 0.0:
                     eps = self.ldm(x, tt, cond.without_given())

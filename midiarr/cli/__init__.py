@@ -52,11 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     """One parsed command, with every error the user can fix as one line on stderr."""
     try:
-        from midiarr.threads import limit_threads, threads_from_environment
+        from midiarr.threads import limit_threads, share_cores_automatically, threads_from_environment
 
         threads = getattr(args, "threads", None) or threads_from_environment()
         if threads is not None:  # several commands at once on one machine: each its share of the cores
             limit_threads(threads)
+        elif args.command != "serve":  # the server sizes its jobs itself
+            share_cores_automatically()
         return int(args.func(args) or 0)
     except MidiarrError as exc:
         sys.stderr.write(f"midiarr: error: {exc}\n")

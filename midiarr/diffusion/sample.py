@@ -37,6 +37,7 @@ from midiarr.pianoroll import (
     SongRolls,
     rasterize,
 )
+from midiarr.threads import rebalance
 
 SCHEDULERS = ("ddim", "dpm")
 PARTIAL_MODES = ("conditional", "repaint")
@@ -775,6 +776,7 @@ class RollDiffusion:
         alphas = sched.alphas_cumprod
         logits = None
         for t in sched.timesteps:
+            rebalance()
             inp = torch.where(known_cells, x0_given, x)
             if replace is not None:
                 ab = alphas[int(t)]

@@ -24,6 +24,7 @@ from midiarr.engines.settings import EngineSettings, check_choice, check_range, 
 from midiarr.errors import OptionError
 from midiarr.harmony import QUALITIES
 from midiarr.roles import PLAYABLE_RANGES
+from midiarr.threads import rebalance
 from midiarr.transformer.encode import ContextBar, assemble, bin_velocity, header_tokens
 from midiarr.transformer.model import LeanDecoder
 from midiarr.transformer.vocab import (
@@ -426,6 +427,7 @@ class StemWriter:
         for row in rows:
             self._begin_bar(row, bar)
         while not all(r.done for r in rows):
+            rebalance()  # other midiarr commands may have started or ended
             live = [r for r in rows if not r.done]
             chunk = min(len(r.queue) for r in live)
             if chunk > 1 and len(live) == len(rows):
