@@ -146,9 +146,12 @@ def test_delete_song_removes_its_files(client: TestClient, tmp_path: Path, band_
 
 
 def test_page_and_static_files(client: TestClient) -> None:
-    page = client.get("/")
-    assert page.status_code == 200 and "midiarr" in page.text and "/static/app.js" in page.text
-    assert client.get("/static/app.js").status_code == 200
+    page = client.get("/")  # the workspace
+    assert page.status_code == 200 and "midiarr" in page.text and "/static/workspace.js" in page.text
+    quick = client.get("/quick")  # one part, one result
+    assert quick.status_code == 200 and "/static/app.js" in quick.text
+    for name in ("app.js", "page.js", "workspace.js", "style.css"):
+        assert client.get(f"/static/{name}").status_code == 200
     assert client.get("/static/../app.py").status_code == 404
     assert client.get("/api/health").json()["status"] == "ok"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from midiarr.cli.common import (
     say,
@@ -28,7 +29,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         sys.stderr.write(f"midiarr: warning: serving on {args.host}, reachable from other machines\n")
     say(args, f"midiarr serve: http://{args.host}:{args.port}/ (API schema at /openapi.json; Ctrl+C stops)")
-    uvicorn.run(create_app(limits=limits), host=args.host, port=args.port, log_level="warning")
+    from midiarr.server.workspace import default_data_dir
+
+    data_dir = args.data_dir or default_data_dir()
+    say(args, f"projects are kept in {data_dir}")
+    uvicorn.run(create_app(limits=limits, data_dir=data_dir), host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -38,6 +43,13 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int_in(0, 65535), default=8765, help="port (default 8765)")
     p.add_argument("--jobs", type=int_in(1, 64), default=1, help="jobs that run at once (default 1)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder of the page's projects, kept between runs (default $XDG_DATA_HOME/midiarr or "
+        "~/.local/share/midiarr)",
+    )
     p.add_argument(
         "--max-upload-mb", type=float_in(0, 4096, low_open=True), default=20.0, help="largest upload in MB (default 20)"
     )

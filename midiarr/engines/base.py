@@ -548,21 +548,21 @@ def can_generate(name: str) -> bool:
 def engine_options(name: str) -> list[str]:
     """The options the engine registered as ``name`` takes: ``checkpoint`` where it runs on one, and the
     fields of its settings."""
-    cls = _engine_class(name)
+    cls = engine_class(name)
     return (["checkpoint"] if cls.takes_checkpoint else []) + cls.settings_type().option_names()
 
 
 def engine_option_types(name: str) -> dict[str, type]:
     """Each option of the engine registered as ``name`` with the plain type a text value converts to (bool,
     int, float or str), read from its settings' fields."""
-    cls = _engine_class(name)
+    cls = engine_class(name)
     return {**({"checkpoint": str} if cls.takes_checkpoint else {}), **cls.settings_type().option_types()}
 
 
 def engine_settings(name: str, **options: Any) -> EngineSettings:
     """The settings the engine registered as ``name`` would run with, given ``options``, without loading
     its model: how the server and eval refuse a bad option before any work (one-line `OptionError`)."""
-    cls = _engine_class(name)
+    cls = engine_class(name)
     _refuse_unknown(name, options)
     checkpoint = options.pop("checkpoint", None) if cls.takes_checkpoint else None
     if checkpoint is None:
@@ -570,7 +570,8 @@ def engine_settings(name: str, **options: Any) -> EngineSettings:
     return cls.settings_type().from_checkpoint(checkpoint, **options)
 
 
-def _engine_class(name: str) -> type[Engine]:
+def engine_class(name: str) -> type[Engine]:
+    """The engine class registered as ``name`` (`OptionError` for an unknown one)."""
     if name not in _REGISTRY:
         raise OptionError(f"unknown engine {name!r} (available: {', '.join(available_engines())})")
     return _REGISTRY[name]

@@ -197,18 +197,27 @@ def _song_tracks(song: Any) -> list[Track]:
     ]
 
 
-def create_app(root: str | Path | None = None, limits: Limits | None = None) -> FastAPI:
-    """The API app; uploads and job folders live under ``root`` (a fresh temporary folder by default)."""
+def create_app(
+    root: str | Path | None = None, limits: Limits | None = None, data_dir: str | Path | None = None
+) -> FastAPI:
+    """The API app. Uploads and job folders live under ``root`` (a fresh temporary folder by default); the
+    workspace's projects in ``data_dir`` (default ``root/workspace``; `midiarr serve` gives a per-user folder)."""
+    from midiarr.server.workspace import Workspace
+    from midiarr.server.workspace_api import add_workspace_routes
+
     own_root = root is None
     base = Path(tempfile.mkdtemp(prefix="midiarr-serve-")) if root is None else Path(root)
     base.mkdir(parents=True, exist_ok=True)
     limits = limits or Limits()
     store = _Store(base, limits, JobManager(base, limits.max_running_jobs, limits.max_queued_jobs))
+    workspace = Workspace(Path(data_dir) if data_dir is not None else base / "workspace")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        settle_all()  # takes of jobs that finished are kept before the server goes
         store.jobs.shutdown()
+        workspace.close()
         if own_root:
             shutil.rmtree(base, ignore_errors=True)
 
@@ -219,6 +228,7 @@ def create_app(root: str | Path | None = None, limits: Limits | None = None) -> 
         lifespan=lifespan,
     )
     app.state.store = store
+    app.state.workspace = workspace
 
     # one error shape, {"error": message, "code": code}, for the API's own errors, the router's 404
     # and 405, validation errors and anything unexpected
@@ -259,13 +269,24 @@ def create_app(root: str | Path | None = None, limits: Limits | None = None) -> 
             raise _error(404, f"no song {song_id!r} (upload one with POST /api/songs)")
         return entry
 
+    settle_all = add_workspace_routes(app, store, workspace)
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
+        return HTMLResponse(resources.files("midiarr.server").joinpath("static/workspace.html").read_text("utf-8"))
+
+    @app.get("/quick", response_class=HTMLResponse, include_in_schema=False)
+    def quick_page() -> HTMLResponse:
         return HTMLResponse(resources.files("midiarr.server").joinpath("static/index.html").read_text("utf-8"))
 
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str) -> Response:
-        files = {"app.js": "text/javascript", "style.css": "text/css"}
+        files = {
+            "app.js": "text/javascript",
+            "page.js": "text/javascript",
+            "workspace.js": "text/javascript",
+            "style.css": "text/css",
+        }
         if name not in files:
             raise _error(404, "no such file")
         text = resources.files("midiarr.server").joinpath(f"static/{name}").read_text("utf-8")
@@ -273,10 +294,17 @@ def create_app(root: str | Path | None = None, limits: Limits | None = None) -> 
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
-        """Server version and the engines it can use."""
+        """Server version, the engines it can use, and the engine the page selects for each stem."""
         from midiarr.engines import available_engines
+        from midiarr.server.workspace_api import default_engines
 
-        return {"status": "ok", "version": __version__, "engines": available_engines(), "stems": list(STEMS)}
+        return {
+            "status": "ok",
+            "version": __version__,
+            "engines": available_engines(),
+            "stems": list(STEMS),
+            "default_engines": default_engines(),
+        }
 
     @app.post("/api/songs", response_model=SongInfo, status_code=201)
     async def upload(file: UploadFile = File(...)) -> SongInfo:  # noqa: B008  (FastAPI's way to declare a form file)

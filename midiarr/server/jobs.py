@@ -14,6 +14,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,29 +26,42 @@ from midiarr.threads import share_of_cores
 STATES = ("queued", "running", "done", "failed", "cancelled")
 
 
-def _progress(folder: Path, state: str, progress: float, message: str, **extra: Any) -> None:
+def progress(folder: Path, state: str, progress: float, message: str, **extra: Any) -> None:
+    """Write a job's progress.json (read by `Job.status`)."""
     record = {"state": state, "progress": round(progress, 3), "message": message, **extra}
     atomic_write_text(folder / "progress.json", json.dumps(record))
+
+
+def job_engine(out: Path, spec: dict[str, Any]) -> tuple[Any, Any]:
+    """In a job process: its share of the cores, then the engine and controls the spec asks for."""
+    from midiarr.engines import Controls, get_engine
+    from midiarr.threads import limit_threads
+
+    # jobs run side by side: each takes its share of the cores, not all of them
+    limit_threads(int(spec.get("threads", 1)))
+    progress(out, "running", 0.02, "loading the engine")
+    engine = get_engine(spec["engine"], **spec.get("options", {}))
+    return engine, Controls.build(spec.get("instruction"), **spec.get("controls", {}))
+
+
+def fail(out: Path, exc: Exception) -> None:
+    """Report a job's error as its message (a song's own text may be in it: cleaned)."""
+    message = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+    progress(out, "failed", 1.0, clean_text(message, limit=500))
 
 
 def run_job(folder: str, spec: dict[str, Any]) -> None:
     """The body of a job process: insert/generate stems, write MIDI + MusicXML, render audio."""
     out = Path(folder)
     try:
-        from midiarr.threads import limit_threads
-
-        # jobs run side by side: each takes its share of the cores, not all of them
-        limit_threads(int(spec.get("threads", 1)))
-        from midiarr.engines import Controls, get_engine, parse_bar_ranges
+        from midiarr.engines import parse_bar_ranges
         from midiarr.errors import MidiarrError
         from midiarr.io import atomic_write_text, load, save
 
-        _progress(out, "running", 0.02, "loading the engine")
-        engine = get_engine(spec["engine"], **spec.get("options", {}))
-        controls = Controls.build(spec.get("instruction"), **spec.get("controls", {}))
+        engine, controls = job_engine(out, spec)
         stems: list[str] = spec["stems"]
         if spec["action"] == "generate":
-            _progress(out, "running", 0.1, f"writing {', '.join(stems)}")
+            progress(out, "running", 0.1, f"writing {', '.join(stems)}")
             song = engine.generate(stems, int(spec["bars"]), controls, seed=int(spec.get("seed", 0)), qpm=spec["tempo"])
             new_roles = stems
             new_tracks = list(range(len(song.tracks)))
@@ -56,14 +70,14 @@ def run_job(folder: str, spec: dict[str, Any]) -> None:
             new_roles = []
             new_tracks = []
             for k, stem in enumerate(stems):
-                _progress(out, "running", 0.05 + 0.7 * k / len(stems), f"writing the {stem}")
+                progress(out, "running", 0.05 + 0.7 * k / len(stems), f"writing the {stem}")
                 active = parse_bar_ranges(spec["active"], song.num_bars) if spec.get("active") else None
                 seed, replace = int(spec.get("seed", 0)) + k, bool(spec.get("replace"))
                 result = engine.insert(song, stem, controls, active=active, seed=seed, replace=replace)
                 song = result.song
                 new_roles.append(stem)
                 new_tracks += [i for i in result.new_tracks if i not in new_tracks]
-        _progress(out, "running", 0.8, "saving MIDI and MusicXML")
+        progress(out, "running", 0.8, "saving MIDI and MusicXML")
         save(song, out / "result.mid")
         files = ["result.mid"]
         try:
@@ -73,7 +87,7 @@ def run_job(folder: str, spec: dict[str, Any]) -> None:
             pitched = [i for i in new_tracks if not song.tracks[i].is_drum]
             write_musicxml(song, out / "result.musicxml", chord_symbols_for=pitched)
             files.append("result.musicxml")
-            _progress(out, "running", 0.83, "engraving the score")
+            progress(out, "running", 0.83, "engraving the score")
             for k, svg in enumerate(score_svg_pages(song, new_tracks), start=1):
                 atomic_write_text(out / f"score-{k}.svg", svg)
                 files.append(f"score-{k}.svg")
@@ -82,7 +96,7 @@ def run_job(folder: str, spec: dict[str, Any]) -> None:
         if spec.get("render", True):
             from midiarr.render import render_to_dir
 
-            _progress(out, "running", 0.85, "rendering audio")
+            progress(out, "running", 0.85, "rendering audio")
             audio = render_to_dir(
                 song,
                 out / "audio",
@@ -99,10 +113,9 @@ def run_job(folder: str, spec: dict[str, Any]) -> None:
             "new_stems": new_roles,
             "bars": song.num_bars,
         }
-        _progress(out, "done", 1.0, "finished", files=files, result=summary)
+        progress(out, "done", 1.0, "finished", files=files, result=summary)
     except Exception as exc:  # reported to the client as the job's message
-        message = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
-        _progress(out, "failed", 1.0, clean_text(message, limit=500))  # a song's own text may be in it
+        fail(out, exc)
 
 
 @dataclass
@@ -115,6 +128,7 @@ class Job:
     created: float = field(default_factory=time.time)
     process: Any = None
     cancelled: bool = False
+    target: Callable[[str, dict[str, Any]], None] | None = None
 
     def status(self) -> dict[str, Any]:
         """State, progress (0-1), message and, when done, the files it made."""
@@ -148,12 +162,13 @@ class JobManager:
         self.lock = threading.Lock()
         self.context = mp.get_context("spawn")  # no fork of a threaded server
 
-    def submit(self, spec: dict[str, Any]) -> Job:
-        """Queue a job (the caller checks limits first with `can_accept`)."""
+    def submit(self, spec: dict[str, Any], target: Callable[[str, dict[str, Any]], None] | None = None) -> Job:
+        """Queue a job run by ``target(folder, spec)`` (default `run_job`); the caller checks limits first with
+        `can_accept`."""
         job_id = uuid.uuid4().hex[:16]
         folder = self.root / "jobs" / job_id
         folder.mkdir(parents=True)
-        job = Job(job_id, folder, spec)
+        job = Job(job_id, folder, spec, target=target or run_job)
         with self.lock:
             self.jobs[job_id] = job
         self.pump()
@@ -177,7 +192,9 @@ class JobManager:
                     break
                 if job.process is None and not job.cancelled:
                     spec = {**job.spec, "threads": share_of_cores(self.max_running)}
-                    job.process = self.context.Process(target=run_job, args=(str(job.folder), spec), daemon=True)
+                    job.process = self.context.Process(
+                        target=job.target or run_job, args=(str(job.folder), spec), daemon=True
+                    )
                     job.process.start()
                     free -= 1
 

@@ -1,53 +1,7 @@
 // midiarr web page: upload a song, draw it, ask the server for a part, play and download the result.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
-const ROLE_COLORS = { bass: "#1f77b4", drums: "#7f7f7f", guitar: "#2ca02c", piano: "#9467bd",
-  strings: "#8c564b", lead: "#ff7f0e", other: "#bcbd22" };
 const state = { song: null, job: null, timer: null, audios: {} };
-
-async function api(path, options) {
-  const response = await fetch(path, options);
-  const body = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
-  // every error is {"error": message, "code": code} (docs/server.md)
-  if (!response.ok) {
-    const err = new Error(body?.error ?? `${response.status} ${response.statusText}`);
-    err.code = body?.code;
-    err.body = body;
-    throw err;
-  }
-  return body;
-}
-
-function say(id, text, isError = false) {
-  $(id).textContent = text;
-  $(id).classList.toggle("error", isError);
-}
-
-function drawRoll(canvas, roll, highlight = new Set()) {
-  const ctx = canvas.getContext("2d");
-  ctx.clearRect(0, 0, canvas.width, canvas.height);
-  const pitched = roll.notes.filter((n) => !roll.tracks[n.track].is_drum);
-  const lo = Math.min(...pitched.map((n) => n.pitch), 36) - 1;
-  const hi = Math.max(...pitched.map((n) => n.pitch), 84) + 1;
-  const drumRows = 12;
-  const rows = hi - lo + drumRows;
-  const x = (t) => (t / Math.max(roll.seconds, 0.001)) * canvas.width;
-  const h = canvas.height / rows;
-  ctx.strokeStyle = "#e4e4e4";
-  for (const t of roll.bar_times) { ctx.beginPath(); ctx.moveTo(x(t), 0); ctx.lineTo(x(t), canvas.height); ctx.stroke(); }
-  let drawn = 0;
-  for (const n of roll.notes) {
-    const track = roll.tracks[n.track];
-    const y = track.is_drum ? canvas.height - ((n.pitch % drumRows) + 1) * h : (hi - n.pitch) * h;
-    ctx.fillStyle = highlight.has(track.role) ? "#d62728" : (ROLE_COLORS[track.role] ?? "#999");
-    ctx.globalAlpha = highlight.size && !highlight.has(track.role) ? 0.35 : 0.9;
-    ctx.fillRect(x(n.start), y, Math.max(x(n.end) - x(n.start), 1.5), Math.max(h, 1.5));
-    drawn += 1;
-  }
-  ctx.globalAlpha = 1;
-  canvas.dataset.notes = String(drawn);
-}
 
 function showSong(info, roll) {
   state.song = info;
