@@ -118,6 +118,9 @@ def test_add_a_part_keep_a_take_redo_bars_and_undo(client: TestClient, tmp_path:
     assert r.status_code == 409 and r.json()["code"] == "nothing_to_undo"
     xml = client.get(f"/api/projects/{pid}/song.musicxml")
     assert xml.status_code == 200 and b"<score-partwise" in xml.content
+    # clean-up: a settled job leaves neither its folder nor its copy of the song behind
+    server = tmp_path / "server"
+    assert not list((server / "jobs").iterdir()) and not list((server / "workspace-songs").iterdir())
 
 
 def test_a_project_from_chords_and_the_restart(tmp_path: Path) -> None:

@@ -174,6 +174,8 @@ def add_workspace_routes(app: FastAPI, store: Any, workspace: Workspace) -> Call
             return
         workspace.finish_job(project, job.folder, status["state"], status["message"])
         shutil.rmtree(job.folder, ignore_errors=True)
+        if job.spec.get("song_path"):  # the copy of the song the job worked on
+            Path(job.spec["song_path"]).unlink(missing_ok=True)
 
     def describe(project: str) -> Project:
         settle(project)

@@ -2,8 +2,9 @@
 // The server keeps everything (/api/projects, docs/server.md); the page only shows a project and asks for work.
 "use strict";
 
-const PRESETS = [["density", "sparse"], ["density", "busy"], ["dynamics", "soft"], ["dynamics", "loud"],
-  ["rhythm", "straight"], ["rhythm", "syncopated"]];
+// [control, value, label]: each pair of buttons sets one control, as the instruction words would
+const PRESETS = [["density", "sparse", "sparse"], ["density", "busy", "busy"], ["dynamics", "soft", "soft"],
+  ["dynamics", "loud", "driving"], ["rhythm", "straight", "straight"], ["rhythm", "syncopated", "syncopated"]];
 const state = { project: null, roll: null, defaults: {}, selected: null, drag: null, timer: null, audio: null,
   shown: 0 };
 
@@ -293,14 +294,15 @@ async function init() {
   const pickEngine = () => { $("engine").value = state.defaults[$("stem").value] ?? "rules"; drawSong(); };
   $("stem").addEventListener("change", pickEngine);
   pickEngine();
-  for (const [control, value] of PRESETS) {
+  for (const [control, value, label] of PRESETS) {
     const b = document.createElement("button");
     b.type = "button";
     b.className = "preset";
     b.dataset.control = control;
     b.dataset.value = value;
     b.setAttribute("aria-pressed", "false");
-    b.textContent = value;
+    b.textContent = label;
+    b.title = `${control}: ${value}`;
     b.addEventListener("click", () => togglePreset(b));
     $("presets").appendChild(b);
   }
