@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +31,12 @@ from typing import Any
 import numpy as np
 
 from midiarr.attributes import genre_from_text
+from midiarr.backends import check_backend, ordered_map
 from midiarr.errors import InputError, MidiarrError, OptionError
 from midiarr.io import SUPPORTED_SUFFIXES, atomic_write_text, load, write_midi
 from midiarr.roles import REMOVABLE_STEMS, assign_roles
 from midiarr.song import Song
 from midiarr.subtract import make_triplet
-from midiarr.threads import limit_threads, share_of_cores
 
 SPLITS = ("train", "valid", "test")
 # Share of the hash space per split, in thousandths: 80% / 10% / 10%.
@@ -216,8 +215,11 @@ def prepare(
     workers: int | None = None,
     progress: bool = True,
     limit: int | None = None,
+    backend: str = "local",
+    address: str | None = None,
 ) -> PrepareSummary:
-    """Walk ``data_dir`` and write triplets to ``cache_dir``; returns the summary."""
+    """Walk ``data_dir`` and write triplets to ``cache_dir``; returns the summary. ``backend`` "ray" runs the
+    files as Ray tasks (on a local instance, or the cluster at ``address``); the cache is the same either way."""
     import time
 
     from tqdm import tqdm
@@ -241,29 +243,27 @@ def prepare(
     errors: list[str] = []
     start = time.perf_counter()
     jobs = [(str(p), str(root), str(cache)) for p in files]
-    # imap (ordered) keeps the first copy of a duplicate the same on every run.
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    pool_args = {"initializer": limit_threads, "initargs": (share_of_cores(workers),)}
-    with ctx.Pool(workers, **pool_args) if workers > 1 else _SerialPool() as pool:
-        results = pool.imap(_process, jobs, chunksize=4)
-        for res in tqdm(results, total=len(jobs), desc="prepare", unit="file", disable=not progress):
-            if res.error:
-                summary.errors += 1
-                errors.append(f"{res.source}\t{res.error}")
-                continue
-            if res.song_id in seen:
-                summary.duplicates += 1
-                continue
-            seen.add(res.song_id)
-            summary.songs += 1
-            summary.per_split[res.record["split"]] += 1
-            records.append(res.record)
-            for t in res.triplets:
-                triplets.append(t)
-                summary.triplets_per_stem[t["stem"]] += 1
-                summary.triplets_per_split[t["split"]] += 1
-            for stem in res.skipped_stems:
-                summary.skipped_stems[stem] += 1
+    check_backend(backend, address)
+    # results in order keep the first copy of a duplicate the same on every run and backend
+    results = ordered_map(_process, jobs, workers, backend, address, chunksize=16)
+    for res in tqdm(results, total=len(jobs), desc="prepare", unit="file", disable=not progress):
+        if res.error:
+            summary.errors += 1
+            errors.append(f"{res.source}\t{res.error}")
+            continue
+        if res.song_id in seen:
+            summary.duplicates += 1
+            continue
+        seen.add(res.song_id)
+        summary.songs += 1
+        summary.per_split[res.record["split"]] += 1
+        records.append(res.record)
+        for t in res.triplets:
+            triplets.append(t)
+            summary.triplets_per_stem[t["stem"]] += 1
+            summary.triplets_per_split[t["split"]] += 1
+        for stem in res.skipped_stems:
+            summary.skipped_stems[stem] += 1
     summary.seconds = time.perf_counter() - start
 
     splits = {s: sorted(r["id"] for r in records if r["split"] == s) for s in SPLITS}
@@ -283,19 +283,6 @@ def prepare(
     atomic_write_text(cache / "errors.log", "".join(e + "\n" for e in errors))
     atomic_write_text(cache / "summary.json", json.dumps(summary.to_dict(), indent=1))
     return summary
-
-
-class _SerialPool:
-    """Stand-in for a process pool when one worker is asked for (no fork, easy to debug)."""
-
-    def __enter__(self) -> _SerialPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def imap(self, fn: Callable, items: Iterable, chunksize: int = 1) -> Iterator:
-        return map(fn, items)
 
 
 def load_triplets(

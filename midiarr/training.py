@@ -130,10 +130,13 @@ def fit(
     from accelerate import Accelerator
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    log_path = out / LOG_FILE
-    log_path.write_text("", encoding="utf-8")
     accelerator = Accelerator(mixed_precision=settings.mixed_precision)
+    # under `accelerate launch` every process trains on its own batches (`data_seed`); the main one logs and saves
+    main = accelerator.is_main_process
+    log_path = out / LOG_FILE
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        log_path.write_text("", encoding="utf-8")
     model.train()
     ema = None
     if settings.ema_decay is not None:
@@ -161,7 +164,7 @@ def fit(
     best_step, step, running = 0, 0, []
     started = time.time()
     max_steps, max_seconds = int(settings.max_steps), 60 * float(settings.max_minutes)
-    while step < max_steps and time.time() - started < max_seconds:
+    while step < max_steps and not _out_of_time(accelerator, time.time() - started > max_seconds):
         batch = to_device(next_batch(), accelerator.device)
         lr = settings.learning_rate_at(step, (time.time() - started) / 60)
         for group in optimizer.param_groups:
@@ -192,16 +195,43 @@ def fit(
                 "lr": round(lr, 7),
             }
             running = []
-            with open(log_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(entry) + "\n")
-            log(json.dumps(entry))
-            if (not best or figures[valid_key] < best[valid_key]) and accelerator.is_main_process:
+            if main:
+                with open(log_path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(entry) + "\n")
+                log(json.dumps(entry))
+            if not best or figures[valid_key] < best[valid_key]:
                 best, best_step = figures, step
-                save(judged, {"step": step, **figures})
+                if main:
+                    save(judged, {"step": step, **figures})
     if not best:  # the time ran out before the first validation: judge and save once
         best, best_step = judge(), step
-        save(judged, {"step": step, **best})
+        if main:
+            save(judged, {"step": step, **best})
+    accelerator.wait_for_everyone()
     return FitResult(steps=step, best=best, best_step=best_step, parameters=parameters)
+
+
+def _out_of_time(accelerator: Any, mine: bool) -> bool:
+    """Whether the time budget is spent: the main process decides for all, so no process stops alone
+    (the others would wait for its gradients forever)."""
+    if accelerator.num_processes == 1:
+        return mine
+    from accelerate.utils import broadcast
+
+    flag = torch.tensor([1.0 if mine else 0.0], device=accelerator.device)
+    return bool(broadcast(flag, from_process=0).item())
+
+
+def process_index() -> int:
+    """This process's rank under `accelerate launch` (0 when training alone)."""
+    import os
+
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0)
+
+
+def data_seed(seed: int) -> int:
+    """The seed of this process's training batches: ``seed`` alone, another stream per extra process."""
+    return int(seed) + 1_000_003 * process_index()
 
 
 def to_device(batch: Any, device: torch.device) -> Any:

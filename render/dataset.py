@@ -15,18 +15,17 @@ Layout::
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from midiarr.backends import check_backend, ordered_map
 from midiarr.errors import InputError, MidiarrError, OptionError
 from midiarr.io import atomic_write_text, load
 from midiarr.prepare import content_hash, find_songs, split_of
 from midiarr.roles import assign_roles
-from midiarr.threads import limit_threads, share_of_cores
 
 SILENCE_DBFS = -60.0
 
@@ -179,8 +178,12 @@ def render_dataset(
     limit: int | None = None,
     require_roles: tuple[str, ...] = (),
     progress: bool = True,
+    backend: str = "local",
+    address: str | None = None,
 ) -> dict[str, Any]:
-    """Render every song of ``src`` into ``out_dir``; returns the summary (also written as summary.json)."""
+    """Render every song of ``src`` into ``out_dir``; returns the summary (also written as summary.json).
+    ``backend`` "ray" renders the songs as Ray tasks (a local instance, or the cluster at ``address``); the files
+    are the same either way, and a song already rendered is skipped on both."""
     from tqdm import tqdm
 
     from midiarr.render import FORMATS, resolve_soundfont
@@ -189,7 +192,8 @@ def render_dataset(
         raise OptionError(f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
     if clip_seconds is not None and clip_seconds <= 0:
         raise OptionError("--clip must be a positive number of seconds")
-    resolve_soundfont(soundfont)  # fail before forking workers
+    resolve_soundfont(soundfont)  # fail before starting workers
+    check_backend(backend, address)
     items = list_items(Path(src))
     if split:
         items = [i for i in items if i.split == split]
@@ -212,22 +216,20 @@ def render_dataset(
         "stems": Counter(),
     }
     errors = []
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    pool = ctx.Pool(workers, initializer=limit_threads, initargs=(share_of_cores(workers),)) if workers > 1 else None
-    try:
-        results = pool.imap(_render_item, jobs) if pool else map(_render_item, jobs)
-        for res in tqdm(results, total=len(jobs), desc="render", unit="song", disable=not progress):
-            totals["items_written"] += res.written
-            totals["songs_skipped_done"] += res.skipped
-            totals["silent_clips_dropped"] += res.silent
-            totals["stems"].update(res.stems)
-            if res.error:
-                totals["errors"] += 1
-                errors.append(res.error)
-    finally:
-        if pool:
-            pool.close()
-            pool.join()
+    for res in tqdm(
+        ordered_map(_render_item, jobs, workers, backend, address),
+        total=len(jobs),
+        desc="render",
+        unit="song",
+        disable=not progress,
+    ):
+        totals["items_written"] += res.written
+        totals["songs_skipped_done"] += res.skipped
+        totals["silent_clips_dropped"] += res.silent
+        totals["stems"].update(res.stems)
+        if res.error:
+            totals["errors"] += 1
+            errors.append(res.error)
     totals["stems"] = dict(totals["stems"])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -62,7 +62,7 @@ stamp="$VENV/.midiarr-setup-$(cat pyproject.toml constraints.txt | sha1sum | cut
 if [ ! -f "$stamp" ]; then
   echo "setup: installing midiarr and its dependencies into $VENV"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]" 2>&1 \
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev,scale]" 2>&1 \
     | grep -v '^WARNING: Location' || true
   "$VENV/bin/python" -c "import midiarr, symusic, miditok, music21" 
   rm -f "$VENV"/.midiarr-setup-*

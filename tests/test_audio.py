@@ -204,6 +204,25 @@ def models(audio_set: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_audio_trainers_in_two_processes(audio_set: Path, models: Path, tmp_path: Path) -> None:
+    """`accelerate launch --num_processes 2` on the CPU: the VAE, the stem LDM and GMSDI each train and save."""
+    from tests.test_distributed_training import check_run, launch
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY, encoding="utf-8")
+    runs = {
+        "vae": ("--max-steps", 2),
+        "ldm": ("--vae", models / "audio-vae", "--max-steps", 2),
+        "gmsdi": ("--vae", models / "audio-vae", "--max-steps", 2),
+    }
+    for kind, extra in runs.items():
+        out = tmp_path / kind
+        proc = launch(
+            "train-audio", kind, "--data", audio_set, "--config", config, "-o", out, *extra, "-q", cwd=tmp_path
+        )
+        check_run(out, proc, 2)
+
+
 def test_clip_set_holds_aligned_mix_and_stems(audio_set: Path) -> None:
     clips = load_clips(audio_set, "train")
     assert clips.audio.shape[1:] == (1 + len(STEMS), 4 * SR)

@@ -24,7 +24,7 @@ from midiarr.audio.ldm import noise_schedule
 from midiarr.checkpoint import WEIGHTS_FILE, init_facts, load_state, read_pretrained
 from midiarr.config import load_config
 from midiarr.errors import InputError
-from midiarr.training import LoopSettings, budget, fit, invoked_command, module_device, start_run, to_device
+from midiarr.training import LoopSettings, budget, data_seed, fit, invoked_command, module_device, start_run, to_device
 
 
 def audio_config(path: str | Path | None) -> dict[str, Any]:
@@ -82,7 +82,7 @@ def train_vae(
     tcfg = budget(config["vae"]["train"], max_minutes, max_steps)
     loop = LoopSettings.from_table(tcfg, betas=(0.9, 0.99))
     start_run(int(tcfg["seed"]), threads)
-    rng = np.random.default_rng(int(tcfg["seed"]))
+    rng = np.random.default_rng(data_seed(int(tcfg["seed"])))  # the training batches' draws
     front = MelFrontend(spec)
     train, valid, split = _clips(data, spec, log)
     net = VAEConfig(width=int(config["vae"]["width"]), latent_channels=int(config["vae"]["latent_channels"]))
@@ -373,7 +373,7 @@ def _ldm_parts(run: _LatentRun) -> tuple[torch.nn.Module, Any, Any, Callable[...
         raise ValueError(f"[ldm] prediction = {prediction!r}: choose epsilon or sample")
     return (
         StemLDM(run.network(len(STEMS))),
-        LDMBatches(run.train, run.train_lat, run.vae, tasks, int(run.tcfg["seed"])),
+        LDMBatches(run.train, run.train_lat, run.vae, tasks, data_seed(int(run.tcfg["seed"]))),
         LDMBatches(run.valid, run.valid_lat, run.vae, tasks, 12345),
         functools.partial(ldm_loss, prediction=prediction),
         "render-dataset train split for training",
@@ -387,7 +387,7 @@ def _gmsdi_parts(run: _LatentRun) -> tuple[torch.nn.Module, Any, Any, Callable[.
     drop = float(run.tcfg["drop_label"])
     return (
         MixtureLDM(run.network(1)),
-        MixtureBatches(run.train, run.train_lat, drop, int(run.tcfg["seed"])),
+        MixtureBatches(run.train, run.train_lat, drop, data_seed(int(run.tcfg["seed"]))),
         MixtureBatches(run.valid, run.valid_lat, drop, 12345),
         gmsdi_loss,
         "render-dataset train split (mixes and source labels only) for training",

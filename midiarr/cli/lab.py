@@ -64,7 +64,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             say(args, control_table(run["control"]))
         say(args, f"wrote {len(paths)} files to {args.output} ({sum(len(r['failures']) for r in runs)} failures)")
         return 0
-    result = evaluate(engines, stems, args.data, **shared)
+    result = evaluate(
+        engines, stems, args.data, **shared, workers=args.workers, backend=args.backend, address=args.address
+    )
     paths = write_report(result, args.output, command=command)
     say(args, markdown_table(result["aggregate"]))
     say(args, f"wrote {len(paths)} files to {args.output} ({len(result['failures'])} failures)")
@@ -135,7 +137,15 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from midiarr.io.files import check_output_dir
 
     check_output_dir(args.output, args.data_dir)
-    summary = prepare(args.data_dir, args.output, workers=args.workers, progress=not args.quiet, limit=args.limit)
+    summary = prepare(
+        args.data_dir,
+        args.output,
+        workers=args.workers,
+        progress=not args.quiet,
+        limit=args.limit,
+        backend=args.backend,
+        address=args.address,
+    )
     for line in summary.lines():
         say(args, line)
     say(args, f"wrote {args.output} (triplets.jsonl, index.jsonl, splits.json, errors.log)")
@@ -158,6 +168,8 @@ def cmd_render_dataset(args: argparse.Namespace) -> int:
         limit=args.limit,
         require_roles=tuple(args.require_roles),
         progress=not args.quiet,
+        backend=args.backend,
+        address=args.address,
     )
     say(
         args,
@@ -281,6 +293,22 @@ def cmd_train_assign(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_backend_args(p: argparse.ArgumentParser) -> None:
+    """Where the work runs: local processes, or Ray tasks (a local instance, or a cluster's address)."""
+    p.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="local: worker processes on this machine (default); ray: Ray tasks (pip install 'midiarr[scale]')",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        metavar="HOST:PORT",
+        help="with --backend ray: the cluster to join (default: start Ray on this machine with --workers CPUs)",
+    )
+
+
 def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     """The lab commands (the audio models' train-audio and eval-audio among them)."""
     from midiarr.cli.audio import register_lab as register_audio_lab
@@ -335,6 +363,8 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
         "dynamics=soft,medium,loud) and report whether the measured notes / mean velocity rise in that order "
         "(repeatable)",
     )
+    p.add_argument("--workers", type=int_in(1, 256), default=1, help="processes scoring parts side by side (default 1)")
+    add_backend_args(p)
     p.set_defaults(func=cmd_eval)
 
     p = add("eval-diffusion", "Measure separation, activity control, partial modes and passes of the diffusion engine.")
@@ -389,6 +419,7 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--limit", type=int_in(1, 10_000_000), default=None, help="take only the first N files (sorted by path)"
     )
+    add_backend_args(p)
     p.set_defaults(func=cmd_prepare)
 
     p = add("render-dataset", "Render a MIDI folder or a prepare cache into aligned stems + mix per song or clip.")
@@ -411,6 +442,7 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
         metavar="ROLES",
         help="render only songs that have all these roles, e.g. bass,drums,guitar",
     )
+    add_backend_args(p)
     p.set_defaults(func=cmd_render_dataset)
 
     p = add("train-transformer", "Train the stem transformer on a prepare cache (train split; valid for validation).")

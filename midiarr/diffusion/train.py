@@ -23,7 +23,7 @@ from midiarr.config import load_config
 from midiarr.diffusion.data import GroupSampler, TaskMix, build_roll_corpus, load_roll_corpus
 from midiarr.diffusion.model import DiTConfig, StemDiT, load_model, noise_schedule, save_model
 from midiarr.errors import InputError
-from midiarr.training import LoopSettings, budget, fit, invoked_command, module_device, start_run, to_device
+from midiarr.training import LoopSettings, budget, data_seed, fit, invoked_command, module_device, start_run, to_device
 
 
 def expand_tokens(flags: torch.Tensor, patch: int) -> torch.Tensor:
@@ -139,13 +139,13 @@ def train(
         init_meta = {"init_from": init_facts(init_from, earlier_config)}
     batch_size = int(tcfg["batch_size"])
     if workers > 0:
-        stream = SamplerStream(train_songs, net, tasks, int(tcfg["seed"]), batch_size)
+        stream = SamplerStream(train_songs, net, tasks, data_seed(int(tcfg["seed"])), batch_size)
         loader = torch.utils.data.DataLoader(
             stream, batch_size=None, num_workers=workers, pin_memory=torch.cuda.is_available(), prefetch_factor=4
         )
         batches = iter(loader)
     else:
-        sampler = GroupSampler(train_songs, net, tasks, seed=int(tcfg["seed"]))
+        sampler = GroupSampler(train_songs, net, tasks, seed=data_seed(int(tcfg["seed"])))
         batches = iter(lambda: sampler.batch(batch_size), None)
     val_sampler = GroupSampler(valid_songs or train_songs, net, tasks, seed=12345)
     # validation windows are fixed at 16 per batch whatever the training batch, so every run's

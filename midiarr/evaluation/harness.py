@@ -123,6 +123,9 @@ def evaluate(
     timing: str = "song",
     instructions: str = "triplet",
     repeats: bool = True,
+    workers: int = 1,
+    backend: str = "local",
+    address: str | None = None,
 ) -> dict[str, Any]:
     """Run the evaluation; returns per-part scores and aggregates (see `report.write_report`).
 
@@ -132,81 +135,37 @@ def evaluate(
     ``instructions`` what each part is asked for: "triplet" (the triplet's instruction, written from what
     the real part does: its density, dynamics, register ...) or "none" (nothing, as a user who only
     names the stem: the engine must find what suits the song); ``repeats`` off keeps the engines' bars
-    where the song repeats (`Controls.repeats`).
+    where the song repeats (`Controls.repeats`). ``workers`` processes (``backend`` "local") or Ray tasks
+    (``backend`` "ray", on the cluster at ``address`` or a local instance) score the parts; each part's seed
+    is its position in the list, so the report is the same for any number of workers and either backend.
     """
     from tqdm import tqdm
 
+    from midiarr.backends import check_backend, ordered_map
+
     if instructions not in INSTRUCTIONS:
         raise OptionError(f"instructions {instructions!r}: choose one of {', '.join(INSTRUCTIONS)}")
-
+    check_backend(backend, address)
     cache = Path(cache_dir)
     rows = _select_rows(cache, split, stems, limit)
     donors = {stem: [str(cache / r["full"]) for r in rows if r["stem"] == stem] for stem in stems}
     options = engine_options or {}
-    # model engines load their weights once, not once per part
-    loaded = {name: get_engine(name, **options.get(name, {})) for name in engines if name != "borrow"}
+    if backend == "local" and workers <= 1:  # in this process: load the model engines before the first part
+        for name in engines:
+            if name != "borrow":
+                _engine(name, options.get(name, {}))
+    shared = (engines, options)
+    settings = (max_bars, timing, instructions, repeats, seed)
+    jobs = [_PartJob(k, row, str(cache), *shared, donors[row["stem"]], *settings) for k, row in enumerate(rows)]
     scores: list[PartScore] = []
     examples: list[dict[str, Any]] = []
     failures: list[str] = []
-    for k, row in enumerate(tqdm(rows, desc="eval", unit="part", disable=not progress)):
-        stem = row["stem"]
-        try:
-            full, partial, real, context = _load_row(cache, row, max_bars)
-        except MidiarrError as exc:
-            failures.append(f"{row['id']}: {exc}")
-            continue
-        instruction = row["instruction"] if instructions == "triplet" else None
-        requested = {k2: v for k2, v in parse_instruction(instruction or "").bins.items() if k2 in CONTROLLED}
-        parts = {REAL: (real, 0.0, True)}
-        for name in engines:
-            if name == "borrow":
-                engine = get_engine(name, donors=[d for d in donors[stem] if d != str(cache / row["full"])])
-            else:
-                engine = loaded[name]
-            if stem not in engine.stems:
-                continue
-            start = time.perf_counter()
-            controls = Controls.build(instruction, timing=timing, repeats=repeats)
-            try:
-                result = engine.insert(partial, stem, controls, seed=seed + k, roles=assign_roles(partial))
-            except MidiarrError as exc:
-                failures.append(f"{row['id']} {name}: {exc}")
-                continue
-            wall = time.perf_counter() - start
-            out = result.song
-            written = _notes_of(out, result.new_tracks)
-            kept = out.tracks[: len(partial.tracks)] == partial.tracks and out.tempos == partial.tempos
-            parts[name] = (written, wall, kept)
-        for name, (part, wall, kept) in parts.items():
-            values = score_part(full, stem, part, real, context, requested)
-            values["context_preserved"] = float(kept)
-            values["seconds"] = wall
-            feats = M.note_features(full, part)
-            profiles = {"kit": M.kit_share_vector(part).tolist()} if stem == "drums" else {}
-            if stem != "drums":  # the lowest line of a drum kit is its kick: no melody to profile
-                profiles["interval"] = M.interval_profile(part).tolist()
-            scores.append(
-                PartScore(
-                    name,
-                    stem,
-                    row["id"],
-                    values,
-                    M.part_vector(feats).tolist(),
-                    {f: feats[f].tolist() for f in M.FEATURES},
-                    song=row.get("song_id", row["id"].rsplit(":", 1)[0]),
-                    profiles=profiles,
-                )
-            )
-        if len([e for e in examples if e["stem"] == stem]) < 2 and len(real) > 16:
-            examples.append(
-                {
-                    "stem": stem,
-                    "triplet": row["id"],
-                    "song": full,
-                    "context": context,
-                    "parts": {n: p[0] for n, p in parts.items()},
-                }
-            )
+    results = ordered_map(_score_part_job, jobs, workers, backend, address)
+    for done in tqdm(results, total=len(jobs), desc="eval", unit="part", disable=not progress):
+        scores += done.scores
+        failures += done.failures
+        if done.example is not None and len([e for e in examples if e["stem"] == done.example["stem"]]) < 2:
+            examples.append(done.example)
     player_distances(scores, stems)
     names = [REAL, *engines]
     return {
@@ -221,6 +180,102 @@ def evaluate(
         "parts": len(rows),
         "seed": seed,
     }
+
+
+@dataclass
+class _PartJob:
+    """One part of an evaluation, as a worker gets it."""
+
+    k: int
+    row: dict[str, Any]
+    cache: str
+    engines: list[str]
+    options: dict[str, dict[str, Any]]
+    donors: list[str]
+    max_bars: int | None
+    timing: str
+    instructions: str
+    repeats: bool
+    seed: int
+
+
+@dataclass
+class _PartDone:
+    scores: list[PartScore]
+    failures: list[str]
+    example: dict[str, Any] | None
+
+
+_ENGINES: dict[tuple[str, str], Any] = {}  # each worker process loads a model engine once
+
+
+def _engine(name: str, options: dict[str, Any]) -> Any:
+    key = (name, repr(sorted(options.items())))
+    if key not in _ENGINES:
+        _ENGINES[key] = get_engine(name, **options)
+    return _ENGINES[key]
+
+
+def _score_part_job(job: _PartJob) -> _PartDone:
+    """Write one part with every engine and score each against the real part (in a worker)."""
+    cache, row, stem = Path(job.cache), job.row, job.row["stem"]
+    done = _PartDone([], [], None)
+    try:
+        full, partial, real, context = _load_row(cache, row, job.max_bars)
+    except MidiarrError as exc:
+        done.failures.append(f"{row['id']}: {exc}")
+        return done
+    instruction = row["instruction"] if job.instructions == "triplet" else None
+    requested = {k2: v for k2, v in parse_instruction(instruction or "").bins.items() if k2 in CONTROLLED}
+    parts = {REAL: (real, 0.0, True)}
+    for name in job.engines:
+        if name == "borrow":
+            engine = get_engine(name, donors=[d for d in job.donors if d != str(cache / row["full"])])
+        else:
+            engine = _engine(name, job.options.get(name, {}))
+        if stem not in engine.stems:
+            continue
+        start = time.perf_counter()
+        controls = Controls.build(instruction, timing=job.timing, repeats=job.repeats)
+        try:
+            result = engine.insert(partial, stem, controls, seed=job.seed + job.k, roles=assign_roles(partial))
+        except MidiarrError as exc:
+            done.failures.append(f"{row['id']} {name}: {exc}")
+            continue
+        wall = time.perf_counter() - start
+        out = result.song
+        written = _notes_of(out, result.new_tracks)
+        kept = out.tracks[: len(partial.tracks)] == partial.tracks and out.tempos == partial.tempos
+        parts[name] = (written, wall, kept)
+    for name, (part, wall, kept) in parts.items():
+        values = score_part(full, stem, part, real, context, requested)
+        values["context_preserved"] = float(kept)
+        values["seconds"] = wall
+        feats = M.note_features(full, part)
+        profiles = {"kit": M.kit_share_vector(part).tolist()} if stem == "drums" else {}
+        if stem != "drums":  # the lowest line of a drum kit is its kick: no melody to profile
+            profiles["interval"] = M.interval_profile(part).tolist()
+        done.scores.append(
+            PartScore(
+                name,
+                stem,
+                row["id"],
+                values,
+                M.part_vector(feats).tolist(),
+                {f: feats[f].tolist() for f in M.FEATURES},
+                song=row.get("song_id", row["id"].rsplit(":", 1)[0]),
+                profiles=profiles,
+            )
+        )
+    if len(real) > 16:  # a candidate for the report's examples (the first two per stem are shown)
+        done.example = {
+            "stem": stem,
+            "triplet": row["id"],
+            "song": full,
+            "context": context,
+            "parts": {n: p[0] for n, p in parts.items()},
+        }
+    return done
 
 
 def _mean(values: list[float]) -> float:

@@ -17,7 +17,7 @@ import torch
 from midiarr.checkpoint import init_facts
 from midiarr.config import load_config
 from midiarr.errors import InputError
-from midiarr.training import LoopSettings, budget, fit, invoked_command, module_device, start_run
+from midiarr.training import LoopSettings, budget, data_seed, fit, invoked_command, module_device, start_run
 from midiarr.transformer.data import Augmentation, WindowSampler, build_corpus, fixed_windows, load_corpus
 from midiarr.transformer.model import gpt2_config, perplexity, read_checkpoint, save_checkpoint
 
@@ -87,7 +87,7 @@ def train(
     if init_from is not None:
         init_meta = {"init_from": _load_earlier(model, init_from)}
     aug = Augmentation(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["augmentation"].items()})
-    sampler = WindowSampler(train_items, int(tcfg["seq_len"]), aug, seed=int(tcfg["seed"]))
+    sampler = WindowSampler(train_items, int(tcfg["seq_len"]), aug, seed=data_seed(int(tcfg["seed"])))
     # a tiny cache may have no valid songs: then validation reads training windows, and the log says so
     validation_split = "valid" if any(any(i.target) for i in valid_items) else "train"
     windows = fixed_windows(valid_items if validation_split == "valid" else train_items, int(tcfg["seq_len"]))

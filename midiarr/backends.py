@@ -1,0 +1,105 @@
+"""Where corpus work runs: worker processes on this machine (``local``) or tasks on a Ray cluster (``ray``).
+
+`ordered_map` gives the results in the order of the items whatever the backend, so `prepare`, `render-dataset`
+and `eval` write the same files either way (the first copy of a duplicate song is the same one, reports list parts
+in the same order). Each worker process or Ray task computes with its share of the cores, the same thread count on
+both backends, so floating-point results agree too.
+
+Ray is an optional extra (``pip install midiarr[scale]``). A task reads and writes files itself: on a cluster the
+data and output folders must be at the same path on every node (shared storage), and midiarr must be installed
+there (docs/scale.md).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from midiarr.errors import OptionError
+from midiarr.threads import limit_threads, share_of_cores
+
+BACKENDS = ("local", "ray")
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def check_backend(backend: str, address: str | None) -> None:
+    """Refuse an unknown backend, an address without Ray, or Ray where it is not installed (one line each)."""
+    if backend not in BACKENDS:
+        raise OptionError(f"--backend {backend!r}: choose from {', '.join(BACKENDS)}")
+    if address is not None and backend != "ray":
+        raise OptionError("--address is for --backend ray")
+    if backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise OptionError("--backend ray needs Ray: pip install 'midiarr[scale]'") from None
+
+
+def ordered_map(
+    function: Callable[[T], R],
+    items: Iterable[T],
+    workers: int,
+    backend: str = "local",
+    address: str | None = None,
+    chunksize: int = 1,
+) -> Iterator[R]:
+    """``function(item)`` for every item, in order, on ``workers`` processes (local) or Ray tasks.
+
+    ``function`` must be a module-level function (it is sent to the workers by name). Local with one worker runs
+    in this process. With Ray and no ``address``, a Ray instance with ``workers`` CPUs starts on this machine;
+    with an address (``HOST:PORT``, or ``auto``) the tasks go to that cluster, each asking for one CPU.
+    """
+    check_backend(backend, address)
+    items = list(items)
+    if backend == "ray":
+        yield from _ray_map(function, items, workers, address, chunksize)
+        return
+    if workers <= 1:
+        yield from map(function, items)
+        return
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    with ctx.Pool(workers, initializer=limit_threads, initargs=(share_of_cores(workers),)) as pool:
+        yield from pool.imap(function, items, chunksize=chunksize)
+
+
+def _in_task(function: Callable[[Any], Any], chunk: list[Any], threads: int) -> list[Any]:
+    limit_threads(threads)
+    return [function(item) for item in chunk]
+
+
+def _ray_map(
+    function: Callable[[T], R], items: list[T], workers: int, address: str | None, chunksize: int
+) -> Iterator[R]:
+    import os
+
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private instance on loopback, or the cluster's own
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+        if address is None:
+            options["num_cpus"] = max(1, workers)
+        else:
+            options["address"] = address
+        ray.init(**options)
+    try:
+        # one CPU a task, as many threads as this machine gives each of ``workers`` processes: the same
+        # arithmetic as the local backend, so results agree bit for bit
+        threads = share_of_cores(workers) if address is None else 1
+        task = ray.remote(num_cpus=1, max_retries=2)(_in_task)
+        window = max(2, 4 * max(1, workers))  # tasks in flight; results are taken in order as they come
+        pending: deque[Any] = deque()
+        size = max(1, int(chunksize))  # items a task: a task costs milliseconds to schedule
+        for start in range(0, len(items), size):
+            pending.append(task.remote(function, items[start : start + size], threads))
+            if len(pending) >= window:
+                yield from ray.get(pending.popleft())
+        while pending:
+            yield from ray.get(pending.popleft())
+    finally:
+        if started:
+            ray.shutdown()
