@@ -156,6 +156,19 @@ def test_a_project_from_chords_and_the_restart(tmp_path: Path) -> None:
         assert client.get(f"/api/projects/{pid}").status_code == 404
 
 
+def test_a_long_song_opens_and_a_too_large_one_is_refused(tmp_path: Path) -> None:
+    from midiarr.fixtures import band_song
+
+    big = write_midi(band_song(bars=300), tmp_path / "long.mid")
+    assert big.stat().st_size > 64 * 1024  # more than any other request body may carry
+    with TestClient(create_app(tmp_path / "s", Limits(max_upload_bytes=200_000), data_dir=tmp_path / "d")) as c:
+        r = c.post("/api/projects", files={"file": ("long.mid", big.read_bytes(), "audio/midi")})
+        assert r.status_code == 201, r.text
+        assert r.json()["current"]["bars"] == 300
+        r = c.post("/api/projects", files={"file": ("huge.mid", b"MThd" + b"\0" * 300_000, "audio/midi")})
+        assert r.status_code == 413
+
+
 def test_bad_requests_are_clear(client: TestClient, tmp_path: Path, band: Song) -> None:
     pid = _open(client, band, tmp_path)["id"]
     r = client.post(f"/api/projects/{pid}/jobs", json={"stems": ["bass"], "engine": "rules"})

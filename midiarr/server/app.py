@@ -250,7 +250,8 @@ def create_app(
 
     def body_limit(path: str) -> int:
         # multipart framing around the file is small; 64 KB leaves room for any name a browser sends
-        return limits.max_upload_bytes + 64 * 1024 if path == "/api/songs" else limits.max_request_bytes
+        uploads = ("/api/songs", "/api/projects")  # a song, or a song opened as a project
+        return limits.max_upload_bytes + 64 * 1024 if path in uploads else limits.max_request_bytes
 
     app.add_middleware(BodyLimit, limit_for=body_limit)
     # uploads being read; touched on the event loop only. The limiter is made on first use, in the loop.
