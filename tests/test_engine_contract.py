@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from midiarr.engines import Controls, available_engines, get_engine
-from midiarr.errors import MidiarrError, OptionError
+from midiarr.errors import InputError, MidiarrError, OptionError
 from midiarr.fixtures import band_song
 from midiarr.song import Song
 
@@ -160,10 +160,18 @@ def test_tuned_values_come_from_the_checkpoint(tmp_path) -> None:
     assert TransformerSettings.from_checkpoint(copy_dir, harmony_weight=2.5).harmony_weight == 2.5
     # an option given by hand changes what a tuned one means: N takes then apply to every window
     assert bundled.candidate_windows == 1 and engine_settings("transformer", candidates=2).candidate_windows == 0
+    # what the checkpoint holds is the input: an unknown key or a value that cannot work is an input error
     config["config"]["sample"]["retired_knob"] = 1
     (copy_dir / "config.json").write_text(json.dumps(config), encoding="utf-8")
-    with pytest.raises(OptionError, match=r"retired_knob.*checkpoint"):
+    with pytest.raises(InputError, match=r"config.json.*retired_knob.*checkpoint"):
         TransformerSettings.from_checkpoint(copy_dir)
+    del config["config"]["sample"]["retired_knob"]
+    config["config"]["sample"]["temperature"] = "x"
+    (copy_dir / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(InputError, match=r"config.json.*temperature"):
+        TransformerSettings.from_checkpoint(copy_dir)
+    with pytest.raises(OptionError, match="temperature"):  # a bad value given by hand stays a usage error
+        TransformerSettings.from_checkpoint(bundled_checkpoint(), temperature=-1.0)
 
 
 def test_every_engine_flag_sets_an_option_some_engine_has() -> None:

@@ -76,8 +76,14 @@ class EngineSettings:
     def from_checkpoint(cls, path: str | os.PathLike[str] | None, **overrides: Any) -> Self:
         """The checkpoint's tuned settings (the defaults of the fields where it has none) with
         ``overrides`` over them; ``path`` None: the fields' defaults."""
-        config = read_config(path) if path is not None else {}
-        return cls.from_options(cls.tuned(config), **overrides)
+        if path is None:
+            return cls.from_options({}, **overrides)
+        tuned = cls.tuned(read_config(path))
+        try:  # what the checkpoint itself holds must work: if not, the checkpoint is the bad input
+            cls.from_options(tuned)
+        except (OptionError, TypeError, ValueError) as exc:
+            raise InputError(f"{Path(path) / CONFIG_FILE}: {exc}") from None
+        return cls.from_options(tuned, **overrides)
 
     def replace(self, **overrides: Any) -> Self:
         """A copy with ``overrides`` over these settings, checked."""
