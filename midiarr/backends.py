@@ -2,8 +2,8 @@
 
 `ordered_map` gives the results in the order of the items whatever the backend, so `prepare`, `render-dataset`
 and `eval` write the same files either way (the first copy of a duplicate song is the same one, reports list parts
-in the same order). Each worker process or Ray task computes with its share of the cores, the same thread count on
-both backends, so floating-point results agree too.
+in the same order). On one machine a Ray task computes with the same thread count as a local worker (its share of
+the cores), so floating-point results agree too; on a cluster each task takes one CPU and one thread.
 
 Ray is an optional extra (``pip install midiarr[scale]``). A task reads and writes files itself: on a cluster the
 data and output folders must be at the same path on every node (shared storage), and midiarr must be installed
@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from midiarr.errors import OptionError
+from midiarr.errors import MidiarrError, OptionError
 from midiarr.threads import limit_threads, share_of_cores
 
 BACKENDS = ("local", "ray")
@@ -60,9 +60,17 @@ def ordered_map(
     if workers <= 1:
         yield from map(function, items)
         return
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    with ctx.Pool(workers, initializer=limit_threads, initargs=(share_of_cores(workers),)) as pool:
-        yield from pool.imap(function, items, chunksize=chunksize)
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=limit_threads, initargs=(share_of_cores(workers),))
+    try:  # unlike Pool.imap, a worker that dies (out of memory, a crash in a library) ends the run, not hangs it
+        yield from pool.map(function, items, chunksize=chunksize)
+    except BrokenProcessPool:
+        raise MidiarrError("a worker process ended abruptly (out of memory?); run again with fewer --workers") from None
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def _in_task(function: Callable[[Any], Any], chunk: list[Any], threads: int) -> list[Any]:
@@ -94,12 +102,20 @@ def _ray_map(
         window = max(2, 4 * max(1, workers))  # tasks in flight; results are taken in order as they come
         pending: deque[Any] = deque()
         size = max(1, int(chunksize))  # items a task: a task costs milliseconds to schedule
+
+        def take() -> list[Any]:
+            try:
+                return ray.get(pending.popleft())
+            except ray.exceptions.RayTaskError as exc:  # the task's own error, without Ray's remote traceback
+                cause = exc.cause if isinstance(exc.cause, BaseException) else None
+                raise (cause or MidiarrError(str(exc).splitlines()[0])) from None
+
         for start in range(0, len(items), size):
             pending.append(task.remote(function, items[start : start + size], threads))
             if len(pending) >= window:
-                yield from ray.get(pending.popleft())
+                yield from take()
         while pending:
-            yield from ray.get(pending.popleft())
+            yield from take()
     finally:
         if started:
             ray.shutdown()

@@ -15,11 +15,13 @@ when they end. A command run alone keeps torch's own choice.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
 
 _LIBRARY_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_REGISTRATION = re.compile(r"\d+\.\d+\.lock")  # <pid>.<ns>.lock, as `_register` names them
 RECOUNT_SECONDS = 0.5
 
 
@@ -88,6 +90,22 @@ def running_folder() -> Path:
     return Path(base) / f"midiarr-{uid}" / "running"
 
 
+def _private_folder(folder: Path) -> None:
+    """Make ``folder`` (and its parent) for this user alone, or refuse one that is not: the temporary folder is
+    shared, and a folder or link another user put there first must not decide which files get removed."""
+    import stat
+
+    for path in (folder.parent, folder):
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        info = os.lstat(path)
+        mine = not hasattr(os, "getuid") or info.st_uid == os.getuid()
+        if not stat.S_ISDIR(info.st_mode) or not mine or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise OSError(f"{path} is not a private folder of this user")
+
+
 def share_cores_automatically(folder: Path | None = None) -> None:
     """From now on, size this process's threads by how many registered midiarr processes compute at once.
 
@@ -112,6 +130,8 @@ def running_processes(folder: Path | None = None) -> int:
     folder = folder or running_folder()
     count = 0
     for path in folder.glob("*.lock"):
+        if not _REGISTRATION.fullmatch(path.name):  # only the files this module writes
+            continue
         if _sharing is not None and path == _sharing.path:
             count += 1
             continue
@@ -134,7 +154,7 @@ def _register(sharing: _Sharing) -> None:
     import atexit
     import fcntl
 
-    sharing.folder.mkdir(parents=True, exist_ok=True)
+    _private_folder(sharing.folder)
     # locked under a temporary name, then renamed: a visible .lock file is always locked while its process runs
     temporary = sharing.folder / f"{os.getpid()}.{time.monotonic_ns()}.new"
     fd = os.open(temporary, os.O_CREAT | os.O_WRONLY, 0o600)

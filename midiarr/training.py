@@ -164,7 +164,7 @@ def fit(
     best_step, step, running = 0, 0, []
     started = time.time()
     max_steps, max_seconds = int(settings.max_steps), 60 * float(settings.max_minutes)
-    while step < max_steps and not _out_of_time(accelerator, time.time() - started > max_seconds):
+    while step < max_steps and not _out_of_time(accelerator, step, time.time() - started > max_seconds):
         batch = to_device(next_batch(), accelerator.device)
         lr = settings.learning_rate_at(step, (time.time() - started) / 60)
         for group in optimizer.param_groups:
@@ -211,11 +211,14 @@ def fit(
     return FitResult(steps=step, best=best, best_step=best_step, parameters=parameters)
 
 
-def _out_of_time(accelerator: Any, mine: bool) -> bool:
+def _out_of_time(accelerator: Any, step: int, mine: bool) -> bool:
     """Whether the time budget is spent: the main process decides for all, so no process stops alone
-    (the others would wait for its gradients forever)."""
+    (the others would wait for its gradients forever). With several processes it is asked every 10th step,
+    which all of them reach together, not at every step (each broadcast waits for the devices)."""
     if accelerator.num_processes == 1:
         return mine
+    if step % 10:
+        return False
     from accelerate.utils import broadcast
 
     flag = torch.tensor([1.0 if mine else 0.0], device=accelerator.device)

@@ -52,11 +52,12 @@ def render(
     sr: int = 44100,
     stems: bool = True,
     roles: dict[int, str] | None = None,
-    workers: int | None = None,
+    workers: int | None = 1,
 ) -> dict[str, np.ndarray]:
     """Audio of the song: ``"mix"`` plus, with ``stems``, one (samples, 2) float32 array per role.
 
-    ``workers`` processes render the stems (None: the cores present); the output is the same for any number.
+    ``workers`` processes render the stems (None: the cores present; more than one forks this process, so a
+    threaded program should keep 1); the output is the same for any number.
     """
     out = synthesizer(soundfont, sr).render(song, roles, workers=workers)
     return {"mix": out.mix, **out.stems} if stems else {"mix": out.mix}
@@ -72,11 +73,11 @@ def render_to_dir(
     loudness_dbfs: float | None = None,
     mono: bool = False,
     roles: dict[int, str] | None = None,
-    workers: int | None = None,
+    workers: int | None = 1,
 ) -> dict[str, Path]:
     """Write ``mix.<fmt>`` and, with ``stems``, ``<role>.<fmt>`` per stem; one shared gain keeps the sum.
 
-    ``workers`` processes render and as many threads write (None: the cores present).
+    ``workers`` processes render and as many threads write (None: the cores present; `midiarr render`'s default).
     """
     if fmt not in FORMATS:
         raise OptionError(f"--format {fmt!r}: choose from {', '.join(FORMATS)}")

@@ -75,7 +75,6 @@ class _Job:
     soundfont: str | None
     fmt: str
     stereo: bool
-    cpu_cores: int
 
 
 @dataclass
@@ -103,7 +102,7 @@ def _render_item(job: _Job) -> _Result:
         if song.note_count == 0:
             raise InputError(f"{item.path}: the song has no notes")
         roles = assign_roles(song)
-        synth = synthesizer(job.soundfont, job.sr, cpu_cores=job.cpu_cores)
+        synth = synthesizer(job.soundfont, job.sr)
         audio = synth.render(song, roles)
         gain = shared_gain(audio.mix, audio.stems, None)
         n = len(audio.mix)
@@ -204,9 +203,7 @@ def render_dataset(
     if not items:
         raise InputError(f"{src}: no songs to render")
     workers = max(1, workers or os.cpu_count() or 1)
-    # the cores go to worker processes; each synthesizer then renders on one thread
-    cores = 1 if workers > 1 else min(2, os.cpu_count() or 1)
-    jobs = [_Job(i, str(out_dir), int(sr), clip_seconds, soundfont, fmt, stereo, cores) for i in items]
+    jobs = [_Job(i, str(out_dir), int(sr), clip_seconds, soundfont, fmt, stereo) for i in items]
     totals: dict[str, Any] = {
         "songs": len(items),
         "items_written": 0,

@@ -98,7 +98,6 @@ class Synthesizer:
         gain: float = 0.3,
         tail_seconds: float = 1.5,
         polyphony: int = 1024,
-        cpu_cores: int | None = None,
     ) -> None:
         if not 8000 <= int(sr) <= 96000:
             raise RenderError(f"sample rate {sr} is outside 8000..96000 Hz")
@@ -106,7 +105,6 @@ class Synthesizer:
         self.soundfont = resolve_soundfont(soundfont)
         self.sr = int(sr)
         self.tail_seconds = float(tail_seconds)
-        self.cpu_cores = None if cpu_cores is None else max(1, int(cpu_cores))
         self._fs = fs
         _silence_fluidsynth_log(fs)
         self._settings = {
@@ -115,6 +113,9 @@ class Synthesizer:
             "synth.reverb.active": 0,
             "synth.chorus.active": 0,
             "synth.polyphony": int(polyphony),
+            # one thread: with more, FluidSynth adds its threads' voices in the order they finish, so the float
+            # sums (and the output's bits) could change from run to run. The cores go to stems side by side.
+            "synth.cpu-cores": 1,
         }
         self._gain = float(gain)
         lib = fs._fl
@@ -171,9 +172,8 @@ class Synthesizer:
         with self._lock:
             if workers == 1:
                 audio = np.zeros((len(stems), total, 2), dtype=np.float32)
-                cores = self.cpu_cores or 1
                 for k, stem in enumerate(stems):
-                    self._render_stem(song, stem, audio[k], cores)
+                    self._render_stem(song, stem, audio[k])
             else:
                 audio = self._render_in_processes(song, stems, total, workers)
         by_role = {stem.role: audio[k] for k, stem in enumerate(stems)}
@@ -209,27 +209,33 @@ class Synthesizer:
         if not hasattr(os, "fork"):
             audio = np.zeros((len(stems), total, 2), dtype=np.float32)
             for k, stem in enumerate(stems):
-                self._render_stem(song, stem, audio[k], self.cpu_cores or 1)
+                self._render_stem(song, stem, audio[k])
             return audio
         shared = mmap.mmap(-1, max(1, len(stems) * total * 2 * 4))  # anonymous and shared with children
         audio = np.frombuffer(shared, dtype=np.float32, count=len(stems) * total * 2).reshape(len(stems), total, 2)
         order = sorted(range(len(stems)), key=lambda k: -stems[k].cost)
         queue_read, queue_write = os.pipe()
         os.write(queue_write, bytes(order))  # fewer stems than roles: a byte each fits, and the pipe never fills
-        cores = max(1, available_cores() // workers)
 
         def work() -> None:
             while token := os.read(queue_read, 1):
-                self._render_stem(song, stems[token[0]], audio[token[0]], cores)
+                self._render_stem(song, stems[token[0]], audio[token[0]])
 
         children: dict[int, int] = {}  # pid -> read end of its error pipe
+        parent = os.getpid()
         try:
             for _ in range(workers - 1):
                 error_read, error_write = os.pipe()
-                pid = os.fork()
+                try:
+                    pid = os.fork()
+                except OSError as exc:
+                    os.close(error_read)
+                    os.close(error_write)
+                    raise RenderError(f"cannot start a render worker ({exc.strerror or exc})") from None
                 if pid == 0:  # the child: render stems until none are left; an error goes back as text
                     code = 0
                     try:
+                        _die_with_parent(parent)
                         os.close(error_read)
                         os.close(queue_write)
                         work()
@@ -244,13 +250,16 @@ class Synthesizer:
             queue_write = -1
             work()
             errors = []
-            for pid, error_read in list(children.items()):
+            while children:
+                pid, error_read = next(iter(children.items()))
                 _, status = os.waitpid(pid, 0)
-                message = os.read(error_read, 4000).decode(errors="replace")
-                os.close(error_read)
                 del children[pid]
+                try:
+                    message = os.read(error_read, 4000).decode(errors="replace")
+                finally:
+                    os.close(error_read)
                 if status != 0:
-                    errors.append(message or f"a render worker ended with status {status}")
+                    errors.append(message or f"a render worker ended with {_ending(status)}")
             if errors:
                 raise RenderError(errors[0])
         finally:
@@ -266,14 +275,9 @@ class Synthesizer:
                 os.close(queue_write)
         return audio
 
-    def _render_stem(self, song: Song, stem: _Stem, out: np.ndarray, cpu_cores: int) -> None:
+    def _render_stem(self, song: Song, stem: _Stem, out: np.ndarray) -> None:
         """Render one stem into ``out`` (samples, 2) with a fresh instance that holds only its tracks."""
-        synth = self._fs.Synth(
-            gain=self._gain,
-            samplerate=float(self.sr),
-            channels=MIDI_CHANNELS,
-            **{**self._settings, "synth.cpu-cores": int(cpu_cores)},
-        )
+        synth = self._fs.Synth(gain=self._gain, samplerate=float(self.sr), channels=MIDI_CHANNELS, **self._settings)
         sfid = self._add_sfont(synth.synth, self._sfont)
         if sfid < 0:
             synth.delete()
@@ -361,6 +365,24 @@ def _sum_stems(stems: list[np.ndarray], total: int, threads: int) -> np.ndarray:
     return mix
 
 
+def _die_with_parent(parent: int) -> None:
+    """In a forked render worker: end when the process that forked it ends, however it ends (a cancelled
+    server job is terminated without running its clean-up), instead of rendering on for nobody."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):  # not Linux: the parent's own clean-up still stops the workers
+        return
+    if os.getppid() != parent:  # the parent ended before the signal was asked for
+        os._exit(1)
+
+
+def _ending(status: int) -> str:
+    """A wait status in words: its exit code or the signal that ended it."""
+    code = os.waitstatus_to_exitcode(status)
+    return f"exit code {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
+
+
 def _c_function(function: object, restype: object, argtypes: list[object]) -> object:
     function.restype = restype
     function.argtypes = argtypes
@@ -427,17 +449,15 @@ def _to_sample(song: Song, ticks: np.ndarray, sr: int) -> np.ndarray:
     return (samples + FLUID_BLOCK // 2) // FLUID_BLOCK * FLUID_BLOCK
 
 
-_CACHE: dict[tuple[Path, int, int | None], Synthesizer] = {}
+_CACHE: dict[tuple[Path, int], Synthesizer] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def synthesizer(
-    soundfont: str | os.PathLike[str] | None = None, sr: int = 44100, cpu_cores: int | None = None
-) -> Synthesizer:
+def synthesizer(soundfont: str | os.PathLike[str] | None = None, sr: int = 44100) -> Synthesizer:
     """A shared `Synthesizer` for this SoundFont and rate (loading FluidR3 takes a while; do it once)."""
     path = resolve_soundfont(soundfont)
-    key = (path.resolve(), int(sr), cpu_cores)
+    key = (path.resolve(), int(sr))
     with _CACHE_LOCK:
         if key not in _CACHE:
-            _CACHE[key] = Synthesizer(path, sr, cpu_cores=cpu_cores)
+            _CACHE[key] = Synthesizer(path, sr)
         return _CACHE[key]

@@ -1,5 +1,6 @@
 import builtins
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -261,14 +262,25 @@ def test_a_failing_worker_is_one_clear_error_and_leaves_no_process(monkeypatch):
 
     from midiarr.render.synth import Synthesizer
 
-    def broken(self, song, stem, out, cpu_cores):
+    def broken(self, song, stem, out):
         raise RenderError(f"could not render the {stem.role}")
 
+    def children() -> set[int]:  # this process's children, zombies included, from /proc
+        found = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid():
+                found.add(int(stat.parent.name))
+        return found
+
+    before = children()
     monkeypatch.setattr(Synthesizer, "_render_stem", broken)
     with pytest.raises(RenderError, match="could not render the "):
         render(_busy_band(), soundfont="timgm", sr=SR, workers=3)
-    with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)  # every worker was reaped
+    assert children() == before  # every worker was reaped
 
 
 def test_render_cli_writes_the_same_files_for_any_workers(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,17 @@ from midiarr.audio.ldm import noise_schedule
 from midiarr.checkpoint import WEIGHTS_FILE, init_facts, load_state, read_pretrained
 from midiarr.config import load_config
 from midiarr.errors import InputError
-from midiarr.training import LoopSettings, budget, data_seed, fit, invoked_command, module_device, start_run, to_device
+from midiarr.training import (
+    LoopSettings,
+    budget,
+    data_seed,
+    fit,
+    invoked_command,
+    module_device,
+    process_index,
+    start_run,
+    to_device,
+)
 
 
 def audio_config(path: str | Path | None) -> dict[str, Any]:
@@ -138,7 +149,7 @@ def train_vae(
             "latent_scale": float(plain.scale),
         },
     )
-    if config_path is not None:
+    if config_path is not None and process_index() == 0:  # the main process writes the folder
         shutil.copyfile(config_path, out / "audio.toml")
     return {"steps": result.steps, "valid_loss": best["valid_l1"], "parameters": n_params}
 
@@ -173,7 +184,7 @@ def clip_latents(
         rows.append(encode_waves(vae, front, waves.reshape(n * r, s)).reshape(n, r, *vae.latent_shape()).half())
         log(f"encoded {index[-1] + 1}/{len(clips)} {split} clips")
     latents = torch.cat(rows)
-    tmp = cache.with_suffix(".tmp")
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # processes of one `accelerate launch` may encode at once
     torch.save(latents, tmp)
     tmp.replace(cache)
     return latents
@@ -335,7 +346,7 @@ def _latent_fit(
         warm_ema=run.init_state is None,  # a continued run's average starts from trained weights
         log=log,
     )
-    if config_path is not None:
+    if config_path is not None and process_index() == 0:  # the main process writes the folder
         shutil.copyfile(config_path, out / "audio.toml")
     return {"steps": result.steps, "valid_loss": result.best["valid_loss"], "parameters": n_params}
 

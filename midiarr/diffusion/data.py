@@ -87,7 +87,8 @@ def build_roll_corpus(cache: str | Path, split: str, out: str | Path, limit: int
             if not isinstance(result, str) and result[1].present:
                 songs.append(result[1])
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
+    # a temporary name of its own: processes of one `accelerate launch` may build the same corpus at once
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         pickle.dump(songs, f, protocol=pickle.HIGHEST_PROTOCOL)
     tmp.replace(out)

@@ -23,7 +23,17 @@ from midiarr.config import load_config
 from midiarr.diffusion.data import GroupSampler, TaskMix, build_roll_corpus, load_roll_corpus
 from midiarr.diffusion.model import DiTConfig, StemDiT, load_model, noise_schedule, save_model
 from midiarr.errors import InputError
-from midiarr.training import LoopSettings, budget, data_seed, fit, invoked_command, module_device, start_run, to_device
+from midiarr.training import (
+    LoopSettings,
+    budget,
+    data_seed,
+    fit,
+    invoked_command,
+    module_device,
+    process_index,
+    start_run,
+    to_device,
+)
 
 
 def expand_tokens(flags: torch.Tensor, patch: int) -> torch.Tensor:
@@ -182,6 +192,6 @@ def train(
         progress=lambda step: {"windows_seen": step * batch_size},
         log=log,
     )
-    if config_path is not None:
+    if config_path is not None and process_index() == 0:  # the main process writes the folder
         shutil.copyfile(config_path, out / "diffusion.toml")
     return {"steps": result.steps, "valid_loss": result.best["valid_loss"], "parameters": n_params}

@@ -214,40 +214,56 @@ class Workspace:
         with self._lock:
             return self._row(project)["job"]
 
-    def finish_job(self, project: str, folder: Path | None, state: str, message: str = "") -> None:
-        """Take in a finished job's takes (they replace the previous job's) and forget the job.
+    def finish_job(self, project: str, job: str, folder: Path | None, state: str, message: str = "") -> bool:
+        """Take in the ended job ``job``'s takes (they replace the previous job's) and forget the job; False when
+        the project's job is no longer ``job`` (another request took it in first).
 
-        A job that did not finish (failed, cancelled, or lost in a restart) leaves the takes as they were.
+        A job that did not finish (failed, cancelled, or lost in a restart) leaves the takes as they were. The
+        takes are read before anything is written, and written in one transaction: a take that cannot be read
+        marks the job failed and keeps the old takes.
         """
+        listing: list[tuple[dict[str, Any], bytes]] = []
+        if state == "done" and folder is not None:
+            try:
+                for take in json.loads((folder / "takes.json").read_text(encoding="utf-8")):
+                    listing.append((take, (folder / take["file"]).read_bytes()))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                state, message, listing = "failed", f"the job's takes could not be read ({exc})", []
         with self._lock:
             row = self._row(project)
-            if row["job"] is None:
-                return
-            if state == "done" and folder is not None:
-                listing = json.loads((folder / "takes.json").read_text(encoding="utf-8"))
-                self._db.execute("DELETE FROM takes WHERE project = ?", (project,))
-                for take in listing:
-                    midi = (folder / take["file"]).read_bytes()
-                    self._db.execute(
-                        "INSERT INTO takes (project, base, number, description, midi, scores, new_tracks, created) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            project,
-                            row["job_base"],
-                            int(take["number"]),
-                            row["job_description"],
-                            midi,
-                            json.dumps(take["scores"]),
-                            json.dumps(take["new_tracks"]),
-                            time.time(),
-                        ),
-                    )
-                self._db.execute("UPDATE projects SET kept_take = NULL WHERE id = ?", (project,))
-            self._db.execute(
-                "UPDATE projects SET job = NULL, job_base = NULL, job_description = NULL, last_state = ?, "
-                "last_message = ? WHERE id = ?",
-                (state, message, project),
-            )
+            if row["job"] != job:
+                return False
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if state == "done":
+                    self._db.execute("DELETE FROM takes WHERE project = ?", (project,))
+                    for take, midi in listing:
+                        self._db.execute(
+                            "INSERT INTO takes (project, base, number, description, midi, scores, new_tracks, "
+                            "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (
+                                project,
+                                row["job_base"],
+                                int(take["number"]),
+                                row["job_description"],
+                                midi,
+                                json.dumps(take["scores"]),
+                                json.dumps(take["new_tracks"]),
+                                time.time(),
+                            ),
+                        )
+                    self._db.execute("UPDATE projects SET kept_take = NULL WHERE id = ?", (project,))
+                    shutil.rmtree(self.audio_folder / project, ignore_errors=True)  # the old takes' audio
+                self._db.execute(
+                    "UPDATE projects SET job = NULL, job_base = NULL, job_description = NULL, last_state = ?, "
+                    "last_message = ? WHERE id = ?",
+                    (state, message, project),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return True
 
     def take_midi(self, project: str, take: int) -> bytes:
         """A take's MIDI bytes."""

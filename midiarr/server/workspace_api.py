@@ -167,14 +167,19 @@ def add_workspace_routes(app: FastAPI, store: Any, workspace: Workspace) -> Call
             return
         job = store.jobs.get(job_id)
         if job is None:  # the server restarted while it ran: its process is gone
-            workspace.finish_job(project, None, "lost", "the server stopped while the job ran; start it again")
+            message = "the server stopped while the job ran; start it again"
+            workspace.finish_job(project, job_id, None, "lost", message)
             return
         status = job.status()
         if status["state"] in ("queued", "running"):
             return
-        workspace.finish_job(project, job.folder, status["state"], status["message"])
+        if workspace.finish_job(project, job_id, job.folder, status["state"], status["message"]):
+            forget(job)
+
+    def forget(job: Any) -> None:
+        """Remove an ended job's folder and its copy of the song."""
         shutil.rmtree(job.folder, ignore_errors=True)
-        if job.spec.get("song_path"):  # the copy of the song the job worked on
+        if job.spec.get("song_path"):
             Path(job.spec["song_path"]).unlink(missing_ok=True)
 
     def describe(project: str) -> Project:
@@ -212,15 +217,21 @@ def add_workspace_routes(app: FastAPI, store: Any, workspace: Workspace) -> Call
         )
 
     def submit(project: str, spec: dict[str, Any], base: int | None, description: str) -> None:
-        if not store.jobs.can_accept():
-            raise _error(429, "too many jobs waiting; try again when one has finished")
-        if workspace.running_job(project) is not None:
-            raise WorkspaceError(409, "the project already has a job running; wait for it or cancel it", "busy")
+        try:
+            if not store.jobs.can_accept():
+                raise _error(429, "too many jobs waiting; try again when one has finished")
+            if workspace.running_job(project) is not None:
+                raise WorkspaceError(409, "the project already has a job running; wait for it or cancel it", "busy")
+        except (ApiError, WorkspaceError):
+            if spec.get("song_path"):
+                Path(spec["song_path"]).unlink(missing_ok=True)
+            raise
         job = store.jobs.submit(spec, target=run_workspace_job)
         try:
             workspace.start_job(project, job.id, base, description)
-        except WorkspaceError:
+        except WorkspaceError:  # another request started a job first
             store.jobs.cancel(job.id)
+            forget(job)
             raise
 
     def controls_of(presets: Presets) -> dict[str, str]:
@@ -260,8 +271,9 @@ def add_workspace_routes(app: FastAPI, store: Any, workspace: Workspace) -> Call
             data = await anyio.to_thread.run_sync(midi_bytes, song)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        project = workspace.create(clean_text(Path(filename).stem) or "song", data, f"opened {filename}")
-        return describe(project)
+        name = clean_text(Path(filename).stem) or "song"
+        project = await anyio.to_thread.run_sync(workspace.create, name, data, f"opened {filename}")
+        return await anyio.to_thread.run_sync(describe, project)
 
     @app.post("/api/projects/from-chords", response_model=Project, status_code=202)
     def from_chords(request: ChordsRequest) -> Project:
@@ -312,9 +324,9 @@ def add_workspace_routes(app: FastAPI, store: Any, workspace: Workspace) -> Call
     @app.delete("/api/projects/{project}", status_code=204)
     def delete_project(project: str) -> Response:
         """Forget a project (a running job of it is cancelled)."""
-        job = workspace.running_job(project)
-        if job is not None:
-            store.jobs.cancel(job)
+        job_id = workspace.running_job(project)
+        if job_id is not None and (job := store.jobs.cancel(job_id)) is not None:
+            forget(job)
         workspace.delete(project)
         return Response(status_code=204)
 
@@ -396,25 +408,46 @@ def add_workspace_routes(app: FastAPI, store: Any, workspace: Workspace) -> Call
         """A take's notes."""
         return _roll(load_midi(workspace.take_midi(project, take)))
 
-    def audio_file(project: str, key: str, data: bytes) -> FileResponse:
+    renders: dict[str, Any] = {"slots": None}  # made on first use, in the event loop
+
+    async def audio_file(project: str, key: str, data: bytes) -> FileResponse:
+        """The song ``data`` rendered to a WAV, once (then from the cache); one render at a time, waiting in
+        the event loop, so a burst of requests holds no worker threads that other routes need."""
+        import anyio
+
         from midiarr.render import render_to_dir
 
+        if renders["slots"] is None:
+            renders["slots"] = anyio.CapacityLimiter(1)
         folder = workspace.audio_folder / project / key
         wav = folder / "mix.wav"
-        if not wav.is_file():  # rendered once, then served from the cache
-            render_to_dir(load_midi(data), folder, sr=22050, stems=False, workers=1)
+        if not wav.is_file():
+            song = load_midi(data)
+            if song.duration_seconds > limits.max_seconds:
+                raise _error(413, f"the song is longer than {limits.max_seconds / 60:.0f} minutes")
+            try:
+                await anyio.to_thread.run_sync(
+                    lambda: render_to_dir(song, folder, sr=22050, stems=False), limiter=renders["slots"]
+                )
+            except MidiarrError as exc:
+                raise _error(503, f"cannot render the song: {exc}") from None
         return FileResponse(wav, media_type="audio/wav", filename=f"{key}.wav")
 
     @app.get("/api/projects/{project}/takes/{take}/audio")
-    def take_audio(project: str, take: int) -> FileResponse:
+    async def take_audio(project: str, take: int) -> FileResponse:
         """A take rendered to audio (the whole song with it, WAV)."""
-        return audio_file(project, f"take-{take}", workspace.take_midi(project, take))
+        import anyio
+
+        data = await anyio.to_thread.run_sync(workspace.take_midi, project, take)
+        return await audio_file(project, f"take-{take}", data)
 
     @app.get("/api/projects/{project}/audio")
-    def song_audio(project: str) -> FileResponse:
+    async def song_audio(project: str) -> FileResponse:
         """The current song rendered to audio (WAV)."""
-        version, data = workspace.current_midi(project)
-        return audio_file(project, f"version-{version}", data)
+        import anyio
+
+        version, data = await anyio.to_thread.run_sync(workspace.current_midi, project)
+        return await audio_file(project, f"version-{version}", data)
 
     @app.get("/api/projects/{project}/song.{fmt}")
     def download(project: str, fmt: Literal["mid", "musicxml"]) -> Response:

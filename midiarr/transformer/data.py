@@ -92,7 +92,8 @@ def build_corpus(
         for item in tqdm(jobs, total=len(rows), desc=f"encode {split}", unit="stem"):
             (errors.append if isinstance(item, str) else items.append)(item)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
+    # a temporary name of its own: processes of one `accelerate launch` may build the same corpus at once
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         pickle.dump(items, f, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, out)

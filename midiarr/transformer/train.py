@@ -17,7 +17,16 @@ import torch
 from midiarr.checkpoint import init_facts
 from midiarr.config import load_config
 from midiarr.errors import InputError
-from midiarr.training import LoopSettings, budget, data_seed, fit, invoked_command, module_device, start_run
+from midiarr.training import (
+    LoopSettings,
+    budget,
+    data_seed,
+    fit,
+    invoked_command,
+    module_device,
+    process_index,
+    start_run,
+)
 from midiarr.transformer.data import Augmentation, WindowSampler, build_corpus, fixed_windows, load_corpus
 from midiarr.transformer.model import gpt2_config, perplexity, read_checkpoint, save_checkpoint
 
@@ -130,7 +139,7 @@ def train(
         progress=lambda step: {"tokens_seen": seen},
         log=log,
     )
-    if config_path is not None:
+    if config_path is not None and process_index() == 0:  # the main process writes the folder
         shutil.copyfile(config_path, out / "transformer.toml")
     best = result.best["valid_loss"]
     return {"steps": result.steps, "valid_loss": best, "valid_perplexity": perplexity(best), "parameters": n_params}
