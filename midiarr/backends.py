@@ -36,6 +36,22 @@ def check_backend(backend: str, address: str | None) -> None:
             import ray  # noqa: F401
         except ImportError:
             raise OptionError("--backend ray needs Ray: pip install 'midiarr[scale]'") from None
+        if address not in (None, "auto"):
+            _check_reachable(address)
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse an address that is not HOST:PORT or where nothing answers, in seconds (Ray itself retries for
+    minutes before it gives up)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise OptionError(f"--address {address!r}: give HOST:PORT (or auto)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise OptionError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc})") from None
 
 
 def ordered_map(

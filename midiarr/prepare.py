@@ -229,6 +229,7 @@ def prepare(
         raise OptionError(f"{root}: not a folder")
     if cache.resolve() == root.resolve() or root.resolve() in cache.resolve().parents:
         raise OptionError(f"the cache {cache} must not lie inside the data folder {root}")
+    check_backend(backend, address)  # before anything is written
     files = find_songs(root)
     if limit is not None:
         files = files[:limit]
@@ -243,7 +244,6 @@ def prepare(
     errors: list[str] = []
     start = time.perf_counter()
     jobs = [(str(p), str(root), str(cache)) for p in files]
-    check_backend(backend, address)
     # results in order keep the first copy of a duplicate the same on every run and backend
     results = ordered_map(_process, jobs, workers, backend, address, chunksize=16)
     for res in tqdm(results, total=len(jobs), desc="prepare", unit="file", disable=not progress):

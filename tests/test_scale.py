@@ -96,3 +96,7 @@ def test_eval_on_ray_scores_the_same_parts(caches: tuple[Path, Path]) -> None:
 def test_bad_backend_options_are_one_line_errors(tmp_path: Path, data: Path) -> None:
     assert run_cli("prepare", data, "-o", tmp_path / "c", "--backend", "spark") == 2
     assert run_cli("prepare", data, "-o", tmp_path / "c", "--address", "10.0.0.1:6379") == 2
+    # an address that is not HOST:PORT, or where nothing answers: refused at once (Ray would retry for minutes)
+    for address in ("nonsense", "127.0.0.1:99999", "127.0.0.1:1"):
+        assert run_cli("prepare", data, "-o", tmp_path / "c", "--backend", "ray", "--address", address) == 2
+    assert not (tmp_path / "c").exists()

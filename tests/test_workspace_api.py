@@ -200,3 +200,15 @@ def test_the_project_count_is_bounded(tmp_path: Path, band: Song) -> None:
     assert db.execute("SELECT COUNT(*) FROM versions WHERE project = ?", (first,)).fetchone()[0] == 1
     with pytest.raises(WorkspaceError, match="first version"):
         workspace.undo(first)
+
+
+def test_a_data_folder_that_cannot_hold_the_workspace_is_one_line(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    a_file = tmp_path / "file"
+    a_file.write_text("not a folder")
+    assert run_cli("serve", "--data-dir", a_file, "-q") == 2
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "workspace.sqlite3").write_text("not a database")
+    assert run_cli("serve", "--data-dir", broken, "-q") == 1

@@ -32,6 +32,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from midiarr.server.workspace import default_data_dir
 
     data_dir = args.data_dir or default_data_dir()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OptionError(f"--data-dir {data_dir}: cannot use it as a folder ({exc.strerror or exc})") from None
     say(args, f"projects are kept in {data_dir}")
     uvicorn.run(create_app(limits=limits, data_dir=data_dir), host=args.host, port=args.port, log_level="warning")
     return 0

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from midiarr.errors import OutputError
 from midiarr.io import atomic_write_text
 
 SCHEMA = """
@@ -96,10 +97,14 @@ class Workspace:
         self.limits = limits or WorkspaceLimits()
         self.audio_folder = self.folder / "audio"  # rendered takes and versions: a cache, made again when missing
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.folder / "workspace.sqlite3", check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.executescript(SCHEMA)
+        path = self.folder / "workspace.sqlite3"
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:  # not a database, read-only, locked for good
+            raise OutputError(f"{path}: cannot open the workspace database ({exc})") from None
 
     def close(self) -> None:
         """Close the database."""
