@@ -180,6 +180,26 @@ def _check_active(text: str, bars: int) -> None:
         raise _error(422, str(exc)) from None
 
 
+def _song_facts(song: Any) -> dict[str, Any]:
+    """What the API tells of a song: bars, seconds, opening tempo and meter, tracks with their roles."""
+    ts = song.time_signature_at(0)
+    return {
+        "bars": song.num_bars,
+        "seconds": round(song.duration_seconds, 3),
+        "tempo": round(song.tempo_at(0), 3),
+        "time_signature": f"{ts.numerator}/{ts.denominator}",
+        "tracks": _song_tracks(song),
+    }
+
+
+def _check_engine(name: str) -> None:
+    """422 unless an engine is registered as ``name``."""
+    from midiarr.engines import available_engines
+
+    if name not in available_engines():
+        raise _error(422, f"unknown engine {name!r} (available: {', '.join(available_engines())})")
+
+
 def _song_tracks(song: Any) -> list[Track]:
     from midiarr.roles import assign_roles
 
@@ -368,11 +388,9 @@ def create_app(
     @app.post("/api/jobs", response_model=JobStatus, status_code=202)
     def submit(request: JobRequest) -> JobStatus:
         """Start an insert (stems written into an uploaded song) or a generate (a song from nothing)."""
-        from midiarr.engines import available_engines
         from midiarr.engines.base import can_generate, engine_settings
 
-        if request.engine not in available_engines():
-            raise _error(422, f"unknown engine {request.engine!r} (available: {', '.join(available_engines())})")
+        _check_engine(request.engine)
         spec: dict[str, Any] = {
             "action": request.action,
             "engine": request.engine,
@@ -509,17 +527,7 @@ def _read_upload(source: Any, folder: Path, song_id: str, filename: str, limits:
         raise _error(422, f"{filename}: the song has no notes", "unreadable_song")
     if song.num_bars > limits.max_bars or song.duration_seconds > limits.max_seconds:
         raise _error(413, f"{filename}: longer than {limits.max_bars} bars or {limits.max_seconds / 60:.0f} minutes")
-    ts = song.time_signature_at(0)
-    info = SongInfo(
-        id=song_id,
-        filename=filename,
-        bars=song.num_bars,
-        seconds=round(song.duration_seconds, 3),
-        tempo=round(song.tempo_at(0), 3),
-        time_signature=f"{ts.numerator}/{ts.denominator}",
-        tracks=_song_tracks(song),
-    )
-    return song, info
+    return song, SongInfo(id=song_id, filename=filename, **_song_facts(song))
 
 
 def _reader_message(exc: Exception, path: Path, filename: str) -> str:

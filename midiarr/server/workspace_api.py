@@ -140,7 +140,16 @@ class ProjectSummary(BaseModel):
 def add_workspace_routes(app: FastAPI, store: Any, workspace: Workspace) -> Callable[[], None]:
     """Register the ``/api/projects`` routes on ``app`` (jobs go to ``store.jobs``); returns the function that
     takes in every finished job, for the server to call before it stops."""
-    from midiarr.server.app import _check_active, _error, _existing_part, _read_upload, _roll, _song_tracks
+    from midiarr.server.app import (
+        _check_active,
+        _check_engine,
+        _error,
+        _existing_part,
+        _read_upload,
+        _roll,
+        _song_facts,
+        _song_tracks,
+    )
 
     limits = store.limits
 
@@ -188,16 +197,7 @@ def add_workspace_routes(app: FastAPI, store: Any, workspace: Workspace) -> Call
         current = None
         if row["current"] is not None:
             version, data = workspace.current_midi(project)
-            song = load_midi(data)
-            ts = song.time_signature_at(0)
-            current = CurrentSong(
-                version=version,
-                bars=song.num_bars,
-                seconds=round(song.duration_seconds, 3),
-                tempo=round(song.tempo_at(0), 3),
-                time_signature=f"{ts.numerator}/{ts.denominator}",
-                tracks=_song_tracks(song),
-            )
+            current = CurrentSong(version=version, **_song_facts(load_midi(data)))
         job = None
         if row["job"] is not None and (found := store.jobs.get(row["job"])) is not None:
             status = found.status()
@@ -238,11 +238,9 @@ def add_workspace_routes(app: FastAPI, store: Any, workspace: Workspace) -> Call
         return {k: v for k, v in presets.model_dump().items() if v}
 
     def check_engine(name: str, stems: list[str]) -> None:
-        from midiarr.engines import available_engines
         from midiarr.engines.base import engine_class
 
-        if name not in available_engines():
-            raise _error(422, f"unknown engine {name!r} (available: {', '.join(available_engines())})")
+        _check_engine(name)
         cls = engine_class(name)
         missing = [s for s in stems if s not in cls.stems]
         if missing:
