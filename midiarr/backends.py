@@ -70,6 +70,7 @@ def ordered_map(
     """
     check_backend(backend, address)
     items = list(items)
+    workers = max(1, min(int(workers), len(items)))  # no process without an item to work on
     if backend == "ray":
         yield from _ray_map(function, items, workers, address, chunksize)
         return
