@@ -2,16 +2,26 @@
 decoding throughput at batch 1 (tokens per second through the KV-cached loop).
 
     python benchmarks/bench_transformer.py [--checkpoint DIR] [--int8 | --full] [--json OUT]
+        [--results benchmarks/results/transformer.json] [--no-cli]
 
 The engine runs with its bundled sampling settings (guidance included), and each stem is asked for
-a medium-density part, so the note counts are comparable from run to run.
+a medium-density part, so the note counts are comparable from run to run. Each stem is also written
+as a user would, with no instruction: through `Arranger` in this process (load included) and through
+`midiarr insert` in a fresh process (start-up, imports and load included). ``--results`` appends the
+run to a results file and prints each time as a ratio to the previous run there.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +48,8 @@ def main() -> None:
     parser.add_argument("--int8", action="store_true", help="int8 linear layers in the decoder")
     parser.add_argument("--full", action="store_true", help="float32 linear weights (default: half floats)")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--results", default=None, help="results file to append to and compare with")
+    parser.add_argument("--no-cli", action="store_true", help="skip the `midiarr insert` runs")
     args = parser.parse_args()
     started = time.perf_counter()
     engine = TransformerEngine(checkpoint=args.checkpoint, int8=args.int8, half=False if args.full else None)
@@ -59,6 +71,7 @@ def main() -> None:
         results[f"{stem}_3min_s"] = round(time.perf_counter() - t0, 3)
         results[f"{stem}_notes"] = len(out.song.tracks[out.new_tracks[0]].notes)
     results["song_seconds"] = round(song.duration_seconds, 1)
+    results.update(_as_a_user_would(song, args.checkpoint, cli=not args.no_cli))
     # raw decoding: one token at a time after a 256-token prompt, batch 1
     dec = engine.decoder
     ids = torch.randint(0, 300, (1, 900), generator=torch.Generator().manual_seed(0))
@@ -84,6 +97,67 @@ def main() -> None:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1)
+    if args.results:
+        _append_and_compare(Path(args.results), results)
+
+
+def _as_a_user_would(song: Any, checkpoint: str | None, cli: bool) -> dict[str, Any]:
+    """Per stem, no instruction: `Arranger` in this process, model load included; and `midiarr insert` in a
+    fresh process (interpreter start, imports and load included)."""
+    from midiarr import Arranger
+    from midiarr.io import save
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for stem in ("bass", "drums", "guitar"):
+            name = {"bass": "Bass", "drums": "Drums", "guitar": "Guitar"}[stem]
+            context = song.with_tracks([t for t in song.tracks if t.name != name])
+            t0 = time.perf_counter()
+            Arranger.load(checkpoint).insert(context, stem, seed=0)
+            out[f"arranger_{stem}_s"] = round(time.perf_counter() - t0, 3)
+            if not cli:
+                continue
+            path = Path(tmp) / f"no-{stem}.mid"
+            save(context, path)
+            cmd = [sys.executable, "-m", "midiarr", "insert", str(path), "--stem", stem, "--seed", "0"]
+            cmd += ["-o", str(Path(tmp) / f"with-{stem}.mid"), "-q"]
+            if checkpoint:
+                cmd += ["--checkpoint", checkpoint]
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            out[f"cli_{stem}_s"] = round(time.perf_counter() - t0, 3)
+    return out
+
+
+def _commit() -> str:
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+        return done.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _append_and_compare(path: Path, results: dict[str, Any]) -> None:
+    """Print every time as a ratio to the previous run in ``path``, then append this run."""
+    runs = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    if runs:
+        before = runs[-1]["results"]
+        print(f"against the previous run ({runs[-1]['date']}, commit {runs[-1]['commit']}):")
+        for key, value in results.items():
+            if key.endswith("_s") and isinstance(before.get(key), (int, float)) and before[key] > 0:
+                print(f"  {key}: {before[key]} -> {value} s ({value / before[key]:.2f}x the time)")
+    runs.append(
+        {
+            "date": datetime.date.today().isoformat(),
+            "commit": _commit(),
+            "command": " ".join(sys.argv),
+            "results": results,
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(runs, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

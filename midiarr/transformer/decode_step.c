@@ -1,15 +1,20 @@
-/* One GPT-2 decoding step (one new token per row) over a preallocated key/value cache.
+/* GPT-2 decoding over a preallocated key/value cache: T new tokens per row (T = 1 while sampling; a
+ * prompt or a known context bar is fed as one call).
  *
  * Why C: at batch 1 a token of the 5M stem transformer spent ~0.7 ms in the 24 matrix-vector
- * products and another ~1.3 ms in the dispatch of ~120 small torch operations. Here every
- * stage of a layer runs in one OpenMP region: each thread owns a slice of every weight
- * matrix's output rows (and a slice of the attention heads), so the weights are streamed
- * once per token by both cores and the threads meet only at the barriers a layer needs.
+ * products and another ~1.3 ms in the dispatch of ~120 small torch operations, and torch's matrix
+ * products repack the weights on every call, so a chunk of 8 tokens cost as much as 10 single tokens.
+ * Here every stage of a layer runs in one OpenMP region: each thread owns a slice of every weight
+ * matrix's output rows (and a slice of the attention heads), so the weights are streamed once per
+ * call by both cores and the threads meet only at the barriers a layer needs.
  *
- * Layouts (all float32, contiguous, as the Python side prepares them):
- *   wte (vocab, n) - token embedding, also the tied output head; wpe (positions, n)
+ * What a token costs on this machine is the bytes it streams: the weights once per call, and the keys
+ * and values of every earlier position once per row. Both can be half floats (m->half, m->kv_half).
+ *
+ * Layouts (contiguous, as the Python side prepares them):
+ *   wte (vocab, n) - token embedding, also the tied output head; wpe (positions, n): float32
  *   qkv_w (3n, n), out_w (n, n), fc_w (4n, n), proj_w (n, 4n): linear weights as (out, in)
- *   keys, values (layers, batch, heads, max_len, head_dim): the torch tensors of the caches
+ *   keys, values (layers, batch, heads, max_len, head_dim): float32, or IEEE half floats (uint16)
  * The arithmetic follows transformers' GPT-2 (pre-norm blocks, tanh GELU, tied head).
  */
 #include <math.h>
@@ -25,7 +30,8 @@
 typedef struct {
     int n_layer, n_embd, n_head, n_vocab, max_len;
     float eps;
-    int half; /* the four linear weights of each layer are IEEE half floats (uint16), not float32 */
+    int half;    /* the four linear weights of each layer are IEEE half floats (uint16), not float32 */
+    int kv_half; /* the key/value caches hold IEEE half floats */
     const float *wte, *wpe, *lnf_w, *lnf_b;
     /* per layer: ln1_w, ln1_b, qkv_w, qkv_b, out_w, out_b, ln2_w, ln2_b, fc_w, fc_b, proj_w, proj_b */
     const void *const *layers;
@@ -99,11 +105,104 @@ static inline float hsum8(__m256 v) {
 }
 #endif
 
+#if defined(__AVX512F__)
+static inline __m512 load_half16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+
+/* y[k][j] (+)= bias[j] + w_j . x_k for four weight rows j and four tokens k (x_k = x + k * x_stride) */
+static void block_4x4_half(const uint16_t *w0, const uint16_t *w1, const uint16_t *w2, const uint16_t *w3,
+                           const float *bias, const float *x, int x_stride, float *y, int out_stride, int in,
+                           int accumulate) {
+    __m512 s00 = _mm512_setzero_ps(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00;
+    __m512 s20 = s00, s21 = s00, s22 = s00, s23 = s00, s30 = s00, s31 = s00, s32 = s00, s33 = s00;
+    const float *x0 = x, *x1 = x + x_stride, *x2 = x1 + x_stride, *x3 = x2 + x_stride;
+    for (int i = 0; i < in; i += 16) {
+        const __m512 a0 = load_half16(w0 + i), a1 = load_half16(w1 + i), a2 = load_half16(w2 + i),
+                     a3 = load_half16(w3 + i);
+        __m512 v = _mm512_loadu_ps(x0 + i);
+        s00 = _mm512_fmadd_ps(a0, v, s00), s01 = _mm512_fmadd_ps(a1, v, s01);
+        s02 = _mm512_fmadd_ps(a2, v, s02), s03 = _mm512_fmadd_ps(a3, v, s03);
+        v = _mm512_loadu_ps(x1 + i);
+        s10 = _mm512_fmadd_ps(a0, v, s10), s11 = _mm512_fmadd_ps(a1, v, s11);
+        s12 = _mm512_fmadd_ps(a2, v, s12), s13 = _mm512_fmadd_ps(a3, v, s13);
+        v = _mm512_loadu_ps(x2 + i);
+        s20 = _mm512_fmadd_ps(a0, v, s20), s21 = _mm512_fmadd_ps(a1, v, s21);
+        s22 = _mm512_fmadd_ps(a2, v, s22), s23 = _mm512_fmadd_ps(a3, v, s23);
+        v = _mm512_loadu_ps(x3 + i);
+        s30 = _mm512_fmadd_ps(a0, v, s30), s31 = _mm512_fmadd_ps(a1, v, s31);
+        s32 = _mm512_fmadd_ps(a2, v, s32), s33 = _mm512_fmadd_ps(a3, v, s33);
+    }
+    const __m512 sums[4][4] = {{s00, s01, s02, s03}, {s10, s11, s12, s13}, {s20, s21, s22, s23}, {s30, s31, s32, s33}};
+    for (int k = 0; k < 4; k++)
+        for (int j = 0; j < 4; j++) {
+            const float r = _mm512_reduce_add_ps(sums[k][j]) + bias[j];
+            float *out = y + (size_t)k * out_stride + j;
+            *out = accumulate ? *out + r : r;
+        }
+}
+
+static void block_4x1_half(const uint16_t *w0, const uint16_t *w1, const uint16_t *w2, const uint16_t *w3,
+                           const float *bias, const float *x, float *y, int in, int accumulate) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < in; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        s0 = _mm512_fmadd_ps(load_half16(w0 + i), v, s0), s1 = _mm512_fmadd_ps(load_half16(w1 + i), v, s1);
+        s2 = _mm512_fmadd_ps(load_half16(w2 + i), v, s2), s3 = _mm512_fmadd_ps(load_half16(w3 + i), v, s3);
+    }
+    const float r[4] = {_mm512_reduce_add_ps(s0) + bias[0], _mm512_reduce_add_ps(s1) + bias[1],
+                        _mm512_reduce_add_ps(s2) + bias[2], _mm512_reduce_add_ps(s3) + bias[3]};
+    for (int j = 0; j < 4; j++) y[j] = accumulate ? y[j] + r[j] : r[j];
+}
+#endif
+
+/* An IEEE half float nearest to f (ties to even), for the portable path of the half caches. */
+static inline uint16_t float_to_half(float f) {
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    const uint16_t sign = (uint16_t)((bits >> 16) & 0x8000);
+    const uint32_t abs = bits & 0x7fffffffu;
+    if (abs >= 0x7f800000u) return sign | 0x7c00 | (abs > 0x7f800000u ? 0x200 : 0); /* inf, nan */
+    if (abs >= 0x477ff000u) return sign | 0x7c00;                                  /* rounds past 65504 */
+    if (abs < 0x38800000u) {                                                       /* subnormal or zero */
+        if (abs < 0x33000000u) return sign;
+        const uint32_t mant = (abs & 0x7fffff) | 0x800000;
+        const int shift = 126 - (int)(abs >> 23);
+        uint32_t h = mant >> (shift + 1);
+        const uint32_t rest = mant & ((1u << (shift + 1)) - 1), half = 1u << shift;
+        if (rest > half || (rest == half && (h & 1))) h++;
+        return sign | (uint16_t)h;
+    }
+    uint32_t h = ((abs - 0x38000000u) >> 13);
+    const uint32_t rest = abs & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;
+    return sign | (uint16_t)h;
+}
+
 /* matvec_rows with half-float weights: half the bytes to stream per token, which is what a token's
  * matrix-vector products are bound by (19 MB of float32 weights for the 5M model). */
 static void matvec_rows_half(const uint16_t *W, const float *bias, const float *x, float *y, int in, int out_stride,
                              int x_stride, int batch, int r0, int r1, int accumulate) {
     int o = r0;
+#if defined(__AVX512F__)
+    if (in % 16 == 0 && batch >= 4) { /* several tokens: four rows by four tokens, each weight load used 4x */
+        /* 16 tokens at a time stay in cache while this thread's rows stream past them (rows outermost
+         * re-read every token's x once per four rows: for a prompt that was most of the time) */
+        const int rows = r0 + (r1 - r0) / 4 * 4;
+        for (int b0 = 0; b0 < batch; b0 += 16) {
+            const int b1 = b0 + 16 < batch ? b0 + 16 : batch;
+            for (int row = r0; row < rows; row += 4) {
+                const uint16_t *w0 = W + (size_t)row * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
+                int b = b0;
+                for (; b + 4 <= b1; b += 4)
+                    block_4x4_half(w0, w1, w2, w3, bias + row, x + (size_t)b * x_stride, x_stride,
+                                   y + (size_t)b * out_stride + row, out_stride, in, accumulate);
+                for (; b < b1; b++) /* the last tokens, one at a time */
+                    block_4x1_half(w0, w1, w2, w3, bias + row, x + (size_t)b * x_stride,
+                                   y + (size_t)b * out_stride + row, in, accumulate);
+            }
+        }
+        o = rows;
+    }
+#endif
 #if defined(__F16C__) && defined(__FMA__)
     if (in % 8 == 0) { /* four rows per pass share each load of x, as in matvec_rows */
         for (; o + 4 <= r1; o += 4) {
@@ -192,21 +291,107 @@ static void gelu_inplace(float *restrict h, int count) {
     for (int i = 0; i < count; i++) h[i] = gelu_tanh(h[i]);
 }
 
-/* Feeds ids[batch] at position `start`, writes their keys and values into the caches and the
- * next-token logits into logits[batch][vocab]. Returns 0, -1 when out of memory, -2 for a token
- * id outside the vocabulary or a position outside the cache. */
-int midiarr_decode_step(const Model *m, int batch, int start, const long long *ids, float *keys, float *values,
-                        float *logits, int threads) {
-    const int n = m->n_embd, H = m->n_head, d = n / H, L = m->max_len, end = start + 1;
-    if (start < 0 || start >= L || batch < 1 || threads < 1) return -2;
-    for (int r = 0; r < batch; r++)
+/* Key/value row `pos` of one (layer, row, head) cache block: store a head's d values, read them back. */
+static inline void kv_store(const Model *m, void *block, int pos, int d, const float *src) {
+    if (!m->kv_half) {
+        memcpy((float *)block + (size_t)pos * d, src, sizeof(float) * (size_t)d);
+        return;
+    }
+    uint16_t *dst = (uint16_t *)block + (size_t)pos * d;
+    int i = 0;
+#if defined(__F16C__) && defined(__FMA__)
+    for (; i + 8 <= d; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+#endif
+    for (; i < d; i++) dst[i] = float_to_half(src[i]);
+}
+
+/* One query against positions [0, end) of one head: softmax(q . k_j * scale) . v_j into out[d]. */
+static void attend(const Model *m, const float *qh, const void *kh, const void *vh, int end, int d, float scale,
+                   float *scores, float *out) {
+    float top = -INFINITY;
+#if defined(__AVX512F__)
+    if (m->kv_half && d == 64) { /* the stem transformer's heads: a key or value row is four vectors */
+        const __m512 q0 = _mm512_loadu_ps(qh), q1 = _mm512_loadu_ps(qh + 16), q2 = _mm512_loadu_ps(qh + 32),
+                     q3 = _mm512_loadu_ps(qh + 48);
+        const uint16_t *k = (const uint16_t *)kh, *v = (const uint16_t *)vh;
+        for (int j = 0; j < end; j++, k += 64) {
+            __m512 s = _mm512_mul_ps(q0, load_half16(k));
+            s = _mm512_fmadd_ps(q1, load_half16(k + 16), s);
+            s = _mm512_fmadd_ps(q2, load_half16(k + 32), s);
+            s = _mm512_fmadd_ps(q3, load_half16(k + 48), s);
+            scores[j] = _mm512_reduce_add_ps(s) * scale;
+            top = scores[j] > top ? scores[j] : top;
+        }
+        float total = 0.f;
+#pragma omp simd reduction(+ : total)
+        for (int j = 0; j < end; j++) {
+            scores[j] = exp_vec(scores[j] - top);
+            total += scores[j];
+        }
+        const float inv = 1.f / total;
+        __m512 o0 = _mm512_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
+        for (int j = 0; j < end; j++, v += 64) {
+            const __m512 p = _mm512_set1_ps(scores[j] * inv);
+            o0 = _mm512_fmadd_ps(p, load_half16(v), o0), o1 = _mm512_fmadd_ps(p, load_half16(v + 16), o1);
+            o2 = _mm512_fmadd_ps(p, load_half16(v + 32), o2), o3 = _mm512_fmadd_ps(p, load_half16(v + 48), o3);
+        }
+        _mm512_storeu_ps(out, o0), _mm512_storeu_ps(out + 16, o1);
+        _mm512_storeu_ps(out + 32, o2), _mm512_storeu_ps(out + 48, o3);
+        return;
+    }
+#endif
+    for (int j = 0; j < end; j++) {
+        float s = 0.f;
+        if (m->kv_half) {
+            const uint16_t *kj = (const uint16_t *)kh + (size_t)j * d;
+            for (int i = 0; i < d; i++) s += qh[i] * half_to_float(kj[i]);
+        } else {
+            const float *kj = (const float *)kh + (size_t)j * d;
+#pragma omp simd reduction(+ : s)
+            for (int i = 0; i < d; i++) s += qh[i] * kj[i];
+        }
+        s *= scale;
+        scores[j] = s;
+        if (s > top) top = s;
+    }
+    float total = 0.f;
+#pragma omp simd reduction(+ : total)
+    for (int j = 0; j < end; j++) {
+        scores[j] = exp_vec(scores[j] - top);
+        total += scores[j];
+    }
+    for (int i = 0; i < d; i++) out[i] = 0.f;
+    for (int j = 0; j < end; j++) {
+        const float p = scores[j] / total;
+        if (m->kv_half) {
+            const uint16_t *vj = (const uint16_t *)vh + (size_t)j * d;
+            for (int i = 0; i < d; i++) out[i] += p * half_to_float(vj[i]);
+        } else {
+            const float *vj = (const float *)vh + (size_t)j * d;
+#pragma omp simd
+            for (int i = 0; i < d; i++) out[i] += p * vj[i];
+        }
+    }
+}
+
+/* Feeds ids[batch][T] at positions start..start+T-1, writes their keys and values into the caches and
+ * the next-token logits after each row's last token into logits[batch][vocab]. Returns 0, -1 when out
+ * of memory, -2 for a token id outside the vocabulary or positions outside the cache. */
+int midiarr_decode(const Model *m, int batch, int T, int start, const long long *ids, void *keys, void *values,
+                   float *logits, int threads) {
+    const int n = m->n_embd, H = m->n_head, d = n / H, L = m->max_len;
+    if (start < 0 || T < 1 || start + T > L || batch < 1 || threads < 1) return -2;
+    const int R = batch * T; /* rows of every activation: row r * T + t is row r's t-th new token */
+    for (int r = 0; r < R; r++)
         if (ids[r] < 0 || ids[r] >= m->n_vocab) return -2;
-    float *x = malloc(sizeof(float) * (size_t)batch * n);
-    float *a = malloc(sizeof(float) * (size_t)batch * n);
-    float *q = malloc(sizeof(float) * (size_t)batch * 3 * n); /* q, k, v of each row */
-    float *att = malloc(sizeof(float) * (size_t)batch * n);
-    float *hid = malloc(sizeof(float) * (size_t)batch * 4 * n);
-    float *scores = malloc(sizeof(float) * (size_t)threads * end);
+    const size_t item = m->kv_half ? sizeof(uint16_t) : sizeof(float);
+    float *x = malloc(sizeof(float) * (size_t)R * n);
+    float *a = malloc(sizeof(float) * (size_t)R * n);
+    float *q = malloc(sizeof(float) * (size_t)R * 3 * n); /* q, k, v of each row */
+    float *att = malloc(sizeof(float) * (size_t)R * n);
+    float *hid = malloc(sizeof(float) * (size_t)R * 4 * n);
+    float *scores = malloc(sizeof(float) * (size_t)threads * L);
     int status = 0;
     if (!x || !a || !q || !att || !hid || !scores) {
         status = -1;
@@ -215,75 +400,58 @@ int midiarr_decode_step(const Model *m, int batch, int start, const long long *i
     const float scale = 1.f / sqrtf((float)d);
 #pragma omp parallel num_threads(threads)
     {
-        const int t = omp_get_thread_num(), T = omp_get_num_threads();
-        const int c0 = n * t / T, c1 = n * (t + 1) / T;           /* this thread's columns of a width-n row */
-        const int f0 = 4 * n * t / T, f1 = 4 * n * (t + 1) / T;   /* of the MLP's hidden row */
-        const int h0 = H * t / T, h1 = H * (t + 1) / T;           /* its attention heads */
-        float *my_scores = scores + (size_t)t * end;
-        for (int r = 0; r < batch; r++)
+        const int t = omp_get_thread_num(), P = omp_get_num_threads();
+        const int c0 = n * t / P, c1 = n * (t + 1) / P;         /* this thread's columns of a width-n row */
+        const int f0 = 4 * n * t / P, f1 = 4 * n * (t + 1) / P; /* of the MLP's hidden row */
+        const int h0 = H * t / P, h1 = H * (t + 1) / P;         /* its attention heads */
+        float *my_scores = scores + (size_t)t * L;
+        for (int r = 0; r < R; r++)
             for (int i = c0; i < c1; i++)
-                x[(size_t)r * n + i] = m->wte[(size_t)ids[r] * n + i] + m->wpe[(size_t)start * n + i];
+                x[(size_t)r * n + i] = m->wte[(size_t)ids[r] * n + i] + m->wpe[(size_t)(start + r % T) * n + i];
 #pragma omp barrier
         for (int l = 0; l < m->n_layer; l++) {
             const void *const *w = m->layers + 12 * l;
-            layer_norm_cols(x, w[0], w[1], a, n, batch, m->eps, c0, c1);
+            layer_norm_cols(x, w[0], w[1], a, n, R, m->eps, c0, c1);
 #pragma omp barrier
             /* this thread's heads: their query, key and value rows of the qkv projection */
             for (int part = 0; part < 3; part++)
                 linear_rows(m, w[2], (size_t)part * n, (const float *)w[3] + part * n, a, q + part * n, n, 3 * n, n,
-                            batch, h0 * d, h1 * d, 0);
-            for (int h = h0; h < h1; h++) {
-                float *kh = keys + (((size_t)l * batch) * H + h) * (size_t)L * d;
-                float *vh = values + (((size_t)l * batch) * H + h) * (size_t)L * d;
+                            R, h0 * d, h1 * d, 0);
+            for (int h = h0; h < h1; h++)
                 for (int r = 0; r < batch; r++) {
-                    float *kr = kh + (size_t)r * H * L * d, *vr = vh + (size_t)r * H * L * d;
-                    const float *qr = q + (size_t)r * 3 * n;
-                    for (int i = 0; i < d; i++) {
-                        kr[(size_t)start * d + i] = qr[n + h * d + i];
-                        vr[(size_t)start * d + i] = qr[2 * n + h * d + i];
+                    /* the (layer, row, head) blocks of the caches: max_len positions of d values */
+                    const size_t block = ((((size_t)l * batch + r) * H + h) * (size_t)L * d) * item;
+                    char *kh = (char *)keys + block, *vh = (char *)values + block;
+                    for (int s = 0; s < T; s++) { /* every new key and value first: later tokens attend to them */
+                        const float *qr = q + ((size_t)r * T + s) * 3 * n;
+                        kv_store(m, kh, start + s, d, qr + n + h * d);
+                        kv_store(m, vh, start + s, d, qr + 2 * n + h * d);
                     }
-                    const float *qh = qr + h * d;
-                    float top = -INFINITY;
-                    for (int j = 0; j < end; j++) {
-                        const float *kj = kr + (size_t)j * d;
-                        float s = 0.f;
-#pragma omp simd reduction(+ : s)
-                        for (int i = 0; i < d; i++) s += qh[i] * kj[i];
-                        s *= scale;
-                        my_scores[j] = s;
-                        if (s > top) top = s;
-                    }
-                    float total = 0.f;
-#pragma omp simd reduction(+ : total)
-                    for (int j = 0; j < end; j++) {
-                        my_scores[j] = exp_vec(my_scores[j] - top);
-                        total += my_scores[j];
-                    }
-                    float *out = att + (size_t)r * n + h * d;
-                    for (int i = 0; i < d; i++) out[i] = 0.f;
-                    for (int j = 0; j < end; j++) {
-                        const float p = my_scores[j] / total;
-                        const float *vj = vr + (size_t)j * d;
-#pragma omp simd
-                        for (int i = 0; i < d; i++) out[i] += p * vj[i];
+                    for (int s = 0; s < T; s++) {
+                        const size_t row = (size_t)r * T + s;
+                        attend(m, q + row * 3 * n + h * d, kh, vh, start + s + 1, d, scale, my_scores,
+                               att + row * n + h * d);
                     }
                 }
-            }
 #pragma omp barrier
-            linear_rows(m, w[4], 0, w[5], att, x, n, n, n, batch, c0, c1, 1);
+            linear_rows(m, w[4], 0, w[5], att, x, n, n, n, R, c0, c1, 1);
 #pragma omp barrier
-            layer_norm_cols(x, w[6], w[7], a, n, batch, m->eps, c0, c1);
+            layer_norm_cols(x, w[6], w[7], a, n, R, m->eps, c0, c1);
 #pragma omp barrier
-            linear_rows(m, w[8], 0, w[9], a, hid, n, 4 * n, n, batch, f0, f1, 0);
-            for (int r = 0; r < batch; r++) gelu_inplace(hid + (size_t)r * 4 * n + f0, f1 - f0);
+            linear_rows(m, w[8], 0, w[9], a, hid, n, 4 * n, n, R, f0, f1, 0);
+            for (int r = 0; r < R; r++) gelu_inplace(hid + (size_t)r * 4 * n + f0, f1 - f0);
 #pragma omp barrier
-            linear_rows(m, w[10], 0, w[11], hid, x, 4 * n, n, 4 * n, batch, c0, c1, 1);
+            linear_rows(m, w[10], 0, w[11], hid, x, 4 * n, n, 4 * n, R, c0, c1, 1);
 #pragma omp barrier
         }
-        layer_norm_cols(x, m->lnf_w, m->lnf_b, a, n, batch, m->eps, c0, c1);
+        /* only each row's last token goes on to the head */
+        for (int r = 0; r < batch; r++) {
+            const size_t last = (size_t)r * T + T - 1;
+            layer_norm_cols(x + last * n, m->lnf_w, m->lnf_b, a + (size_t)r * n, n, 1, m->eps, c0, c1);
+        }
 #pragma omp barrier
         /* tied head: logits = ln_f(x) @ wte^T, the vocabulary split between the threads (no bias) */
-        const int v0 = m->n_vocab * t / T, v1 = m->n_vocab * (t + 1) / T;
+        const int v0 = m->n_vocab * t / P, v1 = m->n_vocab * (t + 1) / P;
         for (int r = 0; r < batch; r++) {
             const float *ar = a + (size_t)r * n;
             for (int v = v0; v < v1; v++) {

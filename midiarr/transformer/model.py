@@ -184,8 +184,8 @@ class LeanDecoder:
         self.int8 = bool(int8) and int8_available()
         if half and self.int8:
             raise ValueError("half and int8 weights exclude each other")
-        # half: linear weights rounded to IEEE half floats, in every path (prefill, TorchScript and C steps
-        # give the same logits); the C step then streams half the bytes per token
+        # half: linear weights rounded to IEEE half floats, in every path; the C step then streams half the
+        # bytes per token and keeps its key/value caches in half floats too (logits move by ~3e-3 at most)
         self.half = bool(half)
         prefix = "transformer." if "transformer.wte.weight" in state else ""
 
@@ -259,18 +259,28 @@ class LeanDecoder:
     def reset(self, batch: int) -> None:
         """Empty caches for ``batch`` rows."""
         shape = (self.n_layer, batch, self.n_head, self.max_length, self.head_dim)
-        self.keys = _cache_tensor(shape)
-        self.values = _cache_tensor(shape)
+        self.keys = _cache_tensor(shape, self._cache_dtype)
+        self.values = _cache_tensor(shape, self._cache_dtype)
         self.length = 0
+
+    @property
+    def _cache_dtype(self) -> torch.dtype:
+        return self._native.cache_dtype if self._native is not None else torch.float32
 
     def expand(self, batch: int) -> None:
         """Copy row 0's cache to ``batch`` rows (candidates that share a prompt)."""
         assert self.keys is not None and self.values is not None
         shape = (self.n_layer, batch, self.n_head, self.max_length, self.head_dim)
-        keys, values = _cache_tensor(shape), _cache_tensor(shape)
+        keys, values = _cache_tensor(shape, self._cache_dtype), _cache_tensor(shape, self._cache_dtype)
         keys.copy_(self.keys[:, :1].expand(shape))
         values.copy_(self.values[:, :1].expand(shape))
         self.keys, self.values = keys, values
+
+    def select(self, row: int) -> None:
+        """Keep only ``row``'s cache (the candidate that carries on alone)."""
+        assert self.keys is not None and self.values is not None
+        self.keys = self.keys[:, row : row + 1].clone(memory_format=torch.contiguous_format)
+        self.values = self.values[:, row : row + 1].clone(memory_format=torch.contiguous_format)
 
     @torch.inference_mode()
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -281,8 +291,8 @@ class LeanDecoder:
         end = start + t
         if end > self.max_length:
             raise RuntimeError("sequence longer than the model's trained context")
-        if t == 1 and self._native is not None:
-            logits = self._native(ids[:, 0], start, self.keys, self.values)
+        if self._native is not None:
+            logits = self._native(ids, start, self.keys, self.values)
             self.length = end
             return logits
         if t == 1 and self._scripted is not None:
@@ -323,10 +333,10 @@ class LeanDecoder:
         return F.layer_norm(last, (self.n_embd,), self.lnf_w, self.lnf_b, self.eps) @ self.wte.T
 
 
-def _cache_tensor(shape: tuple[int, ...]) -> torch.Tensor:
-    """A zeroed float32 cache in NumPy memory (transparent huge pages, as for the C step's weights in
+def _cache_tensor(shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A zeroed cache in NumPy memory (transparent huge pages, as for the C step's weights in
     midiarr/transformer/native.py)."""
-    return torch.from_numpy(np.zeros(shape, dtype=np.float32))
+    return torch.from_numpy(np.zeros(shape, dtype=np.float16 if dtype == torch.float16 else np.float32))
 
 
 def perplexity(mean_loss: float) -> float:

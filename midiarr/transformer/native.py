@@ -1,4 +1,5 @@
 """The C decoding step (``decode_step.c``): built with the system C compiler on first use, cached.
+It feeds one token per row while sampling, and known tokens (a prompt, a context bar) in one call.
 
 A token of the stem transformer at batch 1 spent about twice as long dispatching ~120 small
 torch operations as in its weights (docs/benchmarks.md); the C step runs a whole token in one
@@ -44,6 +45,7 @@ class _Model(ctypes.Structure):
         ("max_len", ctypes.c_int),
         ("eps", ctypes.c_float),
         ("half", ctypes.c_int),
+        ("kv_half", ctypes.c_int),
         ("wte", ctypes.c_void_p),
         ("wpe", ctypes.c_void_p),
         ("lnf_w", ctypes.c_void_p),
@@ -129,9 +131,10 @@ def load_library() -> ctypes.CDLL | None:
     except OSError as exc:
         _REASON = f"cannot load {path}: {exc}"
         return None
-    lib.midiarr_decode_step.restype = ctypes.c_int
-    lib.midiarr_decode_step.argtypes = [
+    lib.midiarr_decode.restype = ctypes.c_int
+    lib.midiarr_decode.argtypes = [
         ctypes.POINTER(_Model),
+        ctypes.c_int,
         ctypes.c_int,
         ctypes.c_int,
         ctypes.c_void_p,
@@ -151,7 +154,8 @@ def unavailable_reason() -> str:
 
 class NativeStep:
     """The C step over one decoder's weights: its own copies, linear weights as (out, in) rows and in half
-    floats when the decoder rounds them (``decoder.half``), the rest in float32."""
+    floats when the decoder rounds them (``decoder.half``), the rest in float32. With half weights the
+    key/value caches are half floats too (``cache_dtype``)."""
 
     def __init__(self, lib: ctypes.CDLL, decoder: Any) -> None:
         self.lib = lib
@@ -173,6 +177,9 @@ class NativeStep:
         pointers = [half_ptrs[i] if is_half else single_ptrs[i] for is_half, i in slots]
         self._layers = (ctypes.c_void_p * len(pointers))(*pointers)
         self.n_vocab = int(decoder.wte.shape[0])
+        # a token streams every earlier position's keys and values once per row: at the end of a window
+        # they weigh as much as the weights, so they are halved with them
+        self.cache_dtype = torch.float16 if decoder.half else torch.float32
         self.model = _Model(
             n_layer=decoder.n_layer,
             n_embd=decoder.n_embd,
@@ -181,6 +188,7 @@ class NativeStep:
             max_len=decoder.max_length,
             eps=decoder.eps,
             half=int(decoder.half),
+            kv_half=int(decoder.half),
             wte=wte,
             wpe=wpe,
             lnf_w=lnf_w,
@@ -189,15 +197,18 @@ class NativeStep:
         )
 
     def __call__(self, ids: torch.Tensor, start: int, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """Logits (batch, vocab) for one token per row at position ``start``; caches written there."""
+        """Logits (batch, vocab) after each row's last token of ``ids`` (batch, T), fed at positions
+        ``start`` on; their keys and values are written into the caches there."""
         ids = ids.to(torch.int64).contiguous()
-        batch = int(ids.shape[0])
-        if not (keys.is_contiguous() and values.is_contiguous() and keys.dtype == torch.float32):
-            raise RuntimeError("the C step needs contiguous float32 caches")
+        batch, length = (int(n) for n in ids.shape)
+        for cache in (keys, values):
+            if not cache.is_contiguous() or cache.dtype != self.cache_dtype:
+                raise RuntimeError(f"the C step needs contiguous {self.cache_dtype} caches")
         logits = torch.empty(batch, self.n_vocab)
-        status = self.lib.midiarr_decode_step(
+        status = self.lib.midiarr_decode(
             ctypes.byref(self.model),
             batch,
+            length,
             int(start),
             ids.data_ptr(),
             keys.data_ptr(),
