@@ -81,7 +81,7 @@ def main() -> None:
         # decoder three times: this VM's speed drifts within minutes, so only runs taken side by side compare
         from midiarr.transformer.model import LeanDecoder
 
-        scripted, _ = LeanDecoder.load(engine.checkpoint, native=False)
+        scripted, _ = LeanDecoder.load(engine.checkpoint)
         pairs = [(_raw_decoding_speed(dec, ids), _raw_decoding_speed(scripted, ids)) for _ in range(3)]
         results["decode_tokens_per_s_batch1_c_vs_torchscript"] = pairs
     # raw decoding at batch 4 (the rows of best-of-N candidates advance together)
@@ -119,7 +119,7 @@ def _as_a_user_would(song: Any, checkpoint: str | None, cli: bool) -> dict[str, 
                 continue
             path = Path(tmp) / f"no-{stem}.mid"
             save(context, path)
-            cmd = [sys.executable, "-m", "midiarr", "insert", str(path), "--stem", stem, "--seed", "0"]
+            cmd = [sys.executable, "-m", "midiarr.cli", "insert", str(path), "--stem", stem, "--seed", "0"]
             cmd += ["-o", str(Path(tmp) / f"with-{stem}.mid"), "-q"]
             if checkpoint:
                 cmd += ["--checkpoint", checkpoint]

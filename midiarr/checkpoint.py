@@ -15,9 +15,7 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
-
-import torch
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from midiarr.errors import InputError
 from midiarr.io.files import atomic_write_text
@@ -26,7 +24,11 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 SCHEDULER_FILE = "scheduler_config.json"  # the name diffusers' save_config writes
 
-ModelT = TypeVar("ModelT", bound=torch.nn.Module)
+if TYPE_CHECKING:  # torch is imported where a model is built: reading a checkpoint as NumPy arrays needs none
+    import numpy as np
+    import torch
+
+ModelT = TypeVar("ModelT", bound="torch.nn.Module")
 
 
 def save_pretrained(
@@ -41,6 +43,7 @@ def save_pretrained(
 ) -> Path:
     """Write ``model``'s weights (less the tensors named in ``skip``, e.g. tied ones) and ``config``
     into ``folder``; ``scheduler`` (a diffusers scheduler) goes beside them through its ``save_config``."""
+    import torch
     from safetensors.torch import save_file
 
     out = Path(folder)
@@ -65,11 +68,16 @@ def read_pretrained(
     kind: str | None = None,
     weights_file: str = WEIGHTS_FILE,
     config_file: str = CONFIG_FILE,
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    arrays: str = "torch",
+) -> tuple[dict[str, torch.Tensor] | dict[str, np.ndarray], dict[str, Any]]:
     """The weights and config of the checkpoint in ``folder``, or a one-line `InputError` that names
     ``what`` the folder should hold (``"a transformer checkpoint"``); ``kind``: the config's ``kind``
-    must be this (the audio models, which share a layout, say which one they are)."""
-    from safetensors.torch import load_file
+    must be this (the audio models, which share a layout, say which one they are). ``arrays``: "torch"
+    tensors, or "numpy" arrays (no torch import)."""
+    if arrays == "numpy":
+        from safetensors.numpy import load_file
+    else:
+        from safetensors.torch import load_file
 
     path = Path(folder)
     weights, config_path = path / weights_file, path / config_file

@@ -9,13 +9,15 @@ Commands started separately, by a user or a script, cannot be told how many othe
 CLI shares the cores automatically: a process that computes registers a locked file in a per-user folder, counts
 the files whose lock is held (their processes still run), and takes its share of the cores. It counts again at
 most every half second from the engines' loops (`rebalance`), so processes shrink when others start and grow back
-when they end. A command run alone keeps torch's own choice.
+when they end. A command run alone keeps torch's own choice. The transformer's C step, which runs without torch,
+reads the same count (`compute_threads`).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,13 +40,39 @@ def share_of_cores(processes: int) -> int:
     return max(1, available_cores() // max(1, int(processes)))
 
 
+_compute_threads: int | None = None  # set by limit_threads and rebalance, for the C step where torch is not loaded
+
+
+def compute_threads() -> int:
+    """Threads this process's compute may use now: torch's count where torch is loaded; else the count set by
+    `limit_threads` or `rebalance`, ``OMP_NUM_THREADS``, or the cores available (torch's own default)."""
+    if "torch" in sys.modules:
+        import torch
+
+        return torch.get_num_threads()
+    if _compute_threads:
+        return _compute_threads
+    text = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else available_cores()
+
+
+def _set_compute_threads(threads: int) -> None:
+    global _compute_threads
+    _compute_threads = threads
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
 def limit_threads(threads: int) -> None:
-    """Use at most ``threads`` compute threads in this process (torch, OpenMP, BLAS), from now on."""
+    """Use at most ``threads`` compute threads in this process (torch, OpenMP, BLAS, the C step), from now on."""
+    global _compute_threads
     threads = max(1, int(threads))
+    _compute_threads = threads
     for name in _LIBRARY_VARIABLES:
         os.environ[name] = str(threads)
-    import sys
-
     if "torch" not in sys.modules:  # torch reads the variables when it is imported; a worker without it stays light
         return
     import torch
@@ -186,16 +214,14 @@ def rebalance() -> None:
     if now - sharing.last_count < RECOUNT_SECONDS:
         return
     sharing.last_count = now
-    import torch
-
     try:
         if sharing.fd is None:
             if sharing.path is None and sharing.own_threads == 0:
-                sharing.own_threads = torch.get_num_threads()
+                sharing.own_threads = compute_threads()
             _register(sharing)
         running = running_processes(sharing.folder)
     except OSError:  # no writable temporary folder: keep the threads as they are
         return
     threads = sharing.own_threads if running <= 1 else max(1, available_cores() // running)
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+    if compute_threads() != threads:
+        _set_compute_threads(threads)

@@ -15,6 +15,7 @@ from midiarr.errors import OptionError
 from midiarr.fixtures import band_song
 from midiarr.io import load, write_midi
 from midiarr.song import Song, TimeSignature, Track
+from midiarr.transformer.decoder import make_decoder
 from midiarr.transformer.encode import BarGrid, decode_target, encode_context, encode_target
 from midiarr.transformer.model import LeanDecoder, read_checkpoint
 from midiarr.transformer.native import load_library as native_library
@@ -79,13 +80,13 @@ def test_lean_decoder_matches_transformers(tiny_checkpoint: Path, native: bool) 
     ids = torch.randint(0, len(VOCAB), (1, 40), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = model(input_ids=ids).logits[0]
-    dec = LeanDecoder(state, config["gpt2"], native=native)
+    dec = make_decoder(state, config["gpt2"], native=native)
     assert dec.step_kind == ("c" if native else "torchscript")
     dec.reset(1)
-    first = dec.forward(ids[:, :25])
+    first = _logits(dec, ids[:, :25])
     assert torch.allclose(first[0], ref[24], atol=1e-4)
     for i in range(25, 40):
-        out = dec.forward(ids[:, i : i + 1])  # one token: the one-token step
+        out = _logits(dec, ids[:, i : i + 1])  # one token: the one-token step
         assert torch.allclose(out[0], ref[i], atol=1e-4)
     # rows of a batch (candidates) advance together and stay independent
     both = torch.cat([ids, ids.flip(1)])
@@ -94,8 +95,13 @@ def test_lean_decoder_matches_transformers(tiny_checkpoint: Path, native: bool) 
     dec.reset(2)
     dec.forward(both[:, :10])
     for i in range(10, 40):
-        out = dec.forward(both[:, i : i + 1])
+        out = _logits(dec, both[:, i : i + 1])
         assert torch.allclose(out, ref2[:, i], atol=1e-4)
+
+
+def _logits(decoder: object, ids: torch.Tensor) -> torch.Tensor:
+    """The logits of either decoder (the C step's are NumPy arrays) as a torch tensor."""
+    return torch.as_tensor(np.asarray(decoder.logits(ids.numpy())))
 
 
 def _random_gpt2(
@@ -126,26 +132,26 @@ def test_c_step_matches_transformers_on_odd_sizes(threads: int) -> None:
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        dec = LeanDecoder(state, gpt2.to_dict(), native=True)
-        half = LeanDecoder(state, gpt2.to_dict(), native=True, half=True)
-        half_scripted = LeanDecoder(state, gpt2.to_dict(), native=False, half=True)
+        dec = make_decoder(state, gpt2.to_dict(), native=True)
+        half = make_decoder(state, gpt2.to_dict(), native=True, half=True)
+        half_scripted = make_decoder(state, gpt2.to_dict(), native=False, half=True)
         for d in (dec, half, half_scripted):
             d.reset(3)
             d.forward(ids[:, :5])
         rounding = exact = 0.0
         for i in range(5, 30):
-            full = dec.forward(ids[:, i : i + 1])
+            full = _logits(dec, ids[:, i : i + 1])
             assert torch.allclose(full, ref[:, i], atol=1e-4)
             exact = max(exact, float((full - ref[:, i]).abs().max()))
             # half weights: the C step (half caches too) and the TorchScript step over the same rounded weights
             # stay near each other and near the float32 model, and differ from it (the weights were rounded)
-            out, scripted = half.forward(ids[:, i : i + 1]), half_scripted.forward(ids[:, i : i + 1])
+            out, scripted = _logits(half, ids[:, i : i + 1]), _logits(half_scripted, ids[:, i : i + 1])
             assert torch.allclose(out, scripted, atol=1e-2)
             assert torch.allclose(out, ref[:, i], atol=2e-2)
             rounding = max(rounding, float((out - ref[:, i]).abs().max()))
         assert rounding > 10 * exact
         with pytest.raises(RuntimeError, match="outside the vocabulary"):
-            dec.forward(torch.full((3, 1), len(VOCAB)))
+            dec.forward(np.full((3, 1), len(VOCAB)))
     finally:
         torch.set_num_threads(before)
 
@@ -160,18 +166,23 @@ def test_c_step_feeds_prompts_and_chunks_with_half_caches(threads: int) -> None:
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        for half, atol in ((False, 1e-4), (True, 2e-2)):
-            dec = LeanDecoder(state, gpt2.to_dict(), native=True, half=half)
+        exact = None
+        for held, atol in (({}, 1e-4), ({"half": True}, 2e-2), ({"int8": True}, 5e-2)):
+            dec = make_decoder(state, gpt2.to_dict(), native=True, **held)
             assert dec.keys is None and dec.step_kind == "c"
             dec.reset(3)
-            assert dec.keys is not None and dec.keys.dtype == (torch.float16 if half else torch.float32)
-            calls = [(0, 23), (23, 40), *[(i, i + 1) for i in range(40, 50)], (50, 55)]
-            for a, b in calls:
-                out = dec.forward(ids[:, a:b])
-                assert torch.allclose(out, ref[:, b - 1], atol=atol), (half, a, b)
+            assert dec.keys is not None and dec.keys.dtype == (np.float16 if held else np.float32)
+            first = _logits(dec, ids[:, :23])
+            assert torch.allclose(first, ref[:, 22], atol=atol), held
+            for a, b in [(23, 40), *[(i, i + 1) for i in range(40, 50)], (50, 55)]:
+                out = _logits(dec, ids[:, a:b])
+                assert torch.allclose(out, ref[:, b - 1], atol=atol), (held, a, b)
+            # half and int8 weights move the logits, each by its own rounding
+            exact = first if not held else exact
+            assert not held or not torch.equal(first, exact)
             dec.select(1)  # the second row carries on alone
-            assert dec.keys.shape[1] == 1 and dec.keys.is_contiguous()
-            out = dec.forward(ids[1:2, 55:60])
+            assert dec.keys.shape[1] == 1 and dec.keys.flags.c_contiguous
+            out = _logits(dec, ids[1:2, 55:60])
             assert torch.allclose(out[0], ref[1, 59], atol=atol)
         with pytest.raises(RuntimeError, match="longer than the model's trained context"):
             dec.forward(ids[1:2].repeat(1, 2))
@@ -190,13 +201,14 @@ def test_decoder_falls_back_when_the_c_step_cannot_be_built(
     monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
     monkeypatch.setattr(native, "_compiler", lambda: "false")
     state, config = read_checkpoint(tiny_checkpoint)
-    dec = LeanDecoder(state, config["gpt2"])
-    assert dec.step_kind == "torchscript" and "false failed" in native.unavailable_reason()
+    dec = make_decoder(state, config["gpt2"])
+    assert isinstance(dec, LeanDecoder) and dec.step_kind == "torchscript"
+    assert "false failed" in native.unavailable_reason()
     with pytest.raises(RuntimeError, match="not available"):
-        LeanDecoder(state, config["gpt2"], native=True)
+        make_decoder(state, config["gpt2"], native=True)
     monkeypatch.setattr(native, "_TRIED", False)
     monkeypatch.setenv("MIDIARR_NATIVE", "0")
-    assert LeanDecoder(state, config["gpt2"]).step_kind == "torchscript"
+    assert make_decoder(state, config["gpt2"]).step_kind == "torchscript"
     assert "MIDIARR_NATIVE=0" in native.unavailable_reason()
     assert not list((tmp_path / "kernels").glob("*.so"))  # no half-built library left behind
 

@@ -43,14 +43,17 @@ class TransformerEngine(Engine):
     ) -> None:
         """The engine over ``checkpoint`` (default: the bundled one). Its settings are the checkpoint's
         tuned ones, or ``settings``, with ``options`` (any `TransformerSettings` field) over them."""
-        from midiarr.transformer.model import LeanDecoder
+        from midiarr.transformer.decoder import load_decoder, native_available
 
         path = Path(checkpoint) if checkpoint is not None else bundled_checkpoint()
         if not path.exists():
             raise InputError(f"transformer checkpoint {path} not found")
         self.settings = self.resolve_settings(path, settings, options)
-        half = not self.settings.int8 if self.settings.half is None else self.settings.half
-        self.decoder, self.config = LeanDecoder.load(path, int8=self.settings.int8, half=half)
+        int8, half = self.settings.int8, self.settings.half
+        if int8 is None:  # int8 in the C step (docs/benchmarks.md); torch's int8 moves the logits ~20x more
+            int8 = not half and native_available()
+        half = not int8 if half is None else half
+        self.decoder, self.config = load_decoder(path, int8=int8, half=half)
         self.checkpoint = path
 
     @classmethod

@@ -9,7 +9,8 @@
  * call by both cores and the threads meet only at the barriers a layer needs.
  *
  * What a token costs on this machine is the bytes it streams: the weights once per call, and the keys
- * and values of every earlier position once per row. Both can be half floats (m->half, m->kv_half).
+ * and values of every earlier position once per row. The weights can be half floats (m->half) or int8
+ * with a scale per row (m->int8), the caches half floats (m->kv_half).
  *
  * Layouts (contiguous, as the Python side prepares them):
  *   wte (vocab, n) - token embedding, also the tied output head; wpe (positions, n): float32
@@ -32,9 +33,11 @@ typedef struct {
     float eps;
     int half;    /* the four linear weights of each layer are IEEE half floats (uint16), not float32 */
     int kv_half; /* the key/value caches hold IEEE half floats */
+    int int8;    /* the linear weights are int8 with a float scale per output row (scales) */
     const float *wte, *wpe, *lnf_w, *lnf_b;
     /* per layer: ln1_w, ln1_b, qkv_w, qkv_b, out_w, out_b, ln2_w, ln2_b, fc_w, fc_b, proj_w, proj_b */
     const void *const *layers;
+    const float *const *scales; /* with int8: per layer, the row scales of qkv, out, fc and proj */
 } Model;
 
 /* y[b][o] = bias[o] + W[o,:] . x[b][:] for rows o in [r0, r1); optionally y += instead of
@@ -107,51 +110,81 @@ static inline float hsum8(__m256 v) {
 
 #if defined(__AVX512F__)
 static inline __m512 load_half16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
-
-/* y[k][j] (+)= bias[j] + w_j . x_k for four weight rows j and four tokens k (x_k = x + k * x_stride) */
-static void block_4x4_half(const uint16_t *w0, const uint16_t *w1, const uint16_t *w2, const uint16_t *w3,
-                           const float *bias, const float *x, int x_stride, float *y, int out_stride, int in,
-                           int accumulate) {
-    __m512 s00 = _mm512_setzero_ps(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00;
-    __m512 s20 = s00, s21 = s00, s22 = s00, s23 = s00, s30 = s00, s31 = s00, s32 = s00, s33 = s00;
-    const float *x0 = x, *x1 = x + x_stride, *x2 = x1 + x_stride, *x3 = x2 + x_stride;
-    for (int i = 0; i < in; i += 16) {
-        const __m512 a0 = load_half16(w0 + i), a1 = load_half16(w1 + i), a2 = load_half16(w2 + i),
-                     a3 = load_half16(w3 + i);
-        __m512 v = _mm512_loadu_ps(x0 + i);
-        s00 = _mm512_fmadd_ps(a0, v, s00), s01 = _mm512_fmadd_ps(a1, v, s01);
-        s02 = _mm512_fmadd_ps(a2, v, s02), s03 = _mm512_fmadd_ps(a3, v, s03);
-        v = _mm512_loadu_ps(x1 + i);
-        s10 = _mm512_fmadd_ps(a0, v, s10), s11 = _mm512_fmadd_ps(a1, v, s11);
-        s12 = _mm512_fmadd_ps(a2, v, s12), s13 = _mm512_fmadd_ps(a3, v, s13);
-        v = _mm512_loadu_ps(x2 + i);
-        s20 = _mm512_fmadd_ps(a0, v, s20), s21 = _mm512_fmadd_ps(a1, v, s21);
-        s22 = _mm512_fmadd_ps(a2, v, s22), s23 = _mm512_fmadd_ps(a3, v, s23);
-        v = _mm512_loadu_ps(x3 + i);
-        s30 = _mm512_fmadd_ps(a0, v, s30), s31 = _mm512_fmadd_ps(a1, v, s31);
-        s32 = _mm512_fmadd_ps(a2, v, s32), s33 = _mm512_fmadd_ps(a3, v, s33);
-    }
-    const __m512 sums[4][4] = {{s00, s01, s02, s03}, {s10, s11, s12, s13}, {s20, s21, s22, s23}, {s30, s31, s32, s33}};
-    for (int k = 0; k < 4; k++)
-        for (int j = 0; j < 4; j++) {
-            const float r = _mm512_reduce_add_ps(sums[k][j]) + bias[j];
-            float *out = y + (size_t)k * out_stride + j;
-            *out = accumulate ? *out + r : r;
-        }
+static inline __m512 load_int8x16(const int8_t *p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
 }
 
-static void block_4x1_half(const uint16_t *w0, const uint16_t *w1, const uint16_t *w2, const uint16_t *w3,
-                           const float *bias, const float *x, float *y, int in, int accumulate) {
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int i = 0; i < in; i += 16) {
-        const __m512 v = _mm512_loadu_ps(x + i);
-        s0 = _mm512_fmadd_ps(load_half16(w0 + i), v, s0), s1 = _mm512_fmadd_ps(load_half16(w1 + i), v, s1);
-        s2 = _mm512_fmadd_ps(load_half16(w2 + i), v, s2), s3 = _mm512_fmadd_ps(load_half16(w3 + i), v, s3);
+/* The kernels below, for one weight format (NAME: its element type T, LOAD: 16 of them as floats).
+ * block_4x4: y[k][j] (+)= bias[j] + scale[j] * (w_j . x_k) for four weight rows j and four tokens k
+ * (x_k = x + k * x_stride); scale is NULL for unscaled weights. block_4x1: one token. */
+#define WEIGHT_BLOCKS(NAME, T, LOAD)                                                                              \
+    static void block_4x4_##NAME(const T *w0, const T *w1, const T *w2, const T *w3, const float *bias,          \
+                                 const float *scale, const float *x, int x_stride, float *y, int out_stride, int in, \
+                                 int accumulate) {                                                               \
+        __m512 s00 = _mm512_setzero_ps(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00;      \
+        __m512 s13 = s00, s20 = s00, s21 = s00, s22 = s00, s23 = s00, s30 = s00, s31 = s00, s32 = s00, s33 = s00; \
+        const float *x0 = x, *x1 = x + x_stride, *x2 = x1 + x_stride, *x3 = x2 + x_stride;                       \
+        for (int i = 0; i < in; i += 16) {                                                                       \
+            const __m512 a0 = LOAD(w0 + i), a1 = LOAD(w1 + i), a2 = LOAD(w2 + i), a3 = LOAD(w3 + i);             \
+            __m512 v = _mm512_loadu_ps(x0 + i);                                                                  \
+            s00 = _mm512_fmadd_ps(a0, v, s00), s01 = _mm512_fmadd_ps(a1, v, s01);                                \
+            s02 = _mm512_fmadd_ps(a2, v, s02), s03 = _mm512_fmadd_ps(a3, v, s03);                                \
+            v = _mm512_loadu_ps(x1 + i);                                                                         \
+            s10 = _mm512_fmadd_ps(a0, v, s10), s11 = _mm512_fmadd_ps(a1, v, s11);                                \
+            s12 = _mm512_fmadd_ps(a2, v, s12), s13 = _mm512_fmadd_ps(a3, v, s13);                                \
+            v = _mm512_loadu_ps(x2 + i);                                                                         \
+            s20 = _mm512_fmadd_ps(a0, v, s20), s21 = _mm512_fmadd_ps(a1, v, s21);                                \
+            s22 = _mm512_fmadd_ps(a2, v, s22), s23 = _mm512_fmadd_ps(a3, v, s23);                                \
+            v = _mm512_loadu_ps(x3 + i);                                                                         \
+            s30 = _mm512_fmadd_ps(a0, v, s30), s31 = _mm512_fmadd_ps(a1, v, s31);                                \
+            s32 = _mm512_fmadd_ps(a2, v, s32), s33 = _mm512_fmadd_ps(a3, v, s33);                                \
+        }                                                                                                        \
+        const __m512 sums[4][4] = {                                                                              \
+            {s00, s01, s02, s03}, {s10, s11, s12, s13}, {s20, s21, s22, s23}, {s30, s31, s32, s33}};             \
+        for (int k = 0; k < 4; k++)                                                                              \
+            for (int j = 0; j < 4; j++) {                                                                        \
+                const float r = _mm512_reduce_add_ps(sums[k][j]) * (scale ? scale[j] : 1.f) + bias[j];           \
+                float *out = y + (size_t)k * out_stride + j;                                                     \
+                *out = accumulate ? *out + r : r;                                                                \
+            }                                                                                                    \
+    }                                                                                                            \
+    static void block_4x1_##NAME(const T *w0, const T *w1, const T *w2, const T *w3, const float *bias,          \
+                                 const float *scale, const float *x, float *y, int in, int accumulate) {         \
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;                                             \
+        for (int i = 0; i < in; i += 16) {                                                                       \
+            const __m512 v = _mm512_loadu_ps(x + i);                                                             \
+            s0 = _mm512_fmadd_ps(LOAD(w0 + i), v, s0), s1 = _mm512_fmadd_ps(LOAD(w1 + i), v, s1);                \
+            s2 = _mm512_fmadd_ps(LOAD(w2 + i), v, s2), s3 = _mm512_fmadd_ps(LOAD(w3 + i), v, s3);                \
+        }                                                                                                        \
+        const __m512 sums[4] = {s0, s1, s2, s3};                                                                 \
+        for (int j = 0; j < 4; j++) {                                                                            \
+            const float r = _mm512_reduce_add_ps(sums[j]) * (scale ? scale[j] : 1.f) + bias[j];                  \
+            y[j] = accumulate ? y[j] + r : r;                                                                    \
+        }                                                                                                        \
+    }                                                                                                            \
+    /* rows [r0, r1) (a multiple of four of them) for every token; 16 tokens at a time stay in cache while     \
+     * this thread's rows stream past them. Returns the first row left to the caller. */                         \
+    static int rows_by_four_##NAME(const T *W, const float *bias, const float *scale, const float *x, float *y,  \
+                                   int in, int out_stride, int x_stride, int batch, int r0, int r1, int accumulate) { \
+        const int rows = r0 + (r1 - r0) / 4 * 4;                                                                 \
+        for (int b0 = 0; b0 < batch; b0 += 16) {                                                                 \
+            const int b1 = b0 + 16 < batch ? b0 + 16 : batch;                                                    \
+            for (int row = r0; row < rows; row += 4) {                                                           \
+                const T *w0 = W + (size_t)row * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;                \
+                const float *sc = scale ? scale + row : NULL;                                                    \
+                int k = b0;                                                                                      \
+                for (; k + 4 <= b1; k += 4)                                                                      \
+                    block_4x4_##NAME(w0, w1, w2, w3, bias + row, sc, x + (size_t)k * x_stride, x_stride,         \
+                                     y + (size_t)k * out_stride + row, out_stride, in, accumulate);              \
+                for (; k < b1; k++)                                                                              \
+                    block_4x1_##NAME(w0, w1, w2, w3, bias + row, sc, x + (size_t)k * x_stride,                   \
+                                     y + (size_t)k * out_stride + row, in, accumulate);                          \
+            }                                                                                                    \
+        }                                                                                                        \
+        return rows;                                                                                             \
     }
-    const float r[4] = {_mm512_reduce_add_ps(s0) + bias[0], _mm512_reduce_add_ps(s1) + bias[1],
-                        _mm512_reduce_add_ps(s2) + bias[2], _mm512_reduce_add_ps(s3) + bias[3]};
-    for (int j = 0; j < 4; j++) y[j] = accumulate ? y[j] + r[j] : r[j];
-}
+WEIGHT_BLOCKS(half, uint16_t, load_half16)
+WEIGHT_BLOCKS(int8, int8_t, load_int8x16)
 #endif
 
 /* An IEEE half float nearest to f (ties to even), for the portable path of the half caches. */
@@ -183,25 +216,8 @@ static void matvec_rows_half(const uint16_t *W, const float *bias, const float *
                              int x_stride, int batch, int r0, int r1, int accumulate) {
     int o = r0;
 #if defined(__AVX512F__)
-    if (in % 16 == 0 && batch >= 4) { /* several tokens: four rows by four tokens, each weight load used 4x */
-        /* 16 tokens at a time stay in cache while this thread's rows stream past them (rows outermost
-         * re-read every token's x once per four rows: for a prompt that was most of the time) */
-        const int rows = r0 + (r1 - r0) / 4 * 4;
-        for (int b0 = 0; b0 < batch; b0 += 16) {
-            const int b1 = b0 + 16 < batch ? b0 + 16 : batch;
-            for (int row = r0; row < rows; row += 4) {
-                const uint16_t *w0 = W + (size_t)row * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
-                int b = b0;
-                for (; b + 4 <= b1; b += 4)
-                    block_4x4_half(w0, w1, w2, w3, bias + row, x + (size_t)b * x_stride, x_stride,
-                                   y + (size_t)b * out_stride + row, out_stride, in, accumulate);
-                for (; b < b1; b++) /* the last tokens, one at a time */
-                    block_4x1_half(w0, w1, w2, w3, bias + row, x + (size_t)b * x_stride,
-                                   y + (size_t)b * out_stride + row, in, accumulate);
-            }
-        }
-        o = rows;
-    }
+    if (in % 16 == 0 && batch >= 4) /* several tokens: four rows by four tokens, each weight load used 4x */
+        o = rows_by_four_half(W, bias, NULL, x, y, in, out_stride, x_stride, batch, r0, r1, accumulate);
 #endif
 #if defined(__F16C__) && defined(__FMA__)
     if (in % 8 == 0) { /* four rows per pass share each load of x, as in matvec_rows */
@@ -237,10 +253,35 @@ static void matvec_rows_half(const uint16_t *W, const float *bias, const float *
     }
 }
 
-/* Rows [r0, r1) of a layer's linear weight, float32 or half (m->half), from row `first` on. */
-static void linear_rows(const Model *m, const void *W, size_t first, const float *bias, const float *x, float *y,
+/* matvec_rows with int8 weights, one float scale per row: a quarter of float32's bytes. */
+static void matvec_rows_int8(const int8_t *W, const float *scale, const float *bias, const float *x, float *y, int in,
+                             int out_stride, int x_stride, int batch, int r0, int r1, int accumulate) {
+    int o = r0;
+#if defined(__AVX512F__)
+    if (in % 16 == 0) o = rows_by_four_int8(W, bias, scale, x, y, in, out_stride, x_stride, batch, r0, r1, accumulate);
+#endif
+    for (; o < r1; o++) { /* other widths, other CPUs */
+        const int8_t *w = W + (size_t)o * in;
+        for (int b = 0; b < batch; b++) {
+            const float *xb = x + (size_t)b * x_stride;
+            float s = 0.f;
+            for (int i = 0; i < in; i++) s += (float)w[i] * xb[i];
+            float *yb = y + (size_t)b * out_stride;
+            const float r = s * scale[o] + bias[o];
+            yb[o] = accumulate ? yb[o] + r : r;
+        }
+    }
+}
+
+/* Rows [r0, r1) of linear weight `k` (0 qkv, 1 out, 2 fc, 3 proj) of layer `l`, from row `first` on, in
+ * the model's weight format. */
+static void linear_rows(const Model *m, int l, int k, size_t first, const float *bias, const float *x, float *y,
                         int in, int out_stride, int x_stride, int batch, int r0, int r1, int accumulate) {
-    if (m->half)
+    const void *W = m->layers[12 * l + 2 + 2 * k + (k >= 2 ? 2 : 0)];
+    if (m->int8)
+        matvec_rows_int8((const int8_t *)W + first * in, m->scales[4 * l + k] + first, bias, x, y, in, out_stride,
+                         x_stride, batch, r0, r1, accumulate);
+    else if (m->half)
         matvec_rows_half((const uint16_t *)W + first * in, bias, x, y, in, out_stride, x_stride, batch, r0, r1,
                          accumulate);
     else
@@ -415,7 +456,7 @@ int midiarr_decode(const Model *m, int batch, int T, int start, const long long 
 #pragma omp barrier
             /* this thread's heads: their query, key and value rows of the qkv projection */
             for (int part = 0; part < 3; part++)
-                linear_rows(m, w[2], (size_t)part * n, (const float *)w[3] + part * n, a, q + part * n, n, 3 * n, n,
+                linear_rows(m, l, 0, (size_t)part * n, (const float *)w[3] + part * n, a, q + part * n, n, 3 * n, n,
                             R, h0 * d, h1 * d, 0);
             for (int h = h0; h < h1; h++)
                 for (int r = 0; r < batch; r++) {
@@ -434,14 +475,14 @@ int midiarr_decode(const Model *m, int batch, int T, int start, const long long 
                     }
                 }
 #pragma omp barrier
-            linear_rows(m, w[4], 0, w[5], att, x, n, n, n, R, c0, c1, 1);
+            linear_rows(m, l, 1, 0, w[5], att, x, n, n, n, R, c0, c1, 1);
 #pragma omp barrier
             layer_norm_cols(x, w[6], w[7], a, n, R, m->eps, c0, c1);
 #pragma omp barrier
-            linear_rows(m, w[8], 0, w[9], a, hid, n, 4 * n, n, R, f0, f1, 0);
+            linear_rows(m, l, 2, 0, w[9], a, hid, n, 4 * n, n, R, f0, f1, 0);
             for (int r = 0; r < R; r++) gelu_inplace(hid + (size_t)r * 4 * n + f0, f1 - f0);
 #pragma omp barrier
-            linear_rows(m, w[10], 0, w[11], hid, x, 4 * n, n, 4 * n, R, c0, c1, 1);
+            linear_rows(m, l, 3, 0, w[11], hid, x, 4 * n, n, 4 * n, R, c0, c1, 1);
 #pragma omp barrier
         }
         /* only each row's last token goes on to the head */

@@ -18,9 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from midiarr.checkpoint import read_pretrained, save_pretrained
-from midiarr.errors import InputError
+from midiarr.checkpoint import save_pretrained
+from midiarr.transformer.decoder import DecoderShape, read_checkpoint, trained_positions
 from midiarr.transformer.vocab import VOCAB
+
+__all__ = ["LeanDecoder", "gpt2_config", "read_checkpoint", "save_checkpoint", "trained_positions"]
 
 
 def gpt2_config(model: dict[str, Any]) -> Any:
@@ -47,14 +49,6 @@ def save_checkpoint(model: Any, out_dir: str | Path, meta: dict[str, Any]) -> Pa
     """Weights (the tied output layer once) and config.json (GPT-2 config, vocabulary, training facts)."""
     config = {"gpt2": model.config.to_diff_dict(), "vocab": VOCAB.tokens, **meta}
     return save_pretrained(model, out_dir, config, skip=("lm_head.weight",))
-
-
-def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Weights and config of a checkpoint folder, checked against this vocabulary."""
-    state, config = read_pretrained(path, "a transformer checkpoint")
-    if config.get("vocab") != VOCAB.tokens:
-        raise InputError(f"{Path(path)}: the checkpoint was trained with another vocabulary")
-    return state, config
 
 
 class _Linear:
@@ -142,12 +136,6 @@ def _decode_one(
     return torch.layer_norm(x, [n], lnf[0], lnf[1], eps) @ wte.T
 
 
-def trained_positions(config: dict[str, Any]) -> int | None:
-    """Longest window the checkpoint was trained on (``[train] seq_len``), if its config records it."""
-    seq_len = config.get("config", {}).get("train", {}).get("seq_len")
-    return int(seq_len) if seq_len else None
-
-
 def int8_available() -> bool:
     """Whether this torch build has the int8 dynamic linear kernels (x86 / fbgemm / qnnpack)."""
     try:
@@ -156,12 +144,14 @@ def int8_available() -> bool:
         return False
 
 
-class LeanDecoder:
-    """GPT-2 inference with a preallocated key/value cache, for batches that advance in lockstep.
+class LeanDecoder(DecoderShape):
+    """GPT-2 inference in torch with a preallocated key/value cache, for batches that advance in lockstep:
+    the decoder where the C step (`midiarr.transformer.native.NativeDecoder`) does not build, and the
+    reference it is tested against (`midiarr.transformer.decoder.make_decoder` picks between them).
 
-    ``int8=True`` runs the linear layers with int8 weights (dynamic quantization of the
-    activations): about twice the decoding speed on this CPU for a small change in the
-    logits (the validation loss moves in the third decimal; see docs/benchmarks.md).
+    ``int8=True`` runs the linear layers with torch's int8 kernels (dynamic quantization of the
+    activations): about twice the decoding speed on this CPU for a small change in the logits.
+    ``half=True`` rounds the linear weights to half floats, as the C step holds them.
     """
 
     def __init__(
@@ -170,27 +160,15 @@ class LeanDecoder:
         gpt2: dict[str, Any],
         int8: bool = False,
         trained_positions: int | None = None,
-        native: bool | None = None,
         half: bool = False,
     ) -> None:
-        self.n_layer = int(gpt2["n_layer"])
-        self.n_head = int(gpt2["n_head"])
-        self.n_embd = int(gpt2["n_embd"])
-        self.n_positions = int(gpt2["n_positions"])
-        # Training windows may be shorter than the position table: the embeddings past them were never
-        # trained (random vectors), so a window that ran into them would be written blind.
-        self.max_length = min(self.n_positions, int(trained_positions or self.n_positions))
-        self.eps = float(gpt2.get("layer_norm_epsilon", 1e-5))
+        DecoderShape.__init__(self, gpt2, trained_positions, half, int8)
         self.int8 = bool(int8) and int8_available()
-        if half and self.int8:
-            raise ValueError("half and int8 weights exclude each other")
-        # half: linear weights rounded to IEEE half floats, in every path; the C step then streams half the
-        # bytes per token and keeps its key/value caches in half floats too (logits move by ~3e-3 at most)
         self.half = bool(half)
         prefix = "transformer." if "transformer.wte.weight" in state else ""
 
         def w(name: str) -> torch.Tensor:
-            return state[prefix + name].float().contiguous()
+            return torch.as_tensor(state[prefix + name]).float().contiguous()
 
         def linear(i: int, name: str) -> _Linear:
             # HF Conv1D stores weights as (in, out): x @ W + b
@@ -215,37 +193,23 @@ class LeanDecoder:
             )
             for i in range(self.n_layer)
         ]
-        self.head_dim = self.n_embd // self.n_head
         # the scripted one-token path reads fp32 weights; int8 layers take the eager path
         self._scripted = None if self.int8 else [layer.flat() for layer in self.layers]
-        # the C one-token step (midiarr/transformer/decode_step.c) when it builds here: None = when available
-        self._native = None
-        if native is not False and not self.int8:
-            from midiarr.transformer.native import NativeStep, load_library, unavailable_reason
-
-            lib = load_library()
-            if lib is not None:
-                self._native = NativeStep(lib, self)
-            elif native:
-                raise RuntimeError(f"the C decoding step is not available: {unavailable_reason()}")
         self.keys: torch.Tensor | None = None
         self.values: torch.Tensor | None = None
         self.length = 0
 
     @classmethod
-    def load(
-        cls, path: str | Path, int8: bool = False, native: bool | None = None, half: bool = False
-    ) -> tuple[LeanDecoder, dict[str, Any]]:
+    def load(cls, path: str | Path, int8: bool = False, half: bool = False) -> tuple[LeanDecoder, dict[str, Any]]:
         """A decoder and the checkpoint's config from a checkpoint folder."""
         state, config = read_checkpoint(path)
-        positions = trained_positions(config)
-        decoder = cls(state, config["gpt2"], int8=int8, trained_positions=positions, native=native, half=half)
+        decoder = cls(state, config["gpt2"], int8=int8, trained_positions=trained_positions(config), half=half)
         return decoder, config
 
     @property
     def step_kind(self) -> str:
-        """Which one-token step runs: "c", "torchscript" or "eager" (int8)."""
-        return "c" if self._native is not None else "torchscript" if self._scripted is not None else "eager"
+        """Which one-token step runs: "torchscript" or "eager" (int8)."""
+        return "torchscript" if self._scripted is not None else "eager"
 
     @property
     def num_parameters(self) -> int:
@@ -259,19 +223,15 @@ class LeanDecoder:
     def reset(self, batch: int) -> None:
         """Empty caches for ``batch`` rows."""
         shape = (self.n_layer, batch, self.n_head, self.max_length, self.head_dim)
-        self.keys = _cache_tensor(shape, self._cache_dtype)
-        self.values = _cache_tensor(shape, self._cache_dtype)
+        self.keys = _cache_tensor(shape)
+        self.values = _cache_tensor(shape)
         self.length = 0
-
-    @property
-    def _cache_dtype(self) -> torch.dtype:
-        return self._native.cache_dtype if self._native is not None else torch.float32
 
     def expand(self, batch: int) -> None:
         """Copy row 0's cache to ``batch`` rows (candidates that share a prompt)."""
         assert self.keys is not None and self.values is not None
         shape = (self.n_layer, batch, self.n_head, self.max_length, self.head_dim)
-        keys, values = _cache_tensor(shape, self._cache_dtype), _cache_tensor(shape, self._cache_dtype)
+        keys, values = _cache_tensor(shape), _cache_tensor(shape)
         keys.copy_(self.keys[:, :1].expand(shape))
         values.copy_(self.values[:, :1].expand(shape))
         self.keys, self.values = keys, values
@@ -282,6 +242,10 @@ class LeanDecoder:
         self.keys = self.keys[:, row : row + 1].clone(memory_format=torch.contiguous_format)
         self.values = self.values[:, row : row + 1].clone(memory_format=torch.contiguous_format)
 
+    def logits(self, ids: np.ndarray) -> np.ndarray:
+        """`forward` on NumPy token ids (batch, T), as the sampler feeds both decoders; float32 logits."""
+        return self.forward(torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64))).numpy()
+
     @torch.inference_mode()
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Feed ``ids`` (batch, T) after what is cached; logits of the last position (batch, vocab)."""
@@ -291,10 +255,6 @@ class LeanDecoder:
         end = start + t
         if end > self.max_length:
             raise RuntimeError("sequence longer than the model's trained context")
-        if self._native is not None:
-            logits = self._native(ids, start, self.keys, self.values)
-            self.length = end
-            return logits
         if t == 1 and self._scripted is not None:
             logits = _decode_one(
                 ids[:, 0],
@@ -333,10 +293,10 @@ class LeanDecoder:
         return F.layer_norm(last, (self.n_embd,), self.lnf_w, self.lnf_b, self.eps) @ self.wte.T
 
 
-def _cache_tensor(shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A zeroed cache in NumPy memory (transparent huge pages, as for the C step's weights in
+def _cache_tensor(shape: tuple[int, ...]) -> torch.Tensor:
+    """A zeroed float32 cache in NumPy memory (transparent huge pages, as for the C step's weights in
     midiarr/transformer/native.py)."""
-    return torch.from_numpy(np.zeros(shape, dtype=np.float16 if dtype == torch.float16 else np.float32))
+    return torch.from_numpy(np.zeros(shape, dtype=np.float32))
 
 
 def perplexity(mean_loss: float) -> float:

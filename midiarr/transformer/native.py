@@ -21,11 +21,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+
+from midiarr.threads import compute_threads
+from midiarr.transformer.decoder import DecoderShape
 
 SOURCE = Path(__file__).with_name("decode_step.c")
 # -fno-trapping-math lets floorf and the clamps in exp_vec vectorize (no result changes: traps are off anyway);
@@ -46,11 +49,13 @@ class _Model(ctypes.Structure):
         ("eps", ctypes.c_float),
         ("half", ctypes.c_int),
         ("kv_half", ctypes.c_int),
+        ("int8", ctypes.c_int),
         ("wte", ctypes.c_void_p),
         ("wpe", ctypes.c_void_p),
         ("lnf_w", ctypes.c_void_p),
         ("lnf_b", ctypes.c_void_p),
         ("layers", ctypes.POINTER(ctypes.c_void_p)),
+        ("scales", ctypes.POINTER(ctypes.c_void_p)),
     ]
 
 
@@ -152,78 +157,148 @@ def unavailable_reason() -> str:
     return _REASON
 
 
-class NativeStep:
-    """The C step over one decoder's weights: its own copies, linear weights as (out, in) rows and in half
-    floats when the decoder rounds them (``decoder.half``), the rest in float32. With half weights the
-    key/value caches are half floats too (``cache_dtype``)."""
+class NativeDecoder(DecoderShape):
+    """GPT-2 inference through the C step, over NumPy arrays alone: a command that writes with the
+    transformer never imports torch (~1.5 s of its start here). The same interface as
+    `midiarr.transformer.model.LeanDecoder`: caches for a batch of rows that advance in lockstep,
+    ``forward`` feeds tokens and gives the logits after each row's last one.
 
-    def __init__(self, lib: ctypes.CDLL, decoder: Any) -> None:
+    Linear weights are held as (out, in) rows: float32, half floats (``half``) or int8 with a scale per
+    row (``int8``); with half or int8 weights the key/value caches are half floats as well.
+    """
+
+    step_kind = "c"
+
+    def __init__(
+        self,
+        lib: ctypes.CDLL,
+        state: Mapping[str, Any],
+        gpt2: Mapping[str, Any],
+        trained_positions: int | None = None,
+        half: bool = False,
+        int8: bool = False,
+    ) -> None:
+        DecoderShape.__init__(self, gpt2, trained_positions, half, int8)
         self.lib = lib
-        singles = [decoder.wte, decoder.wpe, decoder.lnf_w, decoder.lnf_b]
-        halves: list[torch.Tensor] = []
-        slots: list[tuple[bool, int]] = []  # per layer tensor: (half?, index in its arena)
-        for layer in decoder.layers:
-            for k, t in enumerate(layer.flat()):
-                if k in (2, 4, 8, 10):  # linear weights, read by the C step as (out, in): one row per output
-                    target = halves if decoder.half else singles
-                    slots.append((decoder.half, len(target)))
-                    target.append(t.T)
+        self.half, self.int8 = bool(half), bool(int8)
+        prefix = "transformer." if "transformer.wte.weight" in state else ""
+
+        def w(name: str) -> np.ndarray:  # NumPy arrays, or torch tensors (their __array__)
+            return np.ascontiguousarray(np.asarray(state[prefix + name]), dtype=np.float32)
+
+        singles = [w("wte.weight"), w("wpe.weight"), w("ln_f.weight"), w("ln_f.bias")]
+        self.n_vocab = int(singles[0].shape[0])
+        self.num_parameters = sum(a.size for a in singles)  # embeddings counted once: the head is tied
+        packed: list[np.ndarray] = []  # linear weights in half floats or int8
+        row_scales: list[np.ndarray] = []
+        slots: list[tuple[bool, int]] = []  # per layer tensor: (in ``packed``?, index in its arena)
+        reduced = self.half or self.int8
+        names = ("ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight")
+        names += ("attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias")
+        names += ("mlp.c_proj.weight", "mlp.c_proj.bias")
+        for i in range(self.n_layer):
+            for k, name in enumerate(names):
+                t = w(f"h.{i}.{name}")
+                self.num_parameters += t.size
+                if k in (2, 4, 8, 10):  # GPT-2's Conv1D weights are (in, out); the C step reads (out, in) rows
+                    rows = np.ascontiguousarray(t.T)
+                    if self.int8:
+                        scale = np.maximum(np.abs(rows).max(axis=1) / np.float32(127), np.float32(1e-12))
+                        rows = np.clip(np.round(rows / scale[:, None]), -127, 127)
+                        row_scales.append(scale.astype(np.float32))
+                    target = packed if reduced else singles
+                    slots.append((reduced, len(target)))
+                    target.append(rows)
                 else:
                     slots.append((False, len(singles)))
                     singles.append(t)
         self._arena, single_ptrs = _pack(singles, np.float32)
-        self._half_arena, half_ptrs = _pack(halves, np.float16)
+        self._packed_arena, packed_ptrs = _pack(packed, np.int8 if self.int8 else np.float16)
+        self._scale_arena, scale_ptrs = _pack(row_scales, np.float32)
         wte, wpe, lnf_w, lnf_b = single_ptrs[:4]
-        pointers = [half_ptrs[i] if is_half else single_ptrs[i] for is_half, i in slots]
+        pointers = [packed_ptrs[i] if is_packed else single_ptrs[i] for is_packed, i in slots]
         self._layers = (ctypes.c_void_p * len(pointers))(*pointers)
-        self.n_vocab = int(decoder.wte.shape[0])
+        self._scales = (ctypes.c_void_p * max(1, len(scale_ptrs)))(*scale_ptrs)
         # a token streams every earlier position's keys and values once per row: at the end of a window
         # they weigh as much as the weights, so they are halved with them
-        self.cache_dtype = torch.float16 if decoder.half else torch.float32
+        self.cache_dtype = np.float16 if reduced else np.float32
         self.model = _Model(
-            n_layer=decoder.n_layer,
-            n_embd=decoder.n_embd,
-            n_head=decoder.n_head,
+            n_layer=self.n_layer,
+            n_embd=self.n_embd,
+            n_head=self.n_head,
             n_vocab=self.n_vocab,
-            max_len=decoder.max_length,
-            eps=decoder.eps,
-            half=int(decoder.half),
-            kv_half=int(decoder.half),
+            max_len=self.max_length,
+            eps=self.eps,
+            half=int(self.half),
+            kv_half=int(reduced),
+            int8=int(self.int8),
             wte=wte,
             wpe=wpe,
             lnf_w=lnf_w,
             lnf_b=lnf_b,
             layers=ctypes.cast(self._layers, ctypes.POINTER(ctypes.c_void_p)),
+            scales=ctypes.cast(self._scales, ctypes.POINTER(ctypes.c_void_p)),
         )
+        self.keys: np.ndarray | None = None
+        self.values: np.ndarray | None = None
+        self.length = 0
 
-    def __call__(self, ids: torch.Tensor, start: int, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """Logits (batch, vocab) after each row's last token of ``ids`` (batch, T), fed at positions
-        ``start`` on; their keys and values are written into the caches there."""
-        ids = ids.to(torch.int64).contiguous()
+    def _shape(self, batch: int) -> tuple[int, ...]:
+        return (self.n_layer, batch, self.n_head, self.max_length, self.head_dim)
+
+    def reset(self, batch: int) -> None:
+        """Empty caches for ``batch`` rows."""
+        self.keys = np.zeros(self._shape(batch), dtype=self.cache_dtype)
+        self.values = np.zeros(self._shape(batch), dtype=self.cache_dtype)
+        self.length = 0
+
+    def expand(self, batch: int) -> None:
+        """Copy row 0's cache to ``batch`` rows (candidates that share a prompt)."""
+        assert self.keys is not None and self.values is not None
+        self.keys = np.broadcast_to(self.keys[:, :1], self._shape(batch)).copy()
+        self.values = np.broadcast_to(self.values[:, :1], self._shape(batch)).copy()
+
+    def select(self, row: int) -> None:
+        """Keep only ``row``'s cache (the candidate that carries on alone)."""
+        assert self.keys is not None and self.values is not None
+        self.keys = np.ascontiguousarray(self.keys[:, row : row + 1])
+        self.values = np.ascontiguousarray(self.values[:, row : row + 1])
+
+    def forward(self, ids: Any) -> np.ndarray:
+        """Feed ``ids`` (batch, T) after what is cached; float32 logits after each row's last token (batch, vocab)."""
+        assert self.keys is not None and self.values is not None
+        ids = np.ascontiguousarray(np.asarray(ids), dtype=np.int64)
         batch, length = (int(n) for n in ids.shape)
-        for cache in (keys, values):
-            if not cache.is_contiguous() or cache.dtype != self.cache_dtype:
-                raise RuntimeError(f"the C step needs contiguous {self.cache_dtype} caches")
-        logits = torch.empty(batch, self.n_vocab)
+        start = self.length
+        if start + length > self.max_length:
+            raise RuntimeError("sequence longer than the model's trained context")
+        if batch != self.keys.shape[1]:
+            raise RuntimeError(f"{batch} rows fed to caches of {self.keys.shape[1]}")
+        logits = np.empty((batch, self.n_vocab), dtype=np.float32)
         status = self.lib.midiarr_decode(
             ctypes.byref(self.model),
             batch,
             length,
-            int(start),
-            ids.data_ptr(),
-            keys.data_ptr(),
-            values.data_ptr(),
-            logits.data_ptr(),
-            max(1, torch.get_num_threads()),
+            start,
+            ids.ctypes.data,
+            self.keys.ctypes.data,
+            self.values.ctypes.data,
+            logits.ctypes.data,
+            compute_threads(),
         )
         if status == -1:
             raise MemoryError("the C decoding step ran out of memory")
         if status != 0:
             raise RuntimeError("token id outside the vocabulary or position outside the cache")
+        self.length = start + length
         return logits
 
+    def logits(self, ids: np.ndarray) -> np.ndarray:
+        """`forward`: the sampler's entry, shared with `LeanDecoder`."""
+        return self.forward(ids)
 
-def _pack(tensors: list[torch.Tensor], dtype: type[np.generic]) -> tuple[np.ndarray, list[int]]:
+
+def _pack(tensors: list[np.ndarray], dtype: type[np.generic]) -> tuple[np.ndarray, list[int]]:
     """Copies of ``tensors`` (contiguous, in ``dtype``) in one arena; their addresses.
 
     One aligned NumPy buffer: rows start on cache lines, and NumPy asks the kernel for transparent
@@ -232,7 +307,7 @@ def _pack(tensors: list[torch.Tensor], dtype: type[np.generic]) -> tuple[np.ndar
     """
     itemsize = np.dtype(dtype).itemsize
     align = 64 // itemsize  # elements per cache line (one AVX-512 vector)
-    sizes = [int(t.numel()) for t in tensors]
+    sizes = [int(t.size) for t in tensors]
     offsets, total = [], 0
     for size in sizes:
         offsets.append(total)
@@ -241,7 +316,7 @@ def _pack(tensors: list[torch.Tensor], dtype: type[np.generic]) -> tuple[np.ndar
     shift = (-(arena.ctypes.data // itemsize)) % align
     for t, offset, size in zip(tensors, offsets, sizes):
         start = shift + offset
-        arena[start : start + size] = t.detach().float().contiguous().reshape(-1).numpy().astype(dtype)
+        arena[start : start + size] = np.asarray(t, dtype=np.float32).reshape(-1).astype(dtype)
     base = arena.ctypes.data
     return arena, [base + itemsize * (shift + offset) for offset in offsets]
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
 from midiarr.attributes import bin_edges
 from midiarr.config import per_stem
@@ -26,7 +25,6 @@ from midiarr.harmony import QUALITIES
 from midiarr.roles import PLAYABLE_RANGES
 from midiarr.threads import rebalance
 from midiarr.transformer.encode import ContextBar, assemble, bin_velocity, header_tokens
-from midiarr.transformer.model import LeanDecoder
 from midiarr.transformer.vocab import (
     CHORD0,
     DRUM0,
@@ -42,6 +40,10 @@ from midiarr.transformer.vocab import (
     VEL0,
     VOCAB,
 )
+
+if TYPE_CHECKING:
+    from midiarr.transformer.model import LeanDecoder
+    from midiarr.transformer.native import NativeDecoder
 
 # Pitches the sampler lets each pitched stem write: the instruments' playable ranges.
 PITCH_RANGES = {stem: PLAYABLE_RANGES[stem] for stem in ("bass", "guitar", "piano", "strings")}
@@ -106,9 +108,10 @@ class TransformerSettings(EngineSettings):
     # asked one, or only heard by the model as its density token (docs/results.md: pulled put as many songs
     # in band as heard-only on every stem, or more)
     pull_inferred_density: bool = False
-    # how the weights are held: half-float linear weights unless int8 is asked for (None: half unless int8;
-    # the next-token distribution moves by a KL of ~4e-8 per token and decoding is ~1.8x faster)
-    int8: bool = False
+    # how the linear weights are held. int8 (None: where the C step runs, unless half is asked for): int8
+    # with a scale per row, the next-token distribution moved by a KL of ~4e-5 per token, single tokens ~1.7x
+    # faster than half floats. half (None: when not int8): KL ~3e-7, ~1.8x faster than float32
+    int8: bool | None = None
     half: bool | None = None
 
     @classmethod
@@ -184,9 +187,9 @@ class _Row:
 
 
 class StemWriter:
-    """Samples one stem for a song's context bars with a `LeanDecoder`."""
+    """Samples one stem for a song's context bars with a decoder (`midiarr.transformer.decoder`)."""
 
-    def __init__(self, decoder: LeanDecoder, settings: TransformerSettings | None = None) -> None:
+    def __init__(self, decoder: NativeDecoder | LeanDecoder, settings: TransformerSettings | None = None) -> None:
         self.decoder = decoder
         self.settings = settings or TransformerSettings()
 
@@ -433,10 +436,10 @@ class StemWriter:
         if 0 < self.settings.candidate_windows <= self.windows_done:
             count = 1
         dec.reset(1)
-        logits = dec.forward(torch.tensor([self._prompt(written, bar)]))
+        logits = dec.logits(np.array([self._prompt(written, bar)], dtype=np.int64))
         if count > 1:
             dec.expand(count)
-            logits = logits.expand(count, -1)
+            logits = np.broadcast_to(logits, (count, logits.shape[1]))
         rows = [_Row(bar=bar, used=set(self.used)) for _ in range(count)]
         for row in rows:
             self._begin_bar(row, bar)
@@ -458,7 +461,7 @@ class StemWriter:
                 for r, toks in zip(rows, feed):
                     for t in toks:
                         self._consume(r, t)
-                logits = dec.forward(torch.tensor(feed))
+                logits = dec.logits(np.array(feed, dtype=np.int64))
                 continue
             if dec.length >= dec.max_length - 1:
                 # the window is full: a bar still being written is taken back and begins the next window
@@ -466,7 +469,7 @@ class StemWriter:
                     self._take_back(r)
                 break
             step = []
-            logp = torch.log_softmax(logits.float(), dim=-1).numpy() if logits is not None else None
+            logp = _log_softmax(logits)
             for i, r in enumerate(rows):
                 if r.done:
                     step.append(_PAD)
@@ -477,7 +480,7 @@ class StemWriter:
                     t = self._sample(r, logp[i])
                 self._consume(r, t)
                 step.append(t)
-            logits = dec.forward(torch.tensor([step]).T.contiguous().view(len(rows), 1))
+            logits = dec.logits(np.array(step, dtype=np.int64).reshape(len(rows), 1))
         return rows
 
     # ------------------------------------------------------------ grammar
@@ -596,6 +599,12 @@ def _take_back_row(row: _Row) -> None:
         row.queue.clear()
         row.bar_tokens = []
     row.done = True
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities of each row's logits (float32, as the decoders give them)."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def _draw(rng: np.random.Generator, probs: np.ndarray) -> int:
