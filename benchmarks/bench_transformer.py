@@ -1,7 +1,7 @@
 """Speed of the stem transformer on this machine: model load, one stem for a 3-minute song, and raw
 decoding throughput at batch 1 (tokens per second through the KV-cached loop).
 
-    python benchmarks/bench_transformer.py [--checkpoint DIR] [--int8 | --full] [--json OUT]
+    python benchmarks/bench_transformer.py [--checkpoint DIR] [--int8 | --half | --full] [--json OUT]
         [--results benchmarks/results/transformer.json] [--no-cli]
 
 The engine runs with its bundled sampling settings (guidance included), and each stem is asked for
@@ -45,14 +45,19 @@ def _raw_decoding_speed(dec: Any, ids: torch.Tensor) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None)
-    parser.add_argument("--int8", action="store_true", help="int8 linear layers in the decoder")
-    parser.add_argument("--full", action="store_true", help="float32 linear weights (default: half floats)")
+    held = parser.add_mutually_exclusive_group()
+    held.add_argument("--int8", action="store_true", help="int8 linear weights (the default where the C step runs)")
+    held.add_argument("--half", action="store_true", help="half-float linear weights")
+    held.add_argument("--full", action="store_true", help="float32 linear weights")
     parser.add_argument("--json", default=None)
     parser.add_argument("--results", default=None, help="results file to append to and compare with")
     parser.add_argument("--no-cli", action="store_true", help="skip the `midiarr insert` runs")
     args = parser.parse_args()
     started = time.perf_counter()
-    engine = TransformerEngine(checkpoint=args.checkpoint, int8=args.int8, half=False if args.full else None)
+    # None, None: the engine's default (int8 where the C step runs, else half floats)
+    int8 = True if args.int8 else False if (args.half or args.full) else None
+    half = True if args.half else False if args.full else None
+    engine = TransformerEngine(checkpoint=args.checkpoint, int8=int8, half=half)
     load_s = time.perf_counter() - started
     # 90 bars of 4/4 at 120 bpm = 3 minutes; the bass is taken out and written back
     song = band_song(bars=90, qpm=120)
