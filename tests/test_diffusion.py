@@ -215,6 +215,17 @@ def test_eval_diffusion_reports_every_measurement(tiny_diffusion: Path, tmp_path
     methods = report["separation"]["methods"]
     assert set(methods) == {"pitch-range", "diffusion (guidance 0)", "diffusion (guidance 2)"}
     assert all(0 <= m["note_accuracy"] <= 1 for m in methods.values())
+    # the same accuracies per song length and band size: the groups hold every song and add up to the whole
+    groups = report["separation"]["groups"]
+    for kind in ("length", "band"):
+        rows = groups[kind].values()
+        assert sum(g["songs"] for g in rows) == report["separation"]["songs"]
+        assert sum(g["notes"] for g in rows) == report["separation"]["notes"]
+        for name, m in methods.items():
+            pooled = sum(g[name] * g["notes"] for g in rows) / report["separation"]["notes"]
+            assert abs(pooled - m["note_accuracy"]) < 1e-9
+    assert list(groups["length"]) == ["≤ 16 bars"]  # cut to 4 bars
+    assert "### Note accuracy by song length" in (out / "report.md").read_text()
     assert set(report["activity"]) == set(report["activity_engine"]) == {"bass", "drums"}
     assert set(report["partial_modes"]) == {"conditional", "repaint"}
     assert set(report["passes"]["modes"]) == {"1-pass", "2-pass", "K-pass (K=2)"}

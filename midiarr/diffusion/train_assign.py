@@ -16,13 +16,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from midiarr.diffusion.assign import AssignHead, HeadConfig, NoteTable, StemLogits, context_features, stem_features
 from midiarr.pianoroll import PITCHED
+
+if TYPE_CHECKING:
+    from midiarr.evaluation.diffusion_eval import SeparationCase
 
 # what one separation leaves per note (saved, so the head can be refitted without sampling again)
 RAW_FIELDS = (
@@ -122,14 +125,14 @@ def _song_record(job: tuple[int, Any, np.ndarray, list[str], int]) -> dict[str, 
 
 def collect_raw(
     checkpoint: str | Path,
-    cases: list[tuple[str, Any, np.ndarray, list[str]]],
+    cases: list[SeparationCase],
     guidance: float,
     seed: int,
     jobs: int = 1,
     progress: Any = None,
 ) -> dict[str, np.ndarray]:
     """Separate every case with the diffusion engine (``jobs`` processes) and keep what each note needs."""
-    work = [(k, flat, truth, stems, seed + k) for k, (_, flat, truth, stems) in enumerate(cases)]
+    work = [(k, case.flat, case.truth, case.stems, seed + k) for k, case in enumerate(cases)]
     parts: list[dict[str, np.ndarray]] = []
     if jobs <= 1:
         _start_worker(str(checkpoint), guidance)

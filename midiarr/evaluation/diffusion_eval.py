@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -43,10 +43,23 @@ def _index_rows(cache: Path, split: str) -> list[dict[str, Any]]:
     return sorted((r for r in rows if r["split"] == split), key=lambda r: r["id"])
 
 
-def separation_cases(
-    cache: Path, split: str, limit: int, max_bars: int
-) -> list[tuple[str, Song, np.ndarray, list[str]]]:
-    """Songs with at least two of bass/guitar/piano, flattened: (id, flat song, true stem per note, stems)."""
+class SeparationCase(NamedTuple):
+    """A song whose pitched parts were flattened onto one track, and what separating it must give back."""
+
+    song_id: str
+    flat: Song  # the flattened pitched notes as one track, the drums as they were
+    truth: np.ndarray  # each flattened note's true stem, an index into ``stems``
+    stems: list[str]
+    parts: int  # tracks with notes in the song before it was flattened (its band size)
+
+
+# the groups separation is reported in: bars of the piece separated, and the band (tracks with notes)
+LENGTH_GROUPS = ((16, "≤ 16 bars"), (32, "17–32 bars"), (64, "33–64 bars"), (10**9, "over 64 bars"))
+BAND_GROUPS = ((4, "2–4 parts"), (7, "5–7 parts"), (10**9, "8 or more parts"))
+
+
+def separation_cases(cache: Path, split: str, limit: int, max_bars: int) -> list[SeparationCase]:
+    """Songs with at least two of bass/guitar/piano, flattened (each cut to its first ``max_bars`` bars)."""
     cases = []
     for row in _index_rows(cache, split):
         if len(cases) >= limit:
@@ -67,8 +80,13 @@ def separation_cases(
         order = np.lexsort((notes["pitch"], notes["start"]))
         notes, truth = notes[order], truth[order]
         flat = song.with_tracks([Track(name="flat", notes=notes), *[t for t in song.tracks if t.is_drum]])
-        cases.append((row["id"], flat, truth, stems))
+        band = sum(1 for t in song.tracks if len(t.notes))
+        cases.append(SeparationCase(row["id"], flat, truth, stems, band))
     return cases
+
+
+def _group(value: int, groups: tuple[tuple[int, str], ...]) -> str:
+    return next(label for top, label in groups if value <= top)
 
 
 def _accuracy(pred: np.ndarray, truth: np.ndarray, stems: list[str]) -> dict[str, Any]:
@@ -79,12 +97,13 @@ def _accuracy(pred: np.ndarray, truth: np.ndarray, stems: list[str]) -> dict[str
 
 
 def evaluate_separation(
-    engine: DiffusionEngine, cases: list[tuple[str, Song, np.ndarray, list[str]]], guidances: list[float], seed: int
+    engine: DiffusionEngine, cases: list[SeparationCase], guidances: list[float], seed: int
 ) -> dict[str, Any]:
-    """Note-level role accuracy (pooled over notes and averaged over songs) per method."""
+    """Note-level role accuracy (pooled over notes and averaged over songs) per method, overall and per song
+    length and band size (`LENGTH_GROUPS`, `BAND_GROUPS`)."""
     methods: dict[str, list[tuple[np.ndarray, np.ndarray, list[str]]]] = {"pitch-range": []}
     timing: dict[str, float] = {}
-    for _, flat, truth, stems in cases:
+    for _, flat, truth, stems, _ in cases:
         notes = flat.tracks[0].notes
         methods["pitch-range"].append((pitch_range_roles(notes, stems), truth, stems))
     head = engine.head if engine.assign == "head" else None
@@ -99,7 +118,7 @@ def evaluate_separation(
         engine.sampler.settings.guidance = g
         methods[name], methods[plain] = [], []
         start = time.perf_counter()
-        for k, (_, flat, truth, stems) in enumerate(cases):
+        for k, (_, flat, truth, stems, _) in enumerate(cases):
             _, table, logits = engine.separation_logits(flat, stems, seed=seed + k)
             methods[plain].append((to_stem_index(logits.plain_choice(), stems), truth, stems))
             if head is not None:
@@ -125,7 +144,24 @@ def evaluate_separation(
             "recall": {s: float(np.mean(v)) for s, v in recall.items()},
             "seconds_per_song": timing.get(name, 0.0),
         }
-    return {"songs": len(cases), "notes": int(sum(len(t) for _, _, t, _ in cases)), "methods": out}
+    labels = {
+        "length": [_group(case.flat.num_bars, LENGTH_GROUPS) for case in cases],
+        "band": [_group(case.parts, BAND_GROUPS) for case in cases],
+    }
+    groups: dict[str, dict[str, Any]] = {}
+    for kind, of_case in labels.items():
+        order = [label for _, label in (LENGTH_GROUPS if kind == "length" else BAND_GROUPS)]
+        groups[kind] = {}
+        for label in (g for g in order if g in of_case):
+            members = [k for k, g in enumerate(of_case) if g == label]
+            entry: dict[str, Any] = {"songs": len(members), "notes": int(sum(len(cases[k].truth) for k in members))}
+            for name, runs in methods.items():
+                pred = np.concatenate([runs[k][0] for k in members])
+                truth = np.concatenate([runs[k][1] for k in members])
+                entry[name] = float(np.mean(pred == truth))
+            groups[kind][label] = entry
+    notes = int(sum(len(case.truth) for case in cases))
+    return {"songs": len(cases), "notes": notes, "methods": out, "groups": groups}
 
 
 def _masks(num_bars: int, rng: np.random.Generator) -> np.ndarray:
@@ -279,6 +315,21 @@ def write_diffusion_report(result: dict[str, Any], out_dir: Path, command: str) 
                 f"{m['seconds_per_song']:.1f} |"
             )
         lines.append("")
+        names = list(sep["methods"])
+        for kind, title in (("length", "song length (bars separated)"), ("band", "band size (tracks with notes)")):
+            rows = sep.get("groups", {}).get(kind)
+            if not rows:
+                continue
+            lines += [
+                f"### Note accuracy by {title}",
+                "",
+                "| group | songs | notes | " + " | ".join(names) + " |",
+                "|---|---|---|" + "---|" * len(names),
+            ]
+            for label, g in rows.items():
+                cells = " | ".join(f"{g[n]:.3f}" for n in names)
+                lines.append(f"| {label} | {g['songs']} | {g['notes']} | {cells} |")
+            lines.append("")
     titles = {
         "activity": "Activity control (the model alone: no hard mask, onset budget or snap)",
         "activity_engine": "Activity control (the engine as shipped: hard mask, onset budget, snap)",
