@@ -503,3 +503,21 @@ def test_the_first_bar_of_a_window_is_never_taken_back() -> None:
     writer = StemWriter.__new__(StemWriter)
     with pytest.raises(RuntimeError, match="first bar"):
         writer._take_back(_Row(bar=0, state="note"))
+
+
+def test_length_top_p_lets_a_part_take_lengths_from_the_whole_distribution(tiny_checkpoint: Path) -> None:
+    song = band_song(bars=12)
+    context = _without(song, "Guitar")
+    lengths = {}
+    for length_top_p in (None, {"guitar": 1.0}, {"bass": 1.0}):
+        engine = get_engine("transformer", checkpoint=tiny_checkpoint, top_p=0.3)
+        engine.settings.length_top_p = length_top_p
+        out = engine.insert(context, "guitar", Controls(), seed=5)
+        notes = out.song.tracks[out.new_tracks[0]].notes
+        lengths[str(length_top_p)] = len(np.unique(notes["duration"]))
+    # a narrow nucleus keeps the likeliest lengths; the guitar's own setting lifts it for the lengths alone, and
+    # another stem's leaves the guitar as it was
+    assert lengths["{'guitar': 1.0}"] > lengths["None"], lengths
+    assert lengths["{'bass': 1.0}"] == lengths["None"]
+    with pytest.raises(Exception, match="--length-top-p"):
+        get_engine("transformer", checkpoint=tiny_checkpoint, length_top_p=0)

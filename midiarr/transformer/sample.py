@@ -73,6 +73,9 @@ class TransformerSettings(EngineSettings):
 
     temperature: float = 0.9
     top_p: float = 0.95
+    # nucleus of the choice of a note's length (one number or per stem; None = top_p): the nucleus keeps a
+    # part on its likeliest notes, and on lengths it had cut the long and short tails a guitar plays
+    length_top_p: float | dict[str, float] | None = None
     # temperature of the choice among notes (which pitch or drum), once the temperature above has set how
     # likely "a note here" is: one number or per stem; None = the same as ``temperature``
     note_temperature: float | dict[str, float] | None = None
@@ -129,6 +132,8 @@ class TransformerSettings(EngineSettings):
     def check(self) -> TransformerSettings:
         check_range("temperature", self.temperature, 0, 10, low_open=True)
         check_range("top_p", self.top_p, 0, 1, low_open=True)
+        if self.length_top_p is not None:
+            check_range("length_top_p", self.length_top_p, 0, 1, low_open=True)
         if self.note_temperature is not None:
             check_range("note_temperature", self.note_temperature, 0, 10, low_open=True)
         if self.fresh_temperature is not None:
@@ -222,6 +227,8 @@ class StemWriter:
             else np.arange(PITCH0 + low - PITCH_LOW, PITCH0 + high - PITCH_LOW + 1)
         )
         self.active = np.asarray(active, dtype=bool)
+        lt = self.settings.length_top_p
+        self.length_top_p = self.settings.top_p if lt is None else per_stem(lt, stem, self.settings.top_p)
         self.header = header_tokens(stem, bins)
         # a window must hold the first bar's context, the next bar's and a full stem bar
         cut = min(MAX_CONTEXT_BAR_TOKENS, (self.decoder.max_length - MAX_BAR_TOKENS - len(self.header) - 8) // 2)
@@ -531,9 +538,10 @@ class StemWriter:
             if len(fresh) > 1:
                 with np.errstate(divide="ignore"):
                     _sharpen(probs, fresh, np.log(probs), self.fresh_temperature)
-        if s.top_p < 1.0:
+        top_p = self.length_top_p if row.state == "dur" else s.top_p
+        if top_p < 1.0:
             order = np.argsort(-probs)
-            keep = np.cumsum(probs[order]) - probs[order] < s.top_p
+            keep = np.cumsum(probs[order]) - probs[order] < top_p
             trimmed = np.zeros_like(probs)
             trimmed[order[keep]] = probs[order[keep]]
             probs = trimmed / trimmed.sum()
