@@ -131,6 +131,7 @@ class Synthesizer:
                 ctypes.POINTER(ctypes.POINTER(ctypes.c_float)),
             ],
         )
+        self._active_voices = _c_function(lib.fluid_synth_get_active_voice_count, ctypes.c_int, [ctypes.c_void_p])
         self._set_channel_type = _c_function(
             lib.fluid_synth_set_channel_type, ctypes.c_int, [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
         )
@@ -308,6 +309,10 @@ class Synthesizer:
         total = len(out)
 
         def advance(start: int, count: int) -> None:
+            if self._active_voices(fs_synth) == 0:
+                # nothing sounds until the next event: those samples stay zero without synthesizing them (with
+                # no voice FluidSynth writes zeros and changes no state a later note reads)
+                return
             done = 0
             while done < count:
                 k = min(BLOCK, count - done)

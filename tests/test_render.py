@@ -54,6 +54,35 @@ def test_a_stem_with_no_notes_is_silent():
     assert np.any(audio["bass"])
 
 
+def test_silence_is_not_synthesized_and_nothing_changes_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no voice sounds until the next event the synthesizer is not run: the song comes out the same, bit for
+    bit, as when every sample is synthesized, gaps, release tails and the notes after the gaps included."""
+    from midiarr.fixtures import band_song
+    from midiarr.render import synth
+
+    song = band_song(bars=6)
+    for track in song.tracks:  # bars 3 and 4 silent in every part: a gap of 4 s
+        bar = song.bar_index(track.notes["start"])
+        track.notes = track.notes[(bar < 2) | (bar > 3)]
+    skipped = render(song, soundfont="timgm", sr=SR)
+    calls = []
+    original = synth.Synthesizer.__init__
+
+    def synthesize_everything(self: synth.Synthesizer, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)
+        self._active_voices = lambda fs_synth: calls.append(1) or 1  # as if a voice always sounded
+
+    monkeypatch.setattr(synth.Synthesizer, "__init__", synthesize_everything)
+    monkeypatch.setattr(synth, "_CACHE", {})  # a fresh synthesizer, built by the patched __init__
+    full = render(song, soundfont="timgm", sr=SR)
+    assert calls, "the second render must synthesize every span"
+    assert skipped.keys() == full.keys()
+    for name in full:
+        assert np.array_equal(skipped[name], full[name]), name
+    gap = skipped["mix"][int(7 * SR) : int(8 * SR)]
+    assert not np.any(gap)  # the gap is silence once the tails of bar 2 have died
+
+
 def test_note_after_a_tempo_change_starts_on_time():
     song = Song(
         ticks_per_beat=480, tempos=[Tempo(0, 120.0), Tempo(1920, 60.0)], time_signatures=[TimeSignature(0, 4, 4)]
