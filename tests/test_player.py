@@ -61,6 +61,29 @@ def test_touch_changes_only_velocities_and_keeps_the_level(song, stem):
     assert np.array_equal(again["velocity"], played["velocity"])
 
 
+def test_touch_keeps_the_engines_levels_no_further_apart_than_the_players(song):
+    """A part whose engine wrote two levels (bars 1-4 soft, 5-8 loud): a player whose level never moved plays it
+    at one level, one who moved as far keeps both, and the part's mean is the engine's either way."""
+    part = _part(song, "bass")
+    bars = song.bar_index(part.notes["start"])
+    notes = _flat(part.notes, 70)
+    notes["velocity"][bars >= 4] = 110
+    model = T.bundled_model()
+    flat_cells = {cell: [0.0, 0.0] for cell in model.donors["bass"][0]["cells"]}
+    levels = {}
+    for moved in (0.0, 50.0):
+        model_one = T.TouchModel(
+            model.cells, {"bass": [{"context_spread": 0.0, "cells": flat_cells, "level_spread": moved}]}
+        )
+        played = model_one.apply(_without(song, "bass"), notes, "bass", np.random.default_rng(0), 0.0)
+        assert abs(played["velocity"].mean() - notes["velocity"].mean()) < 1.0
+        levels[moved] = (played["velocity"][bars < 4].mean(), played["velocity"][bars >= 4].mean())
+    assert abs(levels[0.0][1] - levels[0.0][0]) < 5  # the two levels brought together
+    assert levels[50.0][1] - levels[50.0][0] > 35  # as far apart as written
+    # the players fitted by train-player carry how far their level moved
+    assert all("level_spread" in donor for donor in model.donors["bass"])
+
+
 def test_touch_leaves_a_stem_it_has_no_table_for_and_tiny_parts_alone(song):
     part = song.tracks[0]
     model = T.bundled_model()
@@ -144,6 +167,7 @@ def test_train_player_fits_and_saves_both_models(tmp_path):
     assert set(dens.info["valid"]) <= {"bass", "drums", "guitar", "piano", "strings"}
     touch = T.TouchModel.load(tmp_path / "player" / "touch")
     assert {"bass", "drums"} <= set(touch.cells) and touch.donors["drums"]
+    assert all(donor["level_spread"] >= 0 for donor in touch.donors["drums"])
     assert (tmp_path / "player" / "touch" / "train_log.txt").read_text().startswith("bass")
     saved = json.loads((tmp_path / "player" / "density" / "density.json").read_text())
     assert saved["features"] == list(D.FEATURES)

@@ -116,7 +116,8 @@ class TouchModel:
             return notes
         fine, coarse = note_cells(song, notes, stem == "drums")
         table = self.cells[stem]
-        donor = self._donor(stem, rng, context_spread)
+        record = self._donor(stem, rng, context_spread)
+        donor = record.get("cells", {})
         steadiness = rng.random()  # where no donor cell: one steadiness for the part, one habit per cell
         habits: dict[str, tuple[float, float]] = {}
         offset = np.zeros(len(notes))
@@ -134,20 +135,30 @@ class TouchModel:
             habit, spread = habits[key]
             offset[k] = habit + rng.normal(0.0, spread)
         offset -= offset.mean()  # the level the engine wrote (and the dynamics asked for) is kept
+        played = notes["velocity"] + offset
+        donor_levels = record.get("level_spread")
+        if donor_levels is not None:
+            # the player's dynamics: the engine's level moves from bar to bar at most as far as the donor's did
+            # (a step-sequenced file's player never moved; the transformer's bass had moved 7 velocity steps)
+            level = local_level(song, notes)
+            moved = float(np.std(level))
+            if moved > 1e-9:
+                played += (level - level.mean()) * (min(1.0, float(donor_levels) / moved) - 1.0)
         out = notes.copy()
-        out["velocity"] = np.clip(np.round(notes["velocity"] + offset), 1, 127).astype(notes["velocity"].dtype)
+        out["velocity"] = np.clip(np.round(played), 1, 127).astype(notes["velocity"].dtype)
         return out
 
-    def _donor(self, stem: str, rng: np.random.Generator, context_spread: float | None) -> dict[str, list[float]]:
-        """One train song's cells (habit, spread): among the `NEAREST` whose context spread is closest."""
+    def _donor(self, stem: str, rng: np.random.Generator, context_spread: float | None) -> dict[str, Any]:
+        """One train song's player: its cells (habit, spread) and how far its level moved (``level_spread``),
+        among the `NEAREST` whose context spread is closest."""
         donors = self.donors.get(stem, [])
         if not donors:
             return {}
         if context_spread is None:
-            return donors[int(rng.integers(len(donors)))]["cells"]
+            return donors[int(rng.integers(len(donors)))]
         gaps = np.abs(np.array([d["context_spread"] for d in donors]) - context_spread)
         near = np.argsort(gaps, kind="stable")[:NEAREST]
-        return donors[int(near[rng.integers(len(near))])]["cells"]
+        return donors[int(near[rng.integers(len(near))])]
 
     def save(self, folder: str | os.PathLike[str]) -> None:
         payload = {

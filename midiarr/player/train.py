@@ -23,6 +23,7 @@ from midiarr.player.touch import (
     TouchModel,
     context_velocity_spread,
     fit_cells,
+    local_level,
     part_deviations,
     song_cells,
 )
@@ -148,7 +149,8 @@ def train_touch(
             parts[row["stem"]].append(devs)
             others = [t for i, t in enumerate(full.tracks) if i not in set(part_tracks(full, row["stem"]))]
             spread = round(context_velocity_spread(full.with_tracks(others)), 2)
-            donors[row["stem"]].append({"context_spread": spread, "cells": song_cells(devs)})
+            levels = round(float(np.std(local_level(full, real))), 2)  # how far the player's level moved
+            donors[row["stem"]].append({"context_spread": spread, "cells": song_cells(devs), "level_spread": levels})
     model = TouchModel(info={"cache": str(cache), "split": "train", "parts": {}})
     for stem in stems:
         if parts[stem]:
