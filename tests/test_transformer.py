@@ -362,3 +362,31 @@ def test_train_transformer_rejects_bad_options(tmp_path: Path, capsys, option, m
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags", [["-mavx2", "-mfma", "-mf16c"], []], ids=["avx2", "portable"])
+def test_c_step_without_avx512_matches_transformers(flags: list[str], tmp_path: Path) -> None:
+    """The step built for CPUs without AVX-512 (AVX2 with F16C, and no vector extension at all): the setup
+    build uses -march=native, so on this machine only this test runs those code paths."""
+    import shutil
+    import subprocess
+
+    from midiarr.transformer.native import SOURCE, NativeDecoder, open_library
+
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        pytest.skip("no C compiler")
+    target = tmp_path / "step.so"
+    cmd = [compiler, "-O2", *flags, "-fopenmp", "-shared", "-fPIC", str(SOURCE), "-o", str(target), "-lm"]
+    if subprocess.run(cmd, capture_output=True).returncode != 0:
+        pytest.skip(f"{' '.join(flags) or 'a plain build'} does not compile here")
+    lib = open_library(target)
+    gpt2, state, ids, ref = _random_gpt2(positions=96, width=128, heads=2, tokens=40, seed=3)
+    for held, atol in (({}, 1e-4), ({"half": True}, 2e-2), ({"int8": True}, 5e-2)):
+        dec = NativeDecoder(lib, state, gpt2.to_dict(), half=held.get("half", False), int8=held.get("int8", False))
+        dec.reset(3)
+        out = _logits(dec, ids[:, :20])
+        assert torch.allclose(out, ref[:, 19], atol=atol), held
+        for i in range(20, 40):
+            out = _logits(dec, ids[:, i : i + 1])
+            assert torch.allclose(out, ref[:, i], atol=atol), (held, i)

@@ -259,6 +259,29 @@ static void matvec_rows_int8(const int8_t *W, const float *scale, const float *b
     int o = r0;
 #if defined(__AVX512F__)
     if (in % 16 == 0) o = rows_by_four_int8(W, bias, scale, x, y, in, out_stride, x_stride, batch, r0, r1, accumulate);
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+    if (in % 8 == 0) { /* CPUs without AVX-512: four rows per pass, eight weights at a time */
+        for (; o + 4 <= r1; o += 4) {
+            const int8_t *w0 = W + (size_t)o * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
+            for (int b = 0; b < batch; b++) {
+                const float *xb = x + (size_t)b * x_stride;
+                __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+                for (int i = 0; i < in; i += 8) {
+                    const __m256 xi = _mm256_loadu_ps(xb + i);
+#define INT8X8(p) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
+                    s0 = _mm256_fmadd_ps(INT8X8(w0 + i), xi, s0);
+                    s1 = _mm256_fmadd_ps(INT8X8(w1 + i), xi, s1);
+                    s2 = _mm256_fmadd_ps(INT8X8(w2 + i), xi, s2);
+                    s3 = _mm256_fmadd_ps(INT8X8(w3 + i), xi, s3);
+#undef INT8X8
+                }
+                float *yb = y + (size_t)b * out_stride;
+                const float r[4] = {hsum8(s0) * scale[o] + bias[o], hsum8(s1) * scale[o + 1] + bias[o + 1],
+                                    hsum8(s2) * scale[o + 2] + bias[o + 2], hsum8(s3) * scale[o + 3] + bias[o + 3]};
+                for (int k = 0; k < 4; k++) yb[o + k] = accumulate ? yb[o + k] + r[k] : r[k];
+            }
+        }
+    }
 #endif
     for (; o < r1; o++) { /* other widths, other CPUs */
         const int8_t *w = W + (size_t)o * in;
@@ -379,6 +402,34 @@ static void attend(const Model *m, const float *qh, const void *kh, const void *
         }
         _mm512_storeu_ps(out, o0), _mm512_storeu_ps(out + 16, o1);
         _mm512_storeu_ps(out + 32, o2), _mm512_storeu_ps(out + 48, o3);
+        return;
+    }
+#endif
+#if defined(__F16C__) && defined(__FMA__)
+    if (m->kv_half && d % 8 == 0) { /* CPUs without AVX-512: eight halves at a time */
+        const uint16_t *k = (const uint16_t *)kh, *v = (const uint16_t *)vh;
+        for (int j = 0; j < end; j++, k += d) {
+            __m256 acc = _mm256_setzero_ps();
+            for (int i = 0; i < d; i += 8)
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))),
+                                      acc);
+            scores[j] = hsum8(acc) * scale;
+            top = scores[j] > top ? scores[j] : top;
+        }
+        float total = 0.f;
+#pragma omp simd reduction(+ : total)
+        for (int j = 0; j < end; j++) {
+            scores[j] = exp_vec(scores[j] - top);
+            total += scores[j];
+        }
+        const float inv = 1.f / total;
+        for (int i = 0; i < d; i++) out[i] = 0.f;
+        for (int j = 0; j < end; j++, v += d) {
+            const __m256 pj = _mm256_set1_ps(scores[j] * inv);
+            for (int i = 0; i < d; i += 8)
+                _mm256_storeu_ps(out + i, _mm256_fmadd_ps(pj, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i))),
+                                                          _mm256_loadu_ps(out + i)));
+        }
         return;
     }
 #endif

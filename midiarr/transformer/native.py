@@ -132,10 +132,17 @@ def load_library() -> ctypes.CDLL | None:
     if path is None:
         return None
     try:
-        lib = ctypes.CDLL(str(path))
+        lib = open_library(path)
     except OSError as exc:
         _REASON = f"cannot load {path}: {exc}"
         return None
+    _LIB = lib
+    return lib
+
+
+def open_library(path: str | os.PathLike[str]) -> ctypes.CDLL:
+    """A built step library, with its function's signature declared (OSError when it cannot be loaded)."""
+    lib = ctypes.CDLL(str(path))
     lib.midiarr_decode.restype = ctypes.c_int
     lib.midiarr_decode.argtypes = [
         ctypes.POINTER(_Model),
@@ -148,7 +155,6 @@ def load_library() -> ctypes.CDLL | None:
         ctypes.c_void_p,
         ctypes.c_int,
     ]
-    _LIB = lib
     return lib
 
 
