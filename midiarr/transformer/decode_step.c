@@ -370,6 +370,17 @@ static inline void kv_store(const Model *m, void *block, int pos, int d, const f
     for (; i < d; i++) dst[i] = float_to_half(src[i]);
 }
 
+/* scores[j] = exp(scores[j] - top) for j < end; returns 1 / their sum (the softmax's normalizer). */
+static inline float exponentiate(float *scores, int end, float top) {
+    float total = 0.f;
+#pragma omp simd reduction(+ : total)
+    for (int j = 0; j < end; j++) {
+        scores[j] = exp_vec(scores[j] - top);
+        total += scores[j];
+    }
+    return 1.f / total;
+}
+
 /* One query against positions [0, end) of one head: softmax(q . k_j * scale) . v_j into out[d]. */
 static void attend(const Model *m, const float *qh, const void *kh, const void *vh, int end, int d, float scale,
                    float *scores, float *out) {
@@ -387,13 +398,7 @@ static void attend(const Model *m, const float *qh, const void *kh, const void *
             scores[j] = _mm512_reduce_add_ps(s) * scale;
             top = scores[j] > top ? scores[j] : top;
         }
-        float total = 0.f;
-#pragma omp simd reduction(+ : total)
-        for (int j = 0; j < end; j++) {
-            scores[j] = exp_vec(scores[j] - top);
-            total += scores[j];
-        }
-        const float inv = 1.f / total;
+        const float inv = exponentiate(scores, end, top);
         __m512 o0 = _mm512_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
         for (int j = 0; j < end; j++, v += 64) {
             const __m512 p = _mm512_set1_ps(scores[j] * inv);
@@ -416,13 +421,7 @@ static void attend(const Model *m, const float *qh, const void *kh, const void *
             scores[j] = hsum8(acc) * scale;
             top = scores[j] > top ? scores[j] : top;
         }
-        float total = 0.f;
-#pragma omp simd reduction(+ : total)
-        for (int j = 0; j < end; j++) {
-            scores[j] = exp_vec(scores[j] - top);
-            total += scores[j];
-        }
-        const float inv = 1.f / total;
+        const float inv = exponentiate(scores, end, top);
         for (int i = 0; i < d; i++) out[i] = 0.f;
         for (int j = 0; j < end; j++, v += d) {
             const __m256 pj = _mm256_set1_ps(scores[j] * inv);
@@ -447,15 +446,10 @@ static void attend(const Model *m, const float *qh, const void *kh, const void *
         scores[j] = s;
         if (s > top) top = s;
     }
-    float total = 0.f;
-#pragma omp simd reduction(+ : total)
-    for (int j = 0; j < end; j++) {
-        scores[j] = exp_vec(scores[j] - top);
-        total += scores[j];
-    }
+    const float inv = exponentiate(scores, end, top);
     for (int i = 0; i < d; i++) out[i] = 0.f;
     for (int j = 0; j < end; j++) {
-        const float p = scores[j] / total;
+        const float p = scores[j] * inv;
         if (m->kv_half) {
             const uint16_t *vj = (const uint16_t *)vh + (size_t)j * d;
             for (int i = 0; i < d; i++) out[i] += p * half_to_float(vj[i]);
