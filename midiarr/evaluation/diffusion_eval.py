@@ -144,15 +144,15 @@ def evaluate_separation(
             "recall": {s: float(np.mean(v)) for s, v in recall.items()},
             "seconds_per_song": timing.get(name, 0.0),
         }
-    labels = {
-        "length": [_group(case.flat.num_bars, LENGTH_GROUPS) for case in cases],
-        "band": [_group(case.parts, BAND_GROUPS) for case in cases],
+    groupings = {
+        "length": (LENGTH_GROUPS, [case.flat.num_bars for case in cases]),
+        "band": (BAND_GROUPS, [case.parts for case in cases]),
     }
     groups: dict[str, dict[str, Any]] = {}
-    for kind, of_case in labels.items():
-        order = [label for _, label in (LENGTH_GROUPS if kind == "length" else BAND_GROUPS)]
+    for kind, (bounds, values) in groupings.items():
+        of_case = [_group(value, bounds) for value in values]
         groups[kind] = {}
-        for label in (g for g in order if g in of_case):
+        for label in (label for _, label in bounds if label in of_case):
             members = [k for k, g in enumerate(of_case) if g == label]
             entry: dict[str, Any] = {"songs": len(members), "notes": int(sum(len(cases[k].truth) for k in members))}
             for name, runs in methods.items():

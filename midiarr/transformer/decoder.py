@@ -79,12 +79,9 @@ def make_decoder(
             return NativeDecoder(lib, state, gpt2, trained_positions, half=half, int8=int8)
         if native:
             raise RuntimeError(f"the C decoding step is not available: {unavailable_reason()}")
-    import torch
-
     from midiarr.transformer.model import LeanDecoder
 
-    tensors = {k: torch.as_tensor(v) for k, v in state.items()}
-    return LeanDecoder(tensors, gpt2, int8=int8, trained_positions=trained_positions, half=half)
+    return LeanDecoder(state, gpt2, int8=int8, trained_positions=trained_positions, half=half)
 
 
 def load_decoder(

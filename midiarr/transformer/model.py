@@ -156,7 +156,7 @@ class LeanDecoder(DecoderShape):
 
     def __init__(
         self,
-        state: dict[str, torch.Tensor],
+        state: dict[str, Any],  # torch tensors or NumPy arrays
         gpt2: dict[str, Any],
         int8: bool = False,
         trained_positions: int | None = None,

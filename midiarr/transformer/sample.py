@@ -556,10 +556,15 @@ class StemWriter:
         return max(max((len(b) for b in row.bars[-8:]), default=0), 16) + 2
 
     def _take_back(self, row: _Row) -> None:
+        """Forget the bar ``row`` is writing (its tokens, onsets, notes and likelihood) and end the row."""
         if not row.bars:
             # the window's first bar always fits (the prompt leaves it MAX_BAR_TOKENS); never drop it
             raise RuntimeError("a window ran out of room in its first bar")
-        _take_back_row(row)
+        row.logprob, row.sampled, row.onsets, used = row.bar_start
+        row.used = set(used)
+        row.queue.clear()
+        row.bar_tokens = []
+        row.done = True
 
     def _consume(self, row: _Row, token: int) -> None:
         """Advance a row's grammar state with a token (forced or sampled)."""
@@ -597,16 +602,6 @@ class StemWriter:
             row.last_value = token
             row.used.add(token)
             row.state = "after" if self.drums else "dur"
-
-
-def _take_back_row(row: _Row) -> None:
-    """Forget the bar ``row`` is writing (its tokens, onsets, notes and likelihood) and end the row."""
-    if row.state != "forced" or row.queue:
-        row.logprob, row.sampled, row.onsets, used = row.bar_start
-        row.used = set(used)
-        row.queue.clear()
-        row.bar_tokens = []
-    row.done = True
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
