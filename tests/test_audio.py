@@ -84,6 +84,43 @@ eval_every = 1
 eval_batches = 1
 drop_label = 0.1
 seed = 0
+[masks]
+channels = 16
+depth = 1
+dilations = [1]
+[masks.train]
+batch_size = 2
+frames = 32
+drop_estimate = 0.5
+estimate_clips = 4
+valid_clips = 2
+learning_rate = 1e-3
+min_learning_rate = 1e-4
+warmup_steps = 1
+weight_decay = 0.0
+ema_decay = 0.9
+max_steps = 2
+max_minutes = 5
+eval_every = 1
+eval_batches = 1
+seed = 0
+[vocoder]
+channels = 16
+depth = 1
+[vocoder.train]
+batch_size = 2
+frames = 16
+vae_share = 0.5
+learning_rate = 1e-3
+min_learning_rate = 1e-4
+warmup_steps = 1
+weight_decay = 0.0
+ema_decay = 0.9
+max_steps = 2
+max_minutes = 5
+eval_every = 1
+eval_batches = 1
+seed = 0
 [sample]
 steps = 2
 guidance = 2.0
@@ -198,14 +235,16 @@ def models(audio_set: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = out / "tiny.toml"
     config.write_text(TINY, encoding="utf-8")
     assert run_cli("train-audio", "vae", "--data", audio_set, "-o", out / "audio-vae", "--config", config, "-q") == 0
-    for kind in ("ldm", "gmsdi"):
+    for kind in ("ldm", "gmsdi", "vocoder"):
         args = ("train-audio", kind, "--data", audio_set, "--vae", out / "audio-vae", "--config", config, "-q")
         assert run_cli(*args, "-o", out / f"audio-{kind}") == 0
+    args = ("train-audio", "masks", "--data", audio_set, "--ldm", out / "audio-ldm", "--config", config, "-q")
+    assert run_cli(*args, "-o", out / "audio-masks") == 0
     return out
 
 
 def test_audio_trainers_in_two_processes(audio_set: Path, models: Path, tmp_path: Path) -> None:
-    """`accelerate launch --num_processes 2` on the CPU: the VAE, the stem LDM and GMSDI each train and save."""
+    """`accelerate launch --num_processes 2` on the CPU: every audio trainer trains and saves."""
     from tests.test_distributed_training import check_run, launch
 
     config = tmp_path / "tiny.toml"
@@ -214,6 +253,8 @@ def test_audio_trainers_in_two_processes(audio_set: Path, models: Path, tmp_path
         "vae": ("--max-steps", 2),
         "ldm": ("--vae", models / "audio-vae", "--max-steps", 2),
         "gmsdi": ("--vae", models / "audio-vae", "--max-steps", 2),
+        "masks": ("--ldm", models / "audio-ldm", "--max-steps", 2),
+        "vocoder": ("--vae", models / "audio-vae", "--max-steps", 2),
     }
     for kind, extra in runs.items():
         out = tmp_path / kind
@@ -234,7 +275,7 @@ def test_clip_set_holds_aligned_mix_and_stems(audio_set: Path) -> None:
 
 
 def test_training_writes_checkpoints_with_logs(models: Path) -> None:
-    for kind in ("vae", "ldm", "gmsdi"):
+    for kind in ("vae", "ldm", "gmsdi", "masks", "vocoder"):
         folder = models / f"audio-{kind}"
         config = json.loads((folder / "config.json").read_text())
         assert (folder / "model.safetensors").stat().st_size > 0
@@ -280,11 +321,20 @@ def test_eval_audio_reports_models_beside_baselines(models: Path, audio_set: Pat
             models / "audio-gmsdi", "--limit", "3", "--steps", "2", "-o", report_path, "-q")  # fmt: skip
     assert run_cli(*args) == 0
     report = json.loads(report_path.read_text())
-    assert set(report["separation"]) == {"nmf", "vae_oracle", "ldm", "ldm_sample", "gmsdi"}
-    assert report["estimator"] == "mean"
-    assert set(report["separation"]["nmf"]["bass"]) == {"clips", "si_sdr", "mel_mse", "mel_si_sdr"}
-    assert {"borrow", "ldm", "gmsdi"} <= set(report["insertion"]["drums"])
+    sep = report["separation"]
+    assert set(sep) == {"mix", "nmf", "vae_oracle", "ldm", "ldm_mel_masks", "mask_decoder_mix_only", "ldm_sample",
+                        "gmsdi"}  # fmt: skip
+    assert report["estimator"] == "mean" and report["masks"] == "decoder" and report["separation_x_realtime"] > 0
+    assert {"clips", "si_sdr", "mel_mse", "mel_si_sdr", "si_sdri", "si_sdri_median", "mel_si_sdri"} <= set(
+        sep["nmf"]["bass"]
+    )
+    # the mix as its own estimate improves on itself by nothing
+    assert abs(sep["mix"]["bass"]["si_sdri"]) < 1e-9 and abs(sep["mix"]["drums"]["mel_si_sdri"]) < 1e-9
+    assert {"borrow", "ldm", "ldm_griffin_lim", "gmsdi"} <= set(report["insertion"]["drums"])
     assert "fd" in report["generation"]["mix"]
+    voc = report["vocoder"]["bass"]
+    for row in ("neural/true_mel", "griffin-lim/true_mel", "neural/vae_mel", "griffin-lim/vae_mel"):
+        assert {"mrstft", "mel_l1", "onset_sync", "x_realtime"} <= set(voc[row])
 
 
 def test_posterior_mean_is_one_call_that_hears_the_mix(models: Path, audio_set: Path, tmp_path: Path) -> None:
@@ -377,3 +427,98 @@ def test_arrange_runs_the_whole_chain(models: Path, tmp_path: Path) -> None:
     assert abs(len(audio_mix) / audio_sr - len(rendered) / sr) < 0.01
     proc = run_cli_process("arrange", src, "--stem", "strings", "-o", out, "--audio")
     assert proc.returncode != 0 and "audio models write" in proc.stderr
+
+
+# ------------------------------------------------------------------ mask decoder and vocoder
+def test_untrained_mask_decoder_separates_as_the_mel_masks(audio_set: Path) -> None:
+    """Its logits start from the LDM path's ratio masks: before training it cuts the same stems; its masks
+    sum to one, so the stems and "other" add up to the mix."""
+    from midiarr.audio.masks import SOURCES, MaskDecoder, MaskDecoderConfig
+
+    spec = MelSpec()
+    front = MelFrontend(spec)
+    decoder = MaskDecoder(MaskDecoderConfig(channels=16, depth=1, dilations=(1,)), spec)
+    waves = torch.from_numpy(load_clips(audio_set, "train").waves(np.array([0, 1])))
+    mix, stems = waves[:, 0], waves[:, 1:]
+    b, k, n = stems.shape
+    mels = front.mel_amplitude(stems.reshape(b * k, n)).reshape(b, k, spec.n_mels, -1) * 0.8  # an imperfect estimate
+    with torch.no_grad():
+        ours = decoder.separate(mix, mels)
+        masks = decoder(front.stft(mix).abs(), mels)
+        alone = decoder.separate(mix, None)
+    reference = front.masked_sources(mix, mels, floor=front.mel_amplitude(mix))
+    for i in range(b):
+        for j in range(k):
+            assert si_sdr(ours[i, j], reference[i, j]) > 30.0
+    assert masks.shape[1] == SOURCES and torch.allclose(masks.sum(dim=1), torch.ones(()), atol=1e-5)
+    # with no estimate and untrained, every source gets an equal share
+    assert torch.allclose(alone[:, 0], mix / SOURCES, atol=1e-4)
+
+
+def test_vocoder_loss_falls_when_fitting_a_sound() -> None:
+    """A small vocoder fitted to one second of a plucked chord gets closer to it, by both distances the
+    evaluation uses, than where it started: by more than half."""
+    from midiarr.audio.vocoder import MelVocoder, VocoderConfig, mel_l1, multi_resolution_stft
+
+    torch.manual_seed(0)
+    spec = MelSpec()
+    front = MelFrontend(spec)
+    t = torch.arange(63 * spec.hop) / SR
+    decay = torch.exp(-4 * (t % 0.25))  # a pluck every quarter second
+    wave = (decay * sum(torch.sin(2 * math.pi * f * t) for f in (196.0, 247.0, 294.0)) * 0.1)[None]
+    log_mel = front.log_mel(wave)
+    model = MelVocoder(VocoderConfig(channels=32, depth=2), spec)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+    def distance() -> tuple[float, float]:
+        with torch.no_grad():
+            out = model(log_mel, wave.shape[-1])
+        return float(multi_resolution_stft(out, wave)), float(mel_l1(front, out, wave))
+
+    start = distance()
+    for _ in range(150):
+        out = model(log_mel, wave.shape[-1])
+        loss = mel_l1(front, out, wave) + multi_resolution_stft(out, wave)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    end = distance()
+    assert end[0] < 0.5 * start[0] and end[1] < 0.5 * start[1]
+
+
+def test_stem_commands_use_the_trained_decoders(models: Path, audio_set: Path, tmp_path: Path) -> None:
+    """The mask decoder and vocoder beside the stem LDM are used by default; --masks mel and --vocoder
+    griffin-lim choose the older paths; a mask decoder trained on another LDM is not used."""
+    from midiarr.audio.pipeline import StemLDMPipeline, find_mask_decoder
+
+    pipe = StemLDMPipeline.load(models / "audio-ldm")
+    assert pipe.masks is not None and pipe.vocoder is not None
+    mix = load_clips(audio_set, "train").waves(np.array([0]))[0, 0]
+    mix_path = tmp_path / "mix.wav"
+    sf.write(mix_path, mix, SR)
+    ldm = ("--checkpoint", models / "audio-ldm", "--steps", "2", "-q")
+    outs = {}
+    for masks in ("decoder", "mel"):
+        assert run_cli("audio", "separate", mix_path, "-o", tmp_path / masks, "--masks", masks, *ldm) == 0
+        outs[masks] = sf.read(tmp_path / masks / "guitar.wav")[0]
+    assert run_cli("audio", "separate", mix_path, "-o", tmp_path / "default", *ldm) == 0
+    assert np.array_equal(sf.read(tmp_path / "default" / "guitar.wav")[0], outs["decoder"])
+    assert not np.allclose(outs["decoder"], outs["mel"])
+    written = {}
+    for vocoder in ("neural", "griffin-lim"):
+        out = tmp_path / f"{vocoder}.wav"
+        assert run_cli("audio", "insert", mix_path, "--stem", "bass", "-o", out, "--vocoder", vocoder, *ldm) == 0
+        written[vocoder] = sf.read(out)[0]
+        assert len(written[vocoder]) == len(mix)
+    assert not np.allclose(written["neural"], written["griffin-lim"])
+    # a mask decoder is tied to the LDM whose estimates it learned from
+    other = tmp_path / "other"
+    shutil.copytree(models / "audio-ldm", other / "audio-ldm")
+    shutil.copytree(models / "audio-masks", other / "audio-masks")
+    assert find_mask_decoder(other / "audio-ldm") is not None
+    config = json.loads((other / "audio-masks" / "config.json").read_text())
+    (other / "audio-masks" / "config.json").write_text(json.dumps({**config, "ldm_digest": "0" * 12}))
+    assert find_mask_decoder(other / "audio-ldm") is None
+    proc = run_cli_process("audio", "separate", mix_path, "-o", tmp_path / "x", "--masks", "decoder",
+                           "--checkpoint", other / "audio-ldm")  # fmt: skip
+    assert proc.returncode == 2 and "no mask decoder" in proc.stderr

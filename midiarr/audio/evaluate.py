@@ -11,6 +11,7 @@ correlation of spectral-flux envelopes), beside a stem borrowed from another cli
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -130,8 +131,11 @@ def _in_batches(fn: Callable[[torch.Tensor, int], dict[str, Any]], x: torch.Tens
     return torch.cat([fn(x[i : i + batch], i // batch)["waves"] for i in range(0, len(x), batch)])
 
 
-def separation_scores(est: torch.Tensor, truth: torch.Tensor, front: MelFrontend) -> dict[str, dict[str, float]]:
-    """Per stem means of SI-SDR, mel MSE and mel SI-SDR over clips where the true stem sounds."""
+def separation_scores(est: torch.Tensor, truth: torch.Tensor, front: MelFrontend,
+                      mix: torch.Tensor | None = None) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Per stem, over clips where the true stem sounds: mean SI-SDR, mel MSE and mel SI-SDR and, given the
+    ``mix``, the improvement of SI-SDR and mel SI-SDR over the mix itself as the stem's estimate (mean,
+    median and quartiles)."""
     out: dict[str, dict[str, float]] = {}
     for k, stem in enumerate(STEMS):
         rows = [i for i in range(len(truth)) if rms_db(truth[i, k]) > ACTIVE_DB]
@@ -140,12 +144,60 @@ def separation_scores(est: torch.Tensor, truth: torch.Tensor, front: MelFrontend
         e, t = est[rows, k], truth[rows, k]
         le, lt = front.log_mel(e), front.log_mel(t)
         amp_e, amp_t = front.mel_amplitude(e), front.mel_amplitude(t)
+        wave = np.array([si_sdr(e[i], t[i]) for i in range(len(rows))])
+        mel = np.array([si_sdr(amp_e[i].flatten(), amp_t[i].flatten()) for i in range(len(rows))])
         out[stem] = {
             "clips": len(rows),
-            "si_sdr": float(np.mean([si_sdr(e[i], t[i]) for i in range(len(rows))])),
+            "si_sdr": float(wave.mean()),
             "mel_mse": float((le - lt).pow(2).mean()),
-            "mel_si_sdr": float(np.mean([si_sdr(amp_e[i].flatten(), amp_t[i].flatten()) for i in range(len(rows))])),
+            "mel_si_sdr": float(mel.mean()),
         }
+        if mix is not None:
+            m = mix[rows]
+            amp_m = front.mel_amplitude(m)
+            wave_i = wave - np.array([si_sdr(m[i], t[i]) for i in range(len(rows))])
+            mel_i = mel - np.array([si_sdr(amp_m[i].flatten(), amp_t[i].flatten()) for i in range(len(rows))])
+            for name, values in (("si_sdri", wave_i), ("mel_si_sdri", mel_i)):
+                q1, median, q3 = np.percentile(values, [25, 50, 75])
+                out[stem].update({name: float(values.mean()), f"{name}_median": float(median),
+                                  f"{name}_q1": float(q1), f"{name}_q3": float(q3)})  # fmt: skip
+    return out
+
+
+def vocoder_scores(front: MelFrontend, vae: Any, vocoder: Any, waves: torch.Tensor, iters: int = 48,
+                   seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """The trained vocoder beside Griffin-Lim on true stems: each vocodes the stem's mel (true, and as the mel
+    VAE gives it back, which is what the stem models write); scored against the true stem by the
+    multi-resolution STFT distance, the mel L1 distance and onset sync; speed as a real-time factor."""
+    from midiarr.audio.features import denormalize, fit_frames
+    from midiarr.audio.vocoder import multi_resolution_stft
+
+    length = waves.shape[-1]
+    log_mel = front.log_mel(waves)
+    with torch.no_grad():
+        through_vae = fit_frames(vae.decode(vae.encode(front.model_frames(log_mel))), log_mel.shape[-1])
+    truth_env = onset_envelope(log_mel)
+    out: dict[str, Any] = {"clips": len(waves)}
+    for source, mel in (("true_mel", log_mel), ("vae_mel", through_vae)):
+        for name in ("neural", "griffin-lim"):
+            if name == "neural" and vocoder is None:
+                continue
+            started = time.perf_counter()
+            if name == "neural":
+                with torch.no_grad():
+                    audio = vocoder(mel, length)
+            else:
+                audio = front.griffin_lim(front.linear_magnitude(denormalize(mel)), length, iters, seed)
+            seconds = time.perf_counter() - started
+            est_mel = front.log_mel(audio)
+            env = onset_envelope(est_mel)
+            distances = [float(multi_resolution_stft(audio[i : i + 1], waves[i : i + 1])) for i in range(len(waves))]
+            out[f"{name}/{source}"] = {
+                "mrstft": float(np.mean(distances)),
+                "mel_l1": float((est_mel - log_mel).abs().mean()),
+                "onset_sync": float(np.mean([onset_sync(env[i], truth_env[i]) for i in range(len(waves))])),
+                "x_realtime": float(len(waves) * length / front.spec.sr / max(seconds, 1e-9)),
+            }
     return out
 
 
@@ -158,10 +210,11 @@ def evaluate_audio(
     steps: int = 25,
     guidance: float | None = None,
     insert_guidance: float = 2.0,
+    insert_estimator: str = "sample",
     estimator: str | None = None,
     generation_eta: float | None = None,
     seed: int = 0,
-    parts: tuple[str, ...] = ("separation", "insertion", "generation"),
+    parts: tuple[str, ...] = ("separation", "insertion", "generation", "vocoder"),
     batch: int = 8,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -184,35 +237,49 @@ def evaluate_audio(
     mix, truth = waves[:, 0], waves[:, 1:]
     report: dict[str, Any] = {"split": split, "clips": len(chosen), "steps": steps, "guidance": guidance,
                               "estimator": estimator, "insert_guidance": insert_guidance,
+                              "insert_estimator": insert_estimator,
                               "generation_eta": generation_eta,
                               "seed": seed, "sr": spec.sr, "clip_seconds": spec.clip_seconds}  # fmt: skip
     if "separation" in parts:
         log("separation: NMF baseline")
         nmf = NMFBaseline(load_clips(data, "train", log=log), front, seed=seed)
-        sep = {"nmf": separation_scores(_in_batches(lambda x, _: nmf.separate_clips(x), mix, batch), truth, front)}
+        sep = {
+            "mix": separation_scores(mix[:, None].expand(-1, len(STEMS), -1), truth, front, mix),
+            "nmf": separation_scores(_in_batches(lambda x, _: nmf.separate_clips(x), mix, batch), truth, front, mix),
+        }
         # the ceiling the latent space allows: masks from the VAE's reconstruction of the true stems
         frames = front.stft(mix[:1]).shape[-1]
         b, k, n = truth.shape
         oracle = ldm.decode_mels(ldm.encode(truth.reshape(b * k, n)).reshape(b, k, *ldm.vae.latent_shape()), frames)
         sep["vae_oracle"] = separation_scores(
-            front.masked_sources(mix, oracle, floor=front.mel_amplitude(mix)), truth, front
+            front.masked_sources(mix, oracle, floor=front.mel_amplitude(mix)), truth, front, mix
         )
-        log(f"separation: stem LDM ({estimator})")
-        sep["ldm"] = separation_scores(
-            _in_batches(lambda x, j: ldm.separate_clips(x, steps, guidance, seed + j, estimator), mix, batch),
-            truth, front,
-        )  # fmt: skip
+        report["masks"] = "decoder" if ldm.masks is not None else "mel"
+        log(f"separation: stem LDM ({estimator}, {report['masks']} masks)")
+        started = time.perf_counter()
+        default = _in_batches(lambda x, j: ldm.separate_clips(x, steps, guidance, seed + j, estimator), mix, batch)
+        report["separation_x_realtime"] = len(mix) * spec.clip_seconds / (time.perf_counter() - started)
+        sep["ldm"] = separation_scores(default, truth, front, mix)
+        if ldm.masks is not None:  # the same estimates through mel ratio masks, and the decoder from the mix alone
+            sep["ldm_mel_masks"] = separation_scores(
+                _in_batches(lambda x, j: ldm.separate_clips(x, steps, guidance, seed + j, estimator, "mel"), mix,
+                            batch), truth, front, mix,
+            )  # fmt: skip
+            masks = ldm.masks
+            sep["mask_decoder_mix_only"] = separation_scores(
+                _in_batches(lambda x, _: {"waves": masks.separate(x, None)}, mix, batch), truth, front, mix
+            )
         if estimator != "sample":  # the DDIM draw beside it, at its own tuned guidance
             log("separation: stem LDM (sample)")
             g = SEPARATION_GUIDANCE["sample"]
             sep["ldm_sample"] = separation_scores(
                 _in_batches(lambda x, j: ldm.separate_clips(x, steps, g, seed + j, "sample"), mix, batch),
-                truth, front,
+                truth, front, mix,
             )  # fmt: skip
         if gmsdi is not None:
             log("separation: GMSDI")
             sep["gmsdi"] = separation_scores(
-                _in_batches(lambda x, j: gmsdi.separate_clips(x, steps, seed=seed + j), mix, batch), truth, front
+                _in_batches(lambda x, j: gmsdi.separate_clips(x, steps, seed=seed + j), mix, batch), truth, front, mix
             )
         report["separation"] = sep
     real_stems = {k: truth[[i for i in range(len(truth)) if rms_db(truth[i, k]) > ACTIVE_DB], k]
@@ -227,14 +294,20 @@ def evaluate_audio(
             partial = mix[rows] - truth[rows, k]
             real = truth[rows, k]
             borrowed = real[np.roll(np.arange(len(rows)), 1 + int(rng.integers(0, len(rows) - 1)))]
-            methods = {"ldm": lambda x, j, s=stem: ldm.insert_clips(x, [s], steps, insert_guidance, seed + j)}
+            methods = {"ldm": lambda x, j, s=stem: ldm.insert_clips(x, [s], steps, insert_guidance, seed + j,
+                                                                    estimator=insert_estimator)}  # fmt: skip
             if gmsdi is not None:
                 methods["gmsdi"] = lambda x, j, s=stem: gmsdi.insert_clips(x, [s], steps, seed=seed + j)
             ins[stem] = {"clips": len(rows), "borrow": _insertion_scores(borrowed, real, partial, mix[rows], front)}
             for name, fn in methods.items():
                 log(f"insertion: {stem} by {name}")
-                written = _in_batches(fn, partial, batch)[:, 0]
+                outs = [fn(partial[i : i + batch], i // batch) for i in range(0, len(partial), batch)]
+                written = torch.cat([o["waves"] for o in outs])[:, 0]
                 ins[stem][name] = _insertion_scores(written, real, partial, mix[rows], front)
+                if name == "ldm" and ldm.vocoder is not None:  # the same mels through Griffin-Lim
+                    length = partial.shape[-1]
+                    gl = torch.cat([ldm.vocode(o["mels"], length, "griffin-lim", seed=seed) for o in outs])[:, 0]
+                    ins[stem]["ldm_griffin_lim"] = _insertion_scores(gl, real, partial, mix[rows], front)
         report["insertion"] = ins
     if "generation" in parts:
         log("generation: all stems from nothing")
@@ -251,6 +324,16 @@ def evaluate_audio(
         gen["mix"] = {"fd": frechet_distance(mel_stats(front.log_mel(gen_waves.sum(dim=1))),
                                              mel_stats(front.log_mel(mix)))}  # fmt: skip
         report["generation"] = gen
+    if "vocoder" in parts:
+        log("vocoder: the trained vocoder beside Griffin-Lim on true stems")
+        pairs = [(i, k) for k in range(len(STEMS)) for i in range(len(truth)) if rms_db(truth[i, k]) > ACTIVE_DB]
+        voc: dict[str, Any] = {}
+        for k, stem in enumerate(STEMS):
+            rows = [i for i, kk in pairs if kk == k]
+            if rows:
+                voc[stem] = vocoder_scores(front, ldm.vae, ldm.vocoder, truth[rows, k], seed=seed)
+        voc["mix"] = vocoder_scores(front, ldm.vae, ldm.vocoder, mix, seed=seed)
+        report["vocoder"] = voc
     report["reference"] = _reference_fd(data, split, clips, chosen, front, seed)
     return report
 

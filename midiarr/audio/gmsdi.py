@@ -72,23 +72,27 @@ def gmsdi_loss(model: MixtureLDM, batch: dict[str, Any], alphas: torch.Tensor) -
 class GMSDIPipeline:
     """Separation and accompaniment with a mixture-trained model, coupled to the mix at each step."""
 
-    def __init__(self, model: MixtureLDM, vae: MelVAE, config: dict[str, Any], train_schedule: Any = None) -> None:
-        """``train_schedule``: the noise schedule saved with the model (default: its config's)."""
+    def __init__(self, model: MixtureLDM, vae: MelVAE, config: dict[str, Any], train_schedule: Any = None,
+                 vocoder: Any = None) -> None:  # fmt: skip
+        """``train_schedule``: the noise schedule saved with the model (default: its config's); ``vocoder``:
+        the trained mel vocoder, where there is one (else Griffin-Lim)."""
         self.model, self.vae, self.config = model, vae, config
         self.front = MelFrontend(vae.spec)
         self.spec = vae.spec
         self.train_schedule = train_schedule or noise_schedule(config["config"])
+        self.vocoder = vocoder
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> GMSDIPipeline:
-        from midiarr.audio.pipeline import WEIGHTS, resolve_vae
+        from midiarr.audio.pipeline import WEIGHTS, find_vocoder, resolve_vae
 
         folder = Path(path) if path is not None else WEIGHTS / "audio-gmsdi"
         if path is None and not (folder / "model.safetensors").is_file():
             raise InputError("no bundled GMSDI weights; train one with `midiarr train-audio gmsdi`")
         model, config = load_gmsdi(folder)
         vae, _ = load_vae(resolve_vae(folder, config))
-        return cls(model, vae, config, load_noise_schedule(folder, config["config"]))
+        schedule = load_noise_schedule(folder, config["config"])
+        return cls(model, vae, config, schedule, find_vocoder(folder, vae.spec))
 
     def _label(self, b: int, names: list[int]) -> torch.Tensor:
         lab = torch.zeros(b, len(LABELS))
@@ -144,9 +148,9 @@ class GMSDIPipeline:
         return {"waves": waves[:, : len(STEMS)], "mels": mels[:, : len(STEMS)], "latents": x}
 
     def insert_clips(self, partial: torch.Tensor, stems: list[str], steps: int = 25, negative: float = 1.0,
-                     seed: int = 0, vocoder_iters: int = 48) -> dict[str, Any]:  # fmt: skip
+                     seed: int = 0, vocoder_iters: int = 48, vocoder: str = "neural") -> dict[str, Any]:  # fmt: skip
         """New sources for each partial clip: what the union-label mixture holds beyond the given audio."""
-        from midiarr.audio.pipeline import stem_indices
+        from midiarr.audio.pipeline import stem_indices, vocode_mels
 
         target = stem_indices(stems)
         sched = ddim_schedule(self.train_schedule, steps)
@@ -180,6 +184,5 @@ class GMSDIPipeline:
                 eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
                 x = torch.stack([sched.step(eps[:, j], t, x[:, j]).prev_sample for j in range(n)], dim=1)
         mels = self._decode_amp(x.reshape(b * n, *x.shape[2:]), frames).reshape(b, n, self.spec.n_mels, frames)
-        mag = self.front.linear_magnitude(mels.reshape(b * n, *mels.shape[2:]))
-        waves = self.front.griffin_lim(mag, partial.shape[-1], vocoder_iters, seed).reshape(b, n, -1)
+        waves = vocode_mels(self.front, self.vocoder, mels, partial.shape[-1], vocoder, vocoder_iters, seed)
         return {"waves": waves, "mels": mels, "latents": x}

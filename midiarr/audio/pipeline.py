@@ -6,14 +6,15 @@ is processed on its own and the outputs are cross-faded back together.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from midiarr.audio.data import STEMS
-from midiarr.audio.features import MelFrontend, denormalize, fit_frames
+from midiarr.audio.features import MelFrontend, MelSpec, denormalize, fit_frames, normalize
 from midiarr.audio.ldm import (
     Conditions,
     StemLDM,
@@ -23,10 +24,14 @@ from midiarr.audio.ldm import (
     load_noise_schedule,
     noise_schedule,
 )
-from midiarr.audio.tuned import GENERATION_ETA, SEPARATION_ESTIMATOR, SEPARATION_GUIDANCE
+from midiarr.audio.tuned import GENERATION_ETA, MASKS, SEPARATION_ESTIMATOR, SEPARATION_GUIDANCE, VOCODERS
 from midiarr.audio.vae import MelVAE, load_vae
 from midiarr.errors import InputError, OptionError
 from midiarr.threads import rebalance
+
+if TYPE_CHECKING:
+    from midiarr.audio.masks import MaskDecoder
+    from midiarr.audio.vocoder import MelVocoder
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_LDM = WEIGHTS / "audio-ldm"
@@ -54,15 +59,46 @@ def resolve_vae(ldm_dir: Path, config: dict[str, Any]) -> Path:
     raise InputError(f"{ldm_dir}: cannot find the mel VAE it was trained with ({recorded})")
 
 
-class StemLDMPipeline:
-    """The stem LDM with its VAE and mel front end."""
+def weights_digest(folder: str | Path) -> str:
+    """A short hash of a checkpoint's weights: ties a mask decoder to the stem LDM it was trained on."""
+    return hashlib.sha1((Path(folder) / "model.safetensors").read_bytes()).hexdigest()[:12]
 
-    def __init__(self, ldm: StemLDM, vae: MelVAE, config: dict[str, Any], train_schedule: Any = None) -> None:
-        """``train_schedule``: the noise schedule saved with the model (default: its config's)."""
+
+def find_mask_decoder(ldm_dir: Path) -> MaskDecoder | None:
+    """The mask decoder beside the stem LDM (``audio-masks``), if it was trained on this LDM's estimates."""
+    from midiarr.audio.masks import load_mask_decoder
+
+    folder = ldm_dir.parent / "audio-masks"
+    if not (folder / "model.safetensors").is_file():
+        return None
+    model, config = load_mask_decoder(folder)
+    return model if config.get("ldm_digest") == weights_digest(ldm_dir) else None
+
+
+def find_vocoder(ldm_dir: Path, spec: MelSpec) -> MelVocoder | None:
+    """The vocoder beside the stem LDM (``audio-vocoder``), else the bundled one, if it reads these mels."""
+    from midiarr.audio.vocoder import load_vocoder
+
+    for folder in (ldm_dir.parent / "audio-vocoder", WEIGHTS / "audio-vocoder"):
+        if (folder / "model.safetensors").is_file():
+            model, _ = load_vocoder(folder)
+            if model.spec == spec:
+                return model
+    return None
+
+
+class StemLDMPipeline:
+    """The stem LDM with its VAE and mel front end, and the decoders that turn its mels into audio."""
+
+    def __init__(self, ldm: StemLDM, vae: MelVAE, config: dict[str, Any], train_schedule: Any = None,
+                 masks: MaskDecoder | None = None, vocoder: MelVocoder | None = None) -> None:  # fmt: skip
+        """``train_schedule``: the noise schedule saved with the model (default: its config's); ``masks`` and
+        ``vocoder``: the trained decoders, where there are any (else mel ratio masks and Griffin-Lim)."""
         self.ldm, self.vae, self.config = ldm, vae, config
         self.front = MelFrontend(vae.spec)
         self.spec = vae.spec
         self.train_schedule = train_schedule or noise_schedule(config["config"])
+        self.masks, self.vocoder = masks, vocoder
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> StemLDMPipeline:
@@ -71,7 +107,8 @@ class StemLDMPipeline:
             raise InputError("no bundled audio LDM weights; train one with `midiarr train-audio ldm`")
         ldm, config = load_ldm(folder)
         vae, _ = load_vae(resolve_vae(folder, config))
-        return cls(ldm, vae, config, load_noise_schedule(folder, config["config"]))
+        schedule = load_noise_schedule(folder, config["config"])
+        return cls(ldm, vae, config, schedule, find_mask_decoder(folder), find_vocoder(folder, vae.spec))
 
     # ----------------------------------------------------------------- sampling
     def encode(self, waves: torch.Tensor) -> torch.Tensor:
@@ -148,16 +185,19 @@ class StemLDMPipeline:
     # ------------------------------------------------------------ clip tasks
     def separate_clips(
         self, mix: torch.Tensor, steps: int = 25, guidance: float | None = None, seed: int = 0,
-        estimator: str = SEPARATION_ESTIMATOR,
+        estimator: str = SEPARATION_ESTIMATOR, masks: str = "decoder",
     ) -> dict[str, Any]:  # fmt: skip
         """Each clip's stems cut from its mix with masks from the estimated stem mels.
 
         mix: (B, clip samples). ``estimator``: "mean" (one model call; ``steps`` unused) or
         "sample" (DDIM, ``steps`` steps); ``guidance`` None is the estimator's tuned default.
+        ``masks``: "decoder" (the mask decoder, where one was trained on this LDM) or "mel".
         Returns waves (B, K, samples) and mels (B, K, n_mels, frames).
         """
         if estimator not in ESTIMATORS:
             raise OptionError(f"--estimator {estimator!r}: choose one of {', '.join(ESTIMATORS)}")
+        if masks not in MASKS:
+            raise OptionError(f"--masks {masks!r}: choose one of {', '.join(MASKS)}")
         guidance = SEPARATION_GUIDANCE[estimator] if guidance is None else guidance
         cond = self._conditions(mix, len(mix), list(range(len(STEMS))), [], [])
         if estimator == "mean":
@@ -166,36 +206,63 @@ class StemLDMPipeline:
             latents = self.sample(cond, steps, guidance, seed)
         frames = self.front.stft(mix[:1]).shape[-1]
         mels = self.decode_mels(latents, frames)
-        waves = self.front.masked_sources(mix, mels, floor=self.front.mel_amplitude(mix))
+        if masks == "decoder" and self.masks is not None:
+            with torch.no_grad():
+                waves = self.masks.separate(mix, mels)
+        else:
+            waves = self.front.masked_sources(mix, mels, floor=self.front.mel_amplitude(mix))
         return {"waves": waves, "mels": mels, "latents": latents}
 
     def insert_clips(self, partial: torch.Tensor, stems: Sequence[str], steps: int = 25, guidance: float = 2.0,
-                     seed: int = 0, vocoder_iters: int = 48) -> dict[str, Any]:  # fmt: skip
-        """New stems written for each clip of a partial mix (the song without them), vocoded."""
+                     seed: int = 0, vocoder_iters: int = 48, vocoder: str = "neural",
+                     estimator: str = "sample") -> dict[str, Any]:  # fmt: skip
+        """New stems written for each clip of a partial mix (the song without them), vocoded.
+
+        ``estimator``: "sample" (a DDIM draw, ``steps`` steps) or "mean" (the posterior mean, one call).
+        """
+        if estimator not in ESTIMATORS:
+            raise OptionError(f"--estimator {estimator!r}: choose one of {', '.join(ESTIMATORS)}")
         target = stem_indices(stems)
         given_idx = [i for i in range(len(STEMS)) if i not in target]
         cond = self._conditions(partial, len(partial), given_idx, target, [])
-        latents = self.sample(cond, steps, guidance, seed)
+        if estimator == "mean":
+            latents = self.posterior_mean(cond, guidance, seed)
+        else:
+            latents = self.sample(cond, steps, guidance, seed)
         frames = self.front.stft(partial[:1]).shape[-1]
         mels = self.decode_mels(latents[:, target], frames)
-        waves = self._vocode(mels, partial.shape[-1], vocoder_iters, seed)
+        waves = self.vocode(mels, partial.shape[-1], vocoder, vocoder_iters, seed)
         return {"waves": waves, "mels": mels, "latents": latents}
 
     def generate_clips(self, count: int, stems: Sequence[str], steps: int = 25, seed: int = 0,
-                       vocoder_iters: int = 48, eta: float = GENERATION_ETA) -> dict[str, Any]:  # fmt: skip
+                       vocoder_iters: int = 48, eta: float = GENERATION_ETA,
+                       vocoder: str = "neural") -> dict[str, Any]:  # fmt: skip
         """Stems written from nothing; stems not asked for are held silent."""
         target = stem_indices(stems)
         silent = [i for i in range(len(STEMS)) if i not in target]
         cond = self._conditions(None, count, [], target, silent)
         latents = self.sample(cond, steps, 0.0, seed, eta)
         mels = self.decode_mels(latents[:, target], self.spec.clip_samples // self.spec.hop + 1)
-        waves = self._vocode(mels, self.spec.clip_samples, vocoder_iters, seed)
+        waves = self.vocode(mels, self.spec.clip_samples, vocoder, vocoder_iters, seed)
         return {"waves": waves, "mels": mels, "latents": latents}
 
-    def _vocode(self, mels: torch.Tensor, length: int, iters: int, seed: int) -> torch.Tensor:
-        b, k = mels.shape[:2]
-        mag = self.front.linear_magnitude(mels.reshape(b * k, *mels.shape[2:]))
-        return self.front.griffin_lim(mag, length, iters, seed).reshape(b, k, -1)
+    def vocode(self, mels: torch.Tensor, length: int, vocoder: str = "neural", iters: int = 48,
+               seed: int = 0) -> torch.Tensor:  # fmt: skip
+        return vocode_mels(self.front, self.vocoder, mels, length, vocoder, iters, seed)
+
+
+def vocode_mels(front: MelFrontend, model: MelVocoder | None, mels: torch.Tensor, length: int,
+                vocoder: str = "neural", iters: int = 48, seed: int = 0) -> torch.Tensor:  # fmt: skip
+    """Waveforms (B, K, length) of mel amplitudes (B, K, n_mels, frames): the trained vocoder ``model`` where
+    there is one and ``vocoder`` is "neural", else Griffin-Lim (``iters`` iterations from a seeded phase)."""
+    if vocoder not in VOCODERS:
+        raise OptionError(f"--vocoder {vocoder!r}: choose one of {', '.join(VOCODERS)}")
+    b, k = mels.shape[:2]
+    flat = mels.reshape(b * k, *mels.shape[2:])
+    if vocoder == "neural" and model is not None:
+        with torch.no_grad():
+            return model(normalize(flat), length).reshape(b, k, -1)
+    return front.griffin_lim(front.linear_magnitude(flat), length, iters, seed).reshape(b, k, -1)
 
 
 # ------------------------------------------------------------------ whole files

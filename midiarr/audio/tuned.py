@@ -10,6 +10,12 @@ SEPARATION_ESTIMATOR = "mean"
 SEPARATION_GUIDANCE = {"mean": 1.5, "sample": 4.0}
 # insertion (audio-domain Subtractive Training): a DDIM draw, guidance not tuned
 INSERT_GUIDANCE = 2.0
+INSERT_ESTIMATOR = "sample"
 # total generation from nothing: DDIM's eta (0 deterministic, 1 ancestral). With nothing given, the deterministic
 # path drifted towards near-silent bass and drums for the continued model (docs/audio.md)
 GENERATION_ETA = 1.0
+# how separation turns stem mels into masks: "decoder", the mask decoder trained on this LDM's estimates (masks
+# at the STFT's resolution), or "mel", ratio masks of the mels spread over linear bins (no further weights)
+MASKS = ("decoder", "mel")
+# how generated and inserted stems become audio: "neural", the vocoder trained here, or "griffin-lim"
+VOCODERS = ("neural", "griffin-lim")

@@ -7,7 +7,14 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from midiarr.audio.tuned import INSERT_GUIDANCE, SEPARATION_ESTIMATOR, SEPARATION_GUIDANCE
+from midiarr.audio.tuned import (
+    INSERT_ESTIMATOR,
+    INSERT_GUIDANCE,
+    MASKS,
+    SEPARATION_ESTIMATOR,
+    SEPARATION_GUIDANCE,
+    VOCODERS,
+)
 from midiarr.cli.common import add_training_args, check_training_options, load_song_with_notes, say
 from midiarr.errors import OptionError
 from midiarr.options import float_in, int_in, output_folder, seed
@@ -23,6 +30,15 @@ def cmd_train_audio(args: argparse.Namespace) -> int:
         if args.init_from is not None:
             raise OptionError("train-audio vae takes no --init-from (a new VAE means new latents: retrain ldm/gmsdi)")
         result = train.train_vae(args.data, args.output, **common)
+    elif args.model in ("masks", "vocoder"):
+        from midiarr.audio import train_decoders
+
+        if args.model == "masks":
+            result = train_decoders.train_masks(args.data, args.output, args.ldm, init_from=args.init_from, **common)
+        else:
+            if args.vae is None:
+                raise OptionError("train-audio vocoder needs --vae (the mel VAE whose decoded mels it vocodes)")
+            result = train_decoders.train_vocoder(args.data, args.output, args.vae, init_from=args.init_from, **common)
     else:
         if args.vae is None:
             raise OptionError(f"train-audio {args.model} needs --vae (a trained mel VAE folder)")
@@ -34,15 +50,19 @@ def cmd_train_audio(args: argparse.Namespace) -> int:
 
 def register_lab(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     """train-audio and eval-audio."""
-    p = add("train-audio", "Train an audio stem model (mel VAE, stem LDM or GMSDI) on a render-dataset folder.")
-    p.add_argument("model", choices=["vae", "ldm", "gmsdi"])
+    p = add(
+        "train-audio",
+        "Train an audio stem model (mel VAE, stem LDM, GMSDI, mask decoder or vocoder) on a render-dataset folder.",
+    )
+    p.add_argument("model", choices=["vae", "ldm", "gmsdi", "masks", "vocoder"])
     add_training_args(
         p,
         "a `midiarr render-dataset --clip 4` folder",
         "TOML (default: the bundled configs/audio.toml)",
-        "ldm/gmsdi: continue from this checkpoint's weights (same network)",
+        "ldm/gmsdi/masks/vocoder: continue from this checkpoint's weights (same network)",
     )
     p.add_argument("--vae", type=Path, help="the trained mel VAE (ldm and gmsdi work in its latent space)")
+    p.add_argument("--ldm", type=Path, help="masks: the stem LDM whose estimates it refines (default: bundled)")
     p.set_defaults(func=cmd_train_audio)
     _register_eval_audio(add)
 
@@ -102,10 +122,13 @@ def cmd_audio_separate(args: argparse.Namespace) -> int:
     if args.method == "ldm":
         estimator = args.estimator or SEPARATION_ESTIMATOR
         guidance = SEPARATION_GUIDANCE[estimator] if args.guidance is None else args.guidance
-        fn = lambda x, j: pipe.separate_clips(x, steps, guidance, args.seed + j, estimator)["waves"]  # noqa: E731
+        masks = args.masks or "decoder"
+        if args.masks == "decoder" and pipe.masks is None:
+            raise OptionError("--masks decoder: no mask decoder was trained on this stem LDM (`train-audio masks`)")
+        fn = lambda x, j: pipe.separate_clips(x, steps, guidance, args.seed + j, estimator, masks)["waves"]  # noqa: E731
     else:
-        if args.guidance is not None or args.estimator is not None:
-            raise OptionError("--guidance/--estimator apply to --method ldm (GMSDI couples to the mix instead)")
+        if args.guidance is not None or args.estimator is not None or args.masks is not None:
+            raise OptionError("--guidance/--estimator/--masks apply to --method ldm (GMSDI couples to the mix instead)")
         fn = lambda x, j: pipe.separate_clips(x, steps, seed=args.seed + j)["waves"]  # noqa: E731
     out = process_file(wave, pipe.spec.clip_samples, int(args.overlap * pipe.spec.sr), fn,
                        progress=not args.quiet, desc="separate")  # fmt: skip
@@ -128,13 +151,14 @@ def cmd_audio_insert(args: argparse.Namespace) -> int:
     pipe = _load_pipeline(args.method, args.checkpoint)
     wave = read_audio(args.file, pipe.spec.sr)
     steps = args.steps or 25
+    vocoder = _vocoder(args, pipe)
     if args.method == "ldm":
         guidance = INSERT_GUIDANCE if args.guidance is None else args.guidance
-        fn = lambda x, j: pipe.insert_clips(x, stems, steps, guidance, args.seed + j)["waves"]  # noqa: E731
+        fn = lambda x, j: pipe.insert_clips(x, stems, steps, guidance, args.seed + j, vocoder=vocoder)["waves"]  # noqa: E731
     else:
         if args.guidance is not None:
             raise OptionError("--guidance applies to --method ldm")
-        fn = lambda x, j: pipe.insert_clips(x, stems, steps, seed=args.seed + j)["waves"]  # noqa: E731
+        fn = lambda x, j: pipe.insert_clips(x, stems, steps, seed=args.seed + j, vocoder=vocoder)["waves"]  # noqa: E731
     out = process_file(wave, pipe.spec.clip_samples, int(args.overlap * pipe.spec.sr), fn,
                        progress=not args.quiet, desc="insert")  # fmt: skip
     written = out.sum(dim=0)
@@ -158,9 +182,10 @@ def cmd_audio_generate(args: argparse.Namespace) -> int:
     pipe = StemLDMPipeline.load(args.checkpoint)
     steps = args.steps or 25
     length = int(args.seconds * pipe.spec.sr)
+    vocoder = _vocoder(args, pipe)
 
     def fn(x: torch.Tensor, j: int) -> torch.Tensor:
-        return pipe.generate_clips(len(x), stems, steps, args.seed + j)["waves"]
+        return pipe.generate_clips(len(x), stems, steps, args.seed + j, vocoder=vocoder)["waves"]
 
     out = process_file(torch.zeros(length), pipe.spec.clip_samples, int(args.overlap * pipe.spec.sr), fn,
                        progress=not args.quiet, desc="generate")  # fmt: skip
@@ -168,6 +193,15 @@ def cmd_audio_generate(args: argparse.Namespace) -> int:
         say(args, f"wrote {_write(args.output / f'{stem}.wav', out[k].numpy(), pipe.spec.sr)}")
     say(args, f"wrote {_write(args.output / 'mix.wav', out.sum(dim=0).numpy(), pipe.spec.sr)}")
     return 0
+
+
+def _vocoder(args: argparse.Namespace, pipe: object) -> str:
+    """The vocoder asked for: the trained one by default where there is one, else Griffin-Lim."""
+    if args.vocoder == "neural" and getattr(pipe, "vocoder", None) is None:
+        raise OptionError("--vocoder neural: no vocoder for these mels (`train-audio vocoder`); use griffin-lim")
+    if args.vocoder is not None:
+        return str(args.vocoder)
+    return "neural" if getattr(pipe, "vocoder", None) is not None else "griffin-lim"
 
 
 def _load_pipeline(method: str, checkpoint: Path | None) -> object:
@@ -184,9 +218,10 @@ def cmd_eval_audio(args: argparse.Namespace) -> int:
 
     _check_sampling(args)
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
-    bad = [p for p in parts if p not in ("separation", "insertion", "generation")]
+    known = ("separation", "insertion", "generation", "vocoder")
+    bad = [p for p in parts if p not in known]
     if bad or not parts:
-        raise OptionError(f"--parts {args.parts}: choose from separation, insertion, generation")
+        raise OptionError(f"--parts {args.parts}: choose from {', '.join(known)}")
     if args.limit < 2:
         raise OptionError("--limit must be at least 2")
     if args.generation_eta is not None and not 0 <= args.generation_eta <= 1:
@@ -195,6 +230,7 @@ def cmd_eval_audio(args: argparse.Namespace) -> int:
         args.data, args.split, args.ldm, args.gmsdi, limit=args.limit, steps=args.steps or 25,
         estimator=args.estimator, guidance=args.guidance, generation_eta=args.generation_eta,
         insert_guidance=INSERT_GUIDANCE if args.insert_guidance is None else args.insert_guidance,
+        insert_estimator=args.insert_estimator or INSERT_ESTIMATOR,
         seed=args.seed, parts=parts,
         log=lambda line: say(args, line),
     )  # fmt: skip
@@ -227,6 +263,12 @@ def _estimator_option(p: argparse.ArgumentParser) -> None:
                         f"(a DDIM draw); default {SEPARATION_ESTIMATOR}")  # fmt: skip
 
 
+def _vocoder_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vocoder", choices=list(VOCODERS),
+                   help="how the written mels become audio: neural (the vocoder trained here; the default where "
+                        "there is one) or griffin-lim")  # fmt: skip
+
+
 def register_audio(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = add("audio", "Audio stem models: separate a mix, insert a stem into audio, generate stems.")
     sub = p.add_subparsers(dest="audio_command", metavar="ACTION", parser_class=type(p))
@@ -245,6 +287,9 @@ def register_audio(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
                    help="ldm: the stem-trained latent diffusion model; gmsdi: the mixture-trained one")  # fmt: skip
     q.add_argument("--checkpoint", type=Path, help="model folder (default: the bundled weights)")
     _estimator_option(q)
+    q.add_argument("--masks", choices=list(MASKS),
+                   help="ldm: decoder (masks at the STFT's resolution from the mask decoder trained on this LDM; "
+                        "the default where there is one) or mel (ratio masks of the estimated mels)")  # fmt: skip
     _sampling_options(q)
     q.set_defaults(func=cmd_audio_separate)
 
@@ -255,6 +300,7 @@ def register_audio(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     q.add_argument("--mix", type=Path, help="also write the input with the new stem added")
     q.add_argument("--method", choices=["ldm", "gmsdi"], default="ldm")
     q.add_argument("--checkpoint", type=Path, help="model folder (default: the bundled weights)")
+    _vocoder_option(q)
     _sampling_options(q)
     q.set_defaults(func=cmd_audio_insert)
 
@@ -263,6 +309,7 @@ def register_audio(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     q.add_argument("--seconds", type=float_in(0.1, 600), default=8.0)
     q.add_argument("-o", "--output", type=output_folder, required=True, help="folder for <stem>.wav and mix.wav")
     q.add_argument("--checkpoint", type=Path, help="stem LDM folder (default: the bundled weights)")
+    _vocoder_option(q)
     _sampling_options(q, guidance=False)
     q.set_defaults(func=cmd_audio_generate)
 
@@ -273,13 +320,18 @@ def _register_eval_audio(add: Callable[[str, str], argparse.ArgumentParser]) -> 
     p.add_argument("--split", choices=["train", "valid", "test"], default="test")
     p.add_argument("--ldm", type=Path, help="stem LDM folder (default: bundled)")
     p.add_argument("--gmsdi", type=Path, help="GMSDI folder (default: bundled, when there is one)")
-    p.add_argument("--parts", default="separation,insertion,generation")
+    p.add_argument("--parts", default="separation,insertion,generation,vocoder")
     p.add_argument(
         "--limit", type=int_in(1, 10_000_000), default=48, help="clips drawn from the split (with 2+ stems sounding)"
     )
     p.add_argument("-o", "--output", type=Path, help="also write the report as JSON here")
     p.add_argument(
         "--insert-guidance", type=float_in(0, 100), help=f"guidance for insertion (default {INSERT_GUIDANCE})"
+    )
+    p.add_argument(
+        "--insert-estimator",
+        choices=list(SEPARATION_GUIDANCE),
+        help=f"insertion: sample (a DDIM draw) or mean (the posterior mean); default {INSERT_ESTIMATOR}",
     )
     p.add_argument("--generation-eta", type=float_in(0, 1), help="DDIM eta of total generation (0..1; default tuned)")
     _estimator_option(p)
