@@ -47,6 +47,20 @@ def main() -> int:
         if name == "ldm":  # the default is the posterior mean (one call per window); time the DDIM draw too
             t0 = time.perf_counter()
             process_file(
+                mix, clip, overlap, lambda x, j, p=pipe: p.separate_clips(x, args.steps, seed=j, masks="mel")["waves"]
+            )
+            mel_masks = time.perf_counter() - t0
+            print(f"ldm separation with mel ratio masks (no mask decoder): {mel_masks:.1f} s "
+                  f"({seconds / mel_masks:.1f}x real time)")  # fmt: skip
+            t0 = time.perf_counter()
+            process_file(
+                partial, clip, overlap,
+                lambda x, j, p=pipe: p.insert_clips(x, ["drums"], args.steps, seed=j, vocoder="griffin-lim")["waves"],
+            )  # fmt: skip
+            griffin = time.perf_counter() - t0
+            print(f"ldm insertion with Griffin-Lim (48 iterations): {griffin:.1f} s ({seconds / griffin:.1f}x)")
+            t0 = time.perf_counter()
+            process_file(
                 mix, clip, overlap,
                 lambda x, j, p=pipe: p.separate_clips(x, args.steps, seed=j, estimator="sample")["waves"],
             )  # fmt: skip

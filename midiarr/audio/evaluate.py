@@ -179,13 +179,13 @@ def vocoder_scores(front: MelFrontend, vae: Any, vocoder: Any, waves: torch.Tens
     truth_env = onset_envelope(log_mel)
     out: dict[str, Any] = {"clips": len(waves)}
     for source, mel in (("true_mel", log_mel), ("vae_mel", through_vae)):
-        for name in ("neural", "griffin-lim"):
-            if name == "neural" and vocoder is None:
+        for name in ("neural", "neural-raw", "griffin-lim"):
+            if name != "griffin-lim" and vocoder is None:
                 continue
             started = time.perf_counter()
-            if name == "neural":
+            if name != "griffin-lim":  # "raw": the network alone, without the mel corrections after it
                 with torch.no_grad():
-                    audio = vocoder(mel, length)
+                    audio = vocoder(mel, length, corrections=0 if name == "neural-raw" else None)
             else:
                 audio = front.griffin_lim(front.linear_magnitude(denormalize(mel)), length, iters, seed)
             seconds = time.perf_counter() - started

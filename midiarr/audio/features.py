@@ -79,14 +79,16 @@ class MelFrontend:
     # ------------------------------------------------------------------ forward
     def stft(self, wave: torch.Tensor) -> torch.Tensor:
         """Complex STFT, (batch, bins, frames)."""
-        return torch.stft(wave, self.spec.n_fft, self.spec.hop, window=self.window, center=True, return_complex=True)
+        window = self.window.to(wave.device)
+        return torch.stft(wave, self.spec.n_fft, self.spec.hop, window=window, center=True, return_complex=True)
 
     def istft(self, stft: torch.Tensor, length: int) -> torch.Tensor:
-        return torch.istft(stft, self.spec.n_fft, self.spec.hop, window=self.window, center=True, length=length)
+        window = self.window.to(stft.device)
+        return torch.istft(stft, self.spec.n_fft, self.spec.hop, window=window, center=True, length=length)
 
     def mel_amplitude(self, wave: torch.Tensor) -> torch.Tensor:
         """Mel-filtered STFT magnitude, (batch, n_mels, frames)."""
-        return self.fb @ self.stft(wave).abs()
+        return self.fb.to(wave.device) @ self.stft(wave).abs()
 
     def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
         """Normalized log-mel of waveforms, (batch, n_mels, frames) with frames = STFT frames."""

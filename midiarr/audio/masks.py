@@ -84,15 +84,32 @@ class MaskDecoder(nn.Module):
     def separate(self, mix: torch.Tensor, stem_mels: torch.Tensor | None) -> torch.Tensor:
         """Waveforms (B, K, samples) of the stems, cut from the mix (B, samples) with the decoder's masks."""
         spec = self.front.stft(mix)
-        masks = self.forward(spec.abs(), stem_mels)[:, : len(STEMS)]
-        b, k = masks.shape[:2]
-        cut = (masks * spec.unsqueeze(1)).reshape(b * k, *spec.shape[1:])
-        return self.front.istft(cut, mix.shape[-1]).reshape(b, k, -1)
+        return stems_from_masks(self.front, self.forward(spec.abs(), stem_mels), spec, mix.shape[-1])
+
+
+def stems_from_masks(front: MelFrontend, masks: torch.Tensor, spectrum: torch.Tensor, length: int) -> torch.Tensor:
+    """The stems' waveforms (B, K, length): their masks (B, SOURCES, bins, T) applied to the mix's complex STFT."""
+    stems = masks[:, : len(STEMS)]
+    b, k = stems.shape[:2]
+    cut = (stems * spectrum.unsqueeze(1)).reshape(b * k, *spectrum.shape[1:])
+    return front.istft(cut, length).reshape(b, k, -1)
 
 
 def mask_loss(masks: torch.Tensor, magnitude: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
     """L1 between the masked mix magnitude and each true source's, compressed (power 0.3) as the ear hears."""
     return ((masks * magnitude.unsqueeze(1)).clamp(min=1e-8).pow(0.3) - sources.clamp(min=1e-8).pow(0.3)).abs().mean()
+
+
+def negative_si_sdr(estimate: torch.Tensor, reference: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """Mean negative SI-SDR (dB) over the (example, stem) pairs marked ``active``; (B, K, samples) each."""
+    est = estimate - estimate.mean(dim=-1, keepdim=True)
+    ref = reference - reference.mean(dim=-1, keepdim=True)
+    scale = (est * ref).sum(dim=-1, keepdim=True) / ref.pow(2).sum(dim=-1, keepdim=True).clamp(min=1e-8)
+    target = scale * ref
+    ratio = target.pow(2).sum(dim=-1) / (est - target).pow(2).sum(dim=-1).clamp(min=1e-8)
+    values = -10 * torch.log10(ratio.clamp(min=1e-8) + 1e-8)
+    weight = active.to(values.dtype)
+    return (values * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 def save_mask_decoder(model: MaskDecoder, out_dir: str | Path, meta: dict[str, Any]) -> Path:

@@ -10,6 +10,7 @@ Like `train.py`: train split to learn, valid split to keep the best weights, the
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -34,7 +35,7 @@ from midiarr.training import (
     start_run,
 )
 
-ACTIVE_RMS = 10 ** (-45.0 / 20)  # a row quieter than -45 dBFS RMS is not a vocoder example
+ACTIVE_RMS = 10 ** (-45.0 / 20)  # quieter than -45 dBFS RMS: silent (no vocoder example, no SI-SDR term)
 
 
 def _continue_from(model: torch.nn.Module, init_from: str | Path | None, kind: str, what: str,
@@ -50,7 +51,11 @@ def _continue_from(model: torch.nn.Module, init_from: str | Path | None, kind: s
 
     state, earlier = read_pretrained(init_from, what, kind=kind)
     network = json.loads(json.dumps(asdict(model.config)))  # tuples as the JSON lists the config holds
-    if earlier.get("network") != network:
+    try:  # an earlier config lacks the fields added since: their defaults
+        before = json.loads(json.dumps(asdict(type(model.config)(**earlier.get("network", {})))))
+    except TypeError:
+        before = earlier.get("network")
+    if before != network:
         raise InputError(f"{init_from}: another network ({earlier.get('network')}), this run builds {network}")
     for key, value in must_match.items():
         if earlier.get(key) != value:
@@ -124,16 +129,22 @@ class MaskBatches:
         mix, stems = waves[:, 0], waves[:, 1:]
         sources = torch.cat([stems, (mix - stems.sum(dim=1)).unsqueeze(1)], dim=1)
         b, s, n = sources.shape
-        magnitude = self.front.stft(mix).abs()
+        spectrum = self.front.stft(mix)
+        magnitude = spectrum.abs()
         truth = self.front.stft(sources.reshape(b * s, n)).abs().reshape(b, s, *magnitude.shape[1:])
         mels = denormalize(torch.from_numpy(self.estimates[rows].astype(np.float32)))
         total = magnitude.shape[-1]
+        f0, count_frames = 0, total
         if self.frames is not None and self.frames < total:
-            f0 = int(self.rng.integers(0, total - self.frames + 1))
-            cut = slice(f0, f0 + self.frames)
-            magnitude, truth, mels = magnitude[..., cut], truth[..., cut], mels[..., cut]
+            f0, count_frames = int(self.rng.integers(0, total - self.frames + 1)), self.frames
+        cut = slice(f0, f0 + count_frames)
+        magnitude, truth, mels, spectrum = magnitude[..., cut], truth[..., cut], mels[..., cut], spectrum[..., cut]
+        hop = self.front.spec.hop
+        waves = stems[..., f0 * hop : (f0 + count_frames - 1) * hop]  # the samples those frames centre on
+        active = waves.pow(2).mean(dim=-1).sqrt() > ACTIVE_RMS
         given = torch.from_numpy((self.rng.random(count) >= self.drop).astype(np.float32))
-        return {"magnitude": magnitude, "truth": truth, "mels": mels, "given": given}
+        return {"magnitude": magnitude, "truth": truth, "mels": mels, "given": given, "real": spectrum.real,
+                "imag": spectrum.imag, "waves": waves, "active": active}  # fmt: skip
 
 
 def train_masks(
@@ -150,7 +161,14 @@ def train_masks(
     """Train the mask decoder on the stem LDM's estimates (``ldm_path``: default the bundled stem LDM);
     ``init_from`` continues an earlier mask decoder of the same network and LDM."""
     from midiarr.audio.masks import KIND as MASKS_KIND
-    from midiarr.audio.masks import MaskDecoder, MaskDecoderConfig, mask_loss, save_mask_decoder
+    from midiarr.audio.masks import (
+        MaskDecoder,
+        MaskDecoderConfig,
+        mask_loss,
+        negative_si_sdr,
+        save_mask_decoder,
+        stems_from_masks,
+    )
     from midiarr.audio.pipeline import DEFAULT_LDM, weights_digest
     from midiarr.audio.tuned import SEPARATION_GUIDANCE
 
@@ -172,6 +190,7 @@ def train_masks(
     ldm_digest = weights_digest(ldm_path if ldm_path is not None else DEFAULT_LDM)
     continued = _continue_from(model, init_from, MASKS_KIND, "a mask decoder checkpoint", ldm_digest=ldm_digest)
     drop = float(tcfg["drop_estimate"])
+    sdr_weight = float(tcfg.get("sdr_weight", 0.0))
     batches = MaskBatches(train, train_set, train_est, front, int(tcfg["frames"]), drop, data_seed(int(tcfg["seed"])))
     fixed = [MaskBatches(valid, valid_set, valid_est, front, None, 0.0, 12345 + i)(int(tcfg["batch_size"]))
              for i in range(int(tcfg["eval_batches"]))]  # fmt: skip
@@ -192,15 +211,25 @@ def train_masks(
     }
     log(f"mask decoder: {n_params / 1e6:.2f}M parameters; train {len(train)} clips, valid {len(valid)}")
 
+    def objective(masks: torch.Tensor, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Compressed-magnitude L1 of every source, plus the stems' negative SI-SDR (what separation is judged by)."""
+        loss = mask_loss(masks, b["magnitude"], b["truth"])
+        if sdr_weight > 0:
+            spectrum = torch.complex(b["real"], b["imag"])
+            waves = stems_from_masks(model.front, masks, spectrum, b["waves"].shape[-1])
+            loss = loss + sdr_weight * negative_si_sdr(waves, b["waves"], b["active"])
+        return loss
+
     def loss(m: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return mask_loss(m(batch["magnitude"], batch["mels"], batch["given"]), batch["magnitude"], batch["truth"])
+        return objective(m(batch["magnitude"], batch["mels"], batch["given"]), batch)
 
     def validate(m: Any) -> dict[str, float]:
         device = module_device(m)
         figures = []
         for b in fixed:
-            mag, truth, mels = b["magnitude"].to(device), b["truth"].to(device), b["mels"].to(device)
-            figures.append((float(mask_loss(m(mag, mels), mag, truth)), float(mask_loss(m(mag, None), mag, truth))))
+            b = {k: v.to(device) for k, v in b.items()}
+            figures.append((float(objective(m(b["magnitude"], b["mels"]), b)),
+                            float(objective(m(b["magnitude"], None), b))))  # fmt: skip
         with_ldm, alone = np.mean(figures, axis=0)
         return {"valid_loss": float(with_ldm), "valid_loss_mix_only": float(alone)}
 
@@ -246,13 +275,18 @@ class VocoderBatches:
 
 
 def vocoder_loss(
-    model: Any, batch: dict[str, torch.Tensor], front: MelFrontend, mel_weight: float = 1.0
+    model: Any, batch: dict[str, torch.Tensor], front: MelFrontend, mel_weight: float = 1.0, onset_weight: float = 0.0
 ) -> torch.Tensor:
-    """``mel_weight`` x the mel L1 distance + the multi-resolution STFT distance."""
-    from midiarr.audio.vocoder import mel_l1, multi_resolution_stft
+    """``mel_weight`` x the mel L1 distance + ``onset_weight`` x the spectral-flux L1 distance + the
+    multi-resolution STFT distance, of the network's own output (the mel corrections the vocoder applies
+    after it are left out of training)."""
+    from midiarr.audio.vocoder import mel_l1, multi_resolution_stft, onset_l1
 
-    wave = model(batch["log_mel"], batch["audio"].shape[-1])
-    return mel_weight * mel_l1(front, wave, batch["audio"]) + multi_resolution_stft(wave, batch["audio"])
+    wave = model(batch["log_mel"], batch["audio"].shape[-1], corrections=0)
+    loss = mel_weight * mel_l1(front, wave, batch["audio"]) + multi_resolution_stft(wave, batch["audio"])
+    if onset_weight > 0:
+        loss = loss + onset_weight * onset_l1(front, wave, batch["audio"])
+    return loss
 
 
 def train_vocoder(
@@ -280,10 +314,13 @@ def train_vocoder(
     train, valid, split = _clips(data, spec, log)
     vae, _ = load_vae(vae_path)
     front = MelFrontend(spec)
-    model = MelVocoder(VocoderConfig(channels=int(section["channels"]), depth=int(section["depth"])), spec)
+    net = VocoderConfig(channels=int(section["channels"]), depth=int(section["depth"]),
+                        mel_corrections=int(section.get("mel_corrections", 2)))  # fmt: skip
+    model = MelVocoder(net, spec)
     continued = _continue_from(model, init_from, VOCODER_KIND, "a vocoder checkpoint")
     frames, share = int(tcfg["frames"]), float(tcfg["vae_share"])
-    mel_weight = float(tcfg.get("mel_weight", 1.0))
+    objective = functools.partial(vocoder_loss, front=front, mel_weight=float(tcfg.get("mel_weight", 1.0)),
+                                  onset_weight=float(tcfg.get("onset_weight", 0.0)))  # fmt: skip
     batches = VocoderBatches(train, front, vae, frames, share, data_seed(int(tcfg["seed"])))
     fixed = [VocoderBatches(valid, front, vae, frames, share, 12345 + i)(int(tcfg["batch_size"]))
              for i in range(int(tcfg["eval_batches"]))]  # fmt: skip
@@ -302,11 +339,11 @@ def train_vocoder(
 
     def validate(m: Any) -> dict[str, float]:
         device = module_device(m)
-        values = [float(vocoder_loss(m, {k: v.to(device) for k, v in b.items()}, front, mel_weight)) for b in fixed]
+        values = [float(objective(m, {k: v.to(device) for k, v in b.items()})) for b in fixed]
         return {"valid_loss": float(np.mean(values))}
 
     out = Path(out_dir)
-    result = fit(model, lambda: batches(int(tcfg["batch_size"])), lambda m, b: vocoder_loss(m, b, front, mel_weight),
+    result = fit(model, lambda: batches(int(tcfg["batch_size"])), objective,
                  validate, lambda m, facts: save_vocoder(m, out, {**meta, **facts}),
                  LoopSettings.from_table(tcfg, ema=True), out, warm_ema=not continued, log=log)  # fmt: skip
     _keep_config(config_path, out)

@@ -23,12 +23,13 @@ import torch
 from torch import nn
 
 from midiarr.audio.convnext import ConvNeXtStack
-from midiarr.audio.features import MelFrontend, MelSpec
+from midiarr.audio.features import MelFrontend, MelSpec, denormalize
 from midiarr.checkpoint import load_pretrained, save_pretrained
 
 KIND = "mel-vocoder"
 # the STFT resolutions of the training loss and of the evaluation's multi-resolution distance
 RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
+GAIN_FLOOR = 1e-5  # mel amplitude added to both sides of a band's gain: silence stays silence, no 0/0
 MAX_LOG_MAGNITUDE = 6.0  # exp(6) = 403: far above any bin of a full-scale signal, keeps a bad step finite
 
 
@@ -36,6 +37,8 @@ MAX_LOG_MAGNITUDE = 6.0  # exp(6) = 403: far above any bin of a full-scale signa
 class VocoderConfig:
     channels: int = 192
     depth: int = 6
+    # after the network, each band's level is set back to the given mel's this many times (`mel_consistent`)
+    mel_corrections: int = 2
 
 
 class MelVocoder(nn.Module):
@@ -45,6 +48,7 @@ class MelVocoder(nn.Module):
         super().__init__()
         self.config, self.spec = config, spec
         self.bins = spec.n_fft // 2 + 1
+        self.front = MelFrontend(spec)
         self.backbone = ConvNeXtStack(spec.n_mels, config.channels, config.depth)
         self.head = nn.Linear(config.channels, 2 * self.bins)
         self.register_buffer("window", torch.hann_window(spec.n_fft), persistent=False)
@@ -60,11 +64,31 @@ class MelVocoder(nn.Module):
         phase = torch.cumsum(self.centre_advance + math.pi * torch.tanh(offset), dim=-1)
         return torch.polar(magnitude, phase)
 
-    def forward(self, log_mel: torch.Tensor, length: int | None = None) -> torch.Tensor:
+    def forward(self, log_mel: torch.Tensor, length: int | None = None, corrections: int | None = None) -> torch.Tensor:
+        """Waveforms of ``length`` samples (default (frames - 1) * hop); ``corrections`` overrides the config's
+        `mel_corrections` (0: the network's output as it is)."""
         frames = log_mel.shape[-1]
         length = (frames - 1) * self.spec.hop if length is None else length
         spec = self.spectrum(log_mel)
-        return torch.istft(spec, self.spec.n_fft, self.spec.hop, window=self.window, center=True, length=length)
+        wave = torch.istft(spec, self.spec.n_fft, self.spec.hop, window=self.window, center=True, length=length)
+        rounds = self.config.mel_corrections if corrections is None else corrections
+        return mel_consistent(self.front, wave, log_mel, rounds)
+
+
+def mel_consistent(front: MelFrontend, wave: torch.Tensor, log_mel: torch.Tensor, rounds: int) -> torch.Tensor:
+    """``wave`` with each mel band's level set to ``log_mel``'s, ``rounds`` times.
+
+    The network's frames overlap-add with phases that never agree exactly, so the level of a band comes out
+    a little off what the mel asked for; a gain per band and frame, spread over its bins, puts it back while
+    keeping the network's fine structure (harmonics) and phase. Each round is one STFT and one inverse.
+    """
+    target = denormalize(log_mel)
+    for _ in range(rounds):
+        spec = front.stft(wave)
+        have = front.fb.to(wave.device) @ spec.abs()
+        gain = front.fb_back.to(wave.device) @ ((target + GAIN_FLOOR) / (have + GAIN_FLOOR))
+        wave = front.istft(spec * gain, wave.shape[-1])
+    return wave
 
 
 # ----------------------------------------------------------------- losses and distances
@@ -92,6 +116,13 @@ def multi_resolution_stft(estimate: torch.Tensor, target: torch.Tensor, floor: f
         log_l1 = (torch.log(e.clamp(min=1e-5)) - torch.log(t.clamp(min=1e-5))).abs().mean(dim=(1, 2))
         total = total + (convergence + log_l1).mean()
     return total / len(RESOLUTIONS)
+
+
+def onset_l1(front: MelFrontend, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of the spectral flux (rises of the normalized log-mel, per band and frame):
+    how sharply and when notes start, which the magnitude distances above weigh little."""
+    e, t = front.log_mel(estimate), front.log_mel(target)
+    return (torch.relu(e[..., 1:] - e[..., :-1]) - torch.relu(t[..., 1:] - t[..., :-1])).abs().mean()
 
 
 def mel_l1(front: MelFrontend, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
