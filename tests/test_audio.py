@@ -403,6 +403,9 @@ def test_audio_command_errors_are_one_line(tmp_path: Path, models: Path) -> None
         (("audio", "separate", wav, "-o", tmp_path / "s", "--checkpoint", tmp_path), "not an audio model"),
         (("audio", "separate", wav, "-o", tmp_path / "s", "--steps", "0", "--checkpoint", ldm), "--steps"),
         (("train-audio", "ldm", "--data", tmp_path, "-o", tmp_path / "m"), "needs --vae"),
+        (("train-audio", "masks", "--data", tmp_path, "-o", tmp_path / "m", "--ldm", tmp_path / "none"), "checkpoint"),
+        (("audio", "separate", wav, "-o", tmp_path / "s", "--masks", "fine"), "invalid choice"),
+        (("audio", "insert", wav, "--stem", "bass", "-o", tmp_path / "o.wav", "--vocoder", "x"), "invalid choice"),
         (("audio", "separate", wav, "-o", tmp_path / "s", "--method", "gmsdi", "--estimator", "mean"), "--estimator"),
     ]
     for args, message in cases:

@@ -121,6 +121,17 @@ class MelFrontend:
         """Waveforms from normalized log-mels (Griffin-Lim: no vocoder weights to download)."""
         return self.griffin_lim(self.linear_magnitude(denormalize(log_mel)), length, iters, seed)
 
+    def ratio_masks(self, source_mels: torch.Tensor, floor: torch.Tensor | None = None) -> torch.Tensor:
+        """Ratio masks over linear bins, (B, K, F, T), from sources' mel amplitudes (B, K, n_mels, T): each band
+        spread back over its bins, divided by the sources' sum or by ``floor`` spread the same way, whichever is
+        larger."""
+        fb_back = self.fb_back.to(source_mels.device)
+        lin = fb_back @ source_mels
+        total = lin.sum(dim=1)
+        if floor is not None:
+            total = torch.maximum(total, fb_back @ floor)
+        return lin / total.clamp(min=1e-8).unsqueeze(1)
+
     def masked_sources(
         self, mix: torch.Tensor, source_mels: torch.Tensor, floor: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -132,15 +143,13 @@ class MelFrontend:
         that mix energy no source claims stays out of every source.
         Returns (batch, K, samples).
         """
-        spec = self.stft(mix)  # (B, F, T)
-        lin = self.fb_back @ source_mels  # (B, K, F, T)
-        total = lin.sum(dim=1)
-        if floor is not None:
-            total = torch.maximum(total, self.fb_back @ floor)
-        masks = lin / total.clamp(min=1e-8).unsqueeze(1)
-        batch, k = source_mels.shape[:2]
-        cut = (masks * spec.unsqueeze(1)).reshape(batch * k, *spec.shape[1:])
-        return self.istft(cut, mix.shape[-1]).reshape(batch, k, -1)
+        return self.cut(self.stft(mix), self.ratio_masks(source_mels, floor), mix.shape[-1])
+
+    def cut(self, spectrum: torch.Tensor, masks: torch.Tensor, length: int) -> torch.Tensor:
+        """Waveforms (B, K, length) of masks (B, K, F, T) applied to a mix's complex STFT (B, F, T)."""
+        batch, k = masks.shape[:2]
+        parts = (masks * spectrum.unsqueeze(1)).reshape(batch * k, *spectrum.shape[1:])
+        return self.istft(parts, length).reshape(batch, k, -1)
 
 
 def normalize(mel_amp: torch.Tensor) -> torch.Tensor:

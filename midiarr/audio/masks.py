@@ -1,8 +1,8 @@
 """The mask decoder: stem masks at the STFT's full resolution, conditioned on the stem LDM's estimate.
 
 The stem LDM estimates each stem as a 64-band mel spectrogram, decoded from its latent. Spread
-back over 513 linear bins as ratio masks, such estimates cap separation low: even the true stem
-mels gain only about +2.5 dB SI-SDR that way, because guitar and piano share the bands. The mask
+back over 513 linear bins as ratio masks, such estimates cap separation low, even when they are
+the true stem mels, because guitar and piano share the bands (docs/audio.md). The mask
 decoder reads the mix's own STFT magnitude beside the LDM's stem mels and writes one mask per
 linear bin for each stem and for the rest of the mix ("other"); the masks sum to one, so the
 stems sum to the mix. Its logits start from the LDM's mel-resolution ratio masks (a learned
@@ -51,14 +51,10 @@ class MaskDecoder(nn.Module):
         nn.init.zeros_(self.head.weight)  # logits start as the prior's alone
         nn.init.zeros_(self.head.bias)
         self.prior_weight = nn.Parameter(torch.ones(()))
-        self.register_buffer("fb", self.front.fb.clone(), persistent=False)
-        self.register_buffer("fb_back", self.front.fb_back.clone(), persistent=False)
 
     def prior(self, mix_mel: torch.Tensor, stem_mels: torch.Tensor) -> torch.Tensor:
         """The LDM path's ratio masks spread over linear bins, with "other" taking the rest: (B, S, F, T)."""
-        lin = self.fb_back @ stem_mels  # (B, K, F, T)
-        total = torch.maximum(lin.sum(dim=1), self.fb_back @ mix_mel).clamp(min=1e-8)
-        stems = lin / total.unsqueeze(1)
+        stems = self.front.ratio_masks(stem_mels, floor=mix_mel)
         return torch.cat([stems, (1.0 - stems.sum(dim=1, keepdim=True)).clamp(min=0.0)], dim=1)
 
     def forward(
@@ -75,7 +71,7 @@ class MaskDecoder(nn.Module):
             keep = mix_in.new_ones(b) if given is None else given.to(mix_in.dtype)
             flag = keep.view(b, 1, 1).expand(b, 1, t)
             cond = torch.cat([normalize(stem_mels).reshape(b, -1, t) * flag, flag], dim=1)
-            mix_mel = self.fb @ magnitude
+            mix_mel = self.front.fb.to(magnitude.device) @ magnitude
             prior_logits = torch.log(self.prior(mix_mel, stem_mels).clamp(min=PRIOR_FLOOR)) * keep.view(b, 1, 1, 1)
         h = self.backbone(torch.cat([mix_in, cond], dim=1))  # (B, T, C)
         logits = self.head(h).reshape(b, t, SOURCES, self.bins).permute(0, 2, 3, 1)
@@ -89,10 +85,7 @@ class MaskDecoder(nn.Module):
 
 def stems_from_masks(front: MelFrontend, masks: torch.Tensor, spectrum: torch.Tensor, length: int) -> torch.Tensor:
     """The stems' waveforms (B, K, length): their masks (B, SOURCES, bins, T) applied to the mix's complex STFT."""
-    stems = masks[:, : len(STEMS)]
-    b, k = stems.shape[:2]
-    cut = (stems * spectrum.unsqueeze(1)).reshape(b * k, *spectrum.shape[1:])
-    return front.istft(cut, length).reshape(b, k, -1)
+    return front.cut(spectrum, masks[:, : len(STEMS)], length)
 
 
 def mask_loss(masks: torch.Tensor, magnitude: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:

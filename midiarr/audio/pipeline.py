@@ -61,7 +61,10 @@ def resolve_vae(ldm_dir: Path, config: dict[str, Any]) -> Path:
 
 def weights_digest(folder: str | Path) -> str:
     """A short hash of a checkpoint's weights: ties a mask decoder to the stem LDM it was trained on."""
-    return hashlib.sha1((Path(folder) / "model.safetensors").read_bytes()).hexdigest()[:12]
+    weights = Path(folder) / "model.safetensors"
+    if not weights.is_file():
+        raise InputError(f"{folder}: not a model checkpoint (needs model.safetensors)")
+    return hashlib.sha1(weights.read_bytes()).hexdigest()[:12]
 
 
 def find_mask_decoder(ldm_dir: Path) -> MaskDecoder | None:

@@ -60,6 +60,12 @@ def _clips(data: str | Path, spec: MelSpec, log: Callable[[str], None]) -> tuple
     return train, valid, split
 
 
+def keep_config(config_path: str | Path | None, out: Path) -> None:
+    """The TOML a run was given, copied beside its weights (by the main process only)."""
+    if config_path is not None and process_index() == 0:
+        shutil.copyfile(config_path, out / "audio.toml")
+
+
 # ---------------------------------------------------------------------- VAE
 def vae_examples(clips: ClipSet, front: MelFrontend, count: int, rng: np.random.Generator) -> torch.Tensor:
     """Normalized log-mels of a random mix, a random stem or the mix without a random stem per clip."""
@@ -149,8 +155,7 @@ def train_vae(
             "latent_scale": float(plain.scale),
         },
     )
-    if config_path is not None and process_index() == 0:  # the main process writes the folder
-        shutil.copyfile(config_path, out / "audio.toml")
+    keep_config(config_path, out)
     return {"steps": result.steps, "valid_loss": best["valid_l1"], "parameters": n_params}
 
 
@@ -169,9 +174,9 @@ def clip_latents(
     data: str | Path, split: str, clips: ClipSet, vae: Any, vae_path: str | Path, log: Callable[[str], None]
 ) -> torch.Tensor:
     """Latents of every clip's mix and stems, (N, 1 + K, C, H, W) float16, cached beside the clips."""
-    import hashlib
+    from midiarr.audio.pipeline import weights_digest
 
-    digest = hashlib.sha1((Path(vae_path) / "model.safetensors").read_bytes()).hexdigest()[:12]
+    digest = weights_digest(vae_path)
     cache = Path(data) / f"{split}-latents-{digest}.pt"
     if cache.exists():
         return torch.load(cache)
@@ -346,8 +351,7 @@ def _latent_fit(
         warm_ema=run.init_state is None,  # a continued run's average starts from trained weights
         log=log,
     )
-    if config_path is not None and process_index() == 0:  # the main process writes the folder
-        shutil.copyfile(config_path, out / "audio.toml")
+    keep_config(config_path, out)
     return {"steps": result.steps, "valid_loss": result.best["valid_loss"], "parameters": n_params}
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,10 @@ import numpy as np
 import torch
 
 from midiarr.audio.data import STEMS, ClipSet
+from midiarr.audio.evaluate import ACTIVE_DB
 from midiarr.audio.features import MelFrontend, fit_frames, normalize
-from midiarr.audio.train import _clips, audio_config, mel_spec
+from midiarr.audio.train import _clips, audio_config, keep_config, mel_spec
+from midiarr.errors import OptionError
 from midiarr.training import (
     LoopSettings,
     budget,
@@ -31,11 +32,10 @@ from midiarr.training import (
     fit,
     invoked_command,
     module_device,
-    process_index,
     start_run,
 )
 
-ACTIVE_RMS = 10 ** (-45.0 / 20)  # quieter than -45 dBFS RMS: silent (no vocoder example, no SI-SDR term)
+ACTIVE_RMS = 10 ** (ACTIVE_DB / 20)  # quieter is silent, as in eval: no vocoder example, no SI-SDR term
 
 
 def _continue_from(model: torch.nn.Module, init_from: str | Path | None, kind: str, what: str,
@@ -64,16 +64,12 @@ def _continue_from(model: torch.nn.Module, init_from: str | Path | None, kind: s
     return {"init_from": init_facts(init_from, earlier)}
 
 
-def _keep_config(config_path: str | Path | None, out: Path) -> None:
-    """The TOML a run was given, copied beside its weights (by the main process only)."""
-    if config_path is not None and process_index() == 0:
-        shutil.copyfile(config_path, out / "audio.toml")
-
-
 # ---------------------------------------------------------------------- mask decoder
 def estimate_subset(clips: ClipSet, limit: int | None) -> np.ndarray:
     """The clips whose LDM estimates a run computes: all, or ``limit`` of them drawn with a fixed seed
     (one posterior-mean call costs about 0.2 s of a CPU core per clip)."""
+    if limit is not None and int(limit) < 1:
+        raise OptionError(f"[masks.train] estimate_clips / valid_clips = {limit}: must be at least 1")
     if limit is None or limit >= len(clips):
         return np.arange(len(clips))
     return np.sort(np.random.default_rng(0).choice(len(clips), size=limit, replace=False))
@@ -172,6 +168,7 @@ def train_masks(
     from midiarr.audio.pipeline import DEFAULT_LDM, weights_digest
     from midiarr.audio.tuned import SEPARATION_GUIDANCE
 
+    ldm_digest = weights_digest(ldm_path if ldm_path is not None else DEFAULT_LDM)  # a missing LDM fails first
     config = audio_config(config_path)
     spec = mel_spec(config)
     section = config["masks"]
@@ -187,7 +184,6 @@ def train_masks(
     net = MaskDecoderConfig(channels=int(section["channels"]), depth=int(section["depth"]),
                             dilations=tuple(int(d) for d in section["dilations"]))  # fmt: skip
     model = MaskDecoder(net, spec)
-    ldm_digest = weights_digest(ldm_path if ldm_path is not None else DEFAULT_LDM)
     continued = _continue_from(model, init_from, MASKS_KIND, "a mask decoder checkpoint", ldm_digest=ldm_digest)
     drop = float(tcfg["drop_estimate"])
     sdr_weight = float(tcfg.get("sdr_weight", 0.0))
@@ -237,7 +233,7 @@ def train_masks(
     result = fit(model, lambda: batches(int(tcfg["batch_size"])), loss, validate,
                  lambda m, facts: save_mask_decoder(m, out, {**meta, **facts}),
                  LoopSettings.from_table(tcfg, ema=True), out, warm_ema=not continued, log=log)  # fmt: skip
-    _keep_config(config_path, out)
+    keep_config(config_path, out)
     return {"steps": result.steps, "valid_loss": result.best["valid_loss"], "parameters": n_params}
 
 
@@ -346,5 +342,5 @@ def train_vocoder(
     result = fit(model, lambda: batches(int(tcfg["batch_size"])), objective,
                  validate, lambda m, facts: save_vocoder(m, out, {**meta, **facts}),
                  LoopSettings.from_table(tcfg, ema=True), out, warm_ema=not continued, log=log)  # fmt: skip
-    _keep_config(config_path, out)
+    keep_config(config_path, out)
     return {"steps": result.steps, "valid_loss": result.best["valid_loss"], "parameters": n_params}

@@ -4,9 +4,8 @@ The network predicts, for every STFT frame, the magnitude of each linear bin at 
 own STFT (n_fft 1024, hop 256) and how far its phase advances from the previous frame; the phase
 is the running sum of those advances, and an inverse STFT turns magnitude and phase into
 samples: no upsampling stack, so it runs at the frame rate. Writing each frame's phase freely
-(as Vocos does) left neighbouring frames incoherent without a discriminator to punish it: fitted
-to one plucked chord for 300 steps, free phase stayed at a multi-resolution STFT distance of
-4.5, against 1.4 and falling for the summed advances (Griffin-Lim: 1.2; the true phase: 0.4). It trains without a
+(as Vocos does) leaves neighbouring frames incoherent when no discriminator punishes it, and
+their overlap-add cancels; summed advances keep them coherent (docs/audio.md). It trains without a
 discriminator, on a mel L1 loss and a multi-resolution STFT loss, and it learns both from
 true stem mels and from mels that went through the mel VAE (what the stem models decode),
 so it vocodes what `audio insert` and `audio generate` write. Griffin-Lim stays the fallback.
