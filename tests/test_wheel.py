@@ -52,3 +52,9 @@ def test_the_wheel_installs_and_writes_a_part_offline(tmp_path: Path, band) -> N
     )
     assert insert.returncode == 0, insert.stderr[-2000:]
     assert "bass by transformer" in insert.stdout and (work / "out.mid").stat().st_size > 100
+    # the audio models find their bundled mask decoder and vocoder inside the installed package
+    for folder in ("audio-masks", "audio-vocoder"):
+        assert f"midiarr/weights/{folder}/model.safetensors" in names
+    found = _run(python, "-c", "from midiarr.audio.pipeline import StemLDMPipeline as P; p = P.load(); "
+                 "print(p.masks is not None, p.vocoder is not None)", env=env, cwd=work)  # fmt: skip
+    assert found.returncode == 0 and found.stdout.split() == ["True", "True"], found.stdout + found.stderr
