@@ -122,8 +122,10 @@ def test_song_density_fills_the_bin_only_when_none_was_asked(song):
     context = _without(song, "bass")
     filled = song_density(Hears(), context, "bass", Controls())
     assert filled.bins["density"] in ("sparse", "medium", "busy") and filled.inferred == ("density",)
+    # the predicted rate goes along, for engines that pull toward it rather than the whole bin
+    assert filled.density_rate == pytest.approx(D.bundled_model().predict(context, "bass"))
     asked = song_density(Hears(), context, "bass", Controls.build(density="busy"))
-    assert asked.bins["density"] == "busy" and asked.inferred == ()
+    assert asked.bins["density"] == "busy" and asked.inferred == () and asked.density_rate is None
     off = song_density(Hears(), context, "bass", Controls(song_density=False))
     assert "density" not in off.bins
     # strings has no weights (its regression guessed no better than a constant): nothing filled in
@@ -157,6 +159,19 @@ def test_engine_insert_with_touch_keeps_every_note_but_the_velocity(song, tiny_d
     if len(a.notes) >= 2:
         assert not np.array_equal(a.notes["velocity"], b.notes["velocity"])
     assert on.song.tracks[: len(context.tracks)] == context.tracks  # the user's notes untouched
+
+
+def test_density_fit_puts_the_median_part_on_the_prediction():
+    """Skewed residuals (some parts far busier than their songs suggest): least squares predicts above
+    the median part's rate; with the median intercept, half the parts play more than predicted."""
+    rng = np.random.default_rng(0)
+    x = np.column_stack([np.ones(400), rng.normal(size=400)])
+    y = 0.5 * x[:, 1] + rng.exponential(0.6, size=400)
+    plain = D.fit_ridge(x, y, 1.0)
+    centred = D.fit_ridge(x, y, 1.0, median_intercept=True)
+    assert abs(np.median(y - x @ plain)) > 0.1
+    assert abs(np.median(y - x @ centred)) < 1e-9
+    assert np.allclose(plain[1:], centred[1:])
 
 
 def test_train_player_fits_and_saves_both_models(tmp_path):

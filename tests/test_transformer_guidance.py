@@ -521,3 +521,33 @@ def test_length_top_p_lets_a_part_take_lengths_from_the_whole_distribution(tiny_
     assert lengths["{'bass': 1.0}"] == lengths["None"]
     with pytest.raises(Exception, match="--length-top-p"):
         get_engine("transformer", checkpoint=tiny_checkpoint, length_top_p=0)
+
+
+@pytest.mark.parametrize("stem", ["bass", "drums"])
+def test_an_inferred_density_pulls_toward_the_predicted_rate_not_the_whole_bin(
+    tiny_checkpoint: Path, stem: str
+) -> None:
+    """With a band, a part whose density bin midiarr filled in lands near the rate the density model
+    predicted (here given by hand at both ends of one bin); without one, anywhere in the bin."""
+    from midiarr.attributes import bin_edges
+    from midiarr.player.density import part_rate
+
+    song = band_song(bars=12)
+    context = _without(song, {"bass": "Bass", "drums": "Drums"}[stem])
+    low, _high = bin_edges("density", stem)
+    rates = {}
+    for band in (0.0, 0.15):
+        engine = get_engine(
+            "transformer",
+            checkpoint=tiny_checkpoint,
+            control_weight=3.0,
+            pull_inferred_density=True,
+            inferred_density_band=band,
+        )
+        for target in (low * 1.05, low * 1.45):  # both inside the medium bin
+            controls = Controls(bins={"density": "medium"}, inferred=("density",), density_rate=target)
+            out = engine.insert(context, stem, controls, seed=3)
+            rates[band, target] = part_rate(out.song, out.song.tracks[out.new_tracks[0]].notes) / target
+    assert all(0.8 <= ratio <= 1.25 for (band, _), ratio in rates.items() if band), rates
+    # the bin alone leaves the two targets' parts at about the same rate
+    assert not all(0.8 <= ratio <= 1.25 for (band, _), ratio in rates.items() if not band), rates

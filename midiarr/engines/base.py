@@ -44,6 +44,8 @@ class Controls:
     # (midiarr.player.density); the names of the bins filled in so go to ``inferred``
     song_density: bool = True
     inferred: tuple[str, ...] = ()
+    # the onsets per quarter note the density model predicts for the part, when it filled in the bin
+    density_rate: float | None = None
 
     @classmethod
     def build(
@@ -270,7 +272,12 @@ def song_density(engine: Engine, context: Song, stem: str, controls: Controls) -
     if rate is None:
         return controls
     word = BINS["density"][int(np.searchsorted(bin_edges("density", stem), rate, side="right"))]
-    return replace(controls, bins={**controls.bins, "density": word}, inferred=(*controls.inferred, "density"))
+    return replace(
+        controls,
+        bins={**controls.bins, "density": word},
+        inferred=(*controls.inferred, "density"),
+        density_rate=rate,
+    )
 
 
 # the touch and the repeats draw from their own streams of the seed, so the notes stay as written

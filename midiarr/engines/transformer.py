@@ -99,7 +99,7 @@ class TransformerEngine(Engine):
         bars = encode_context(context, grid)
         mask = np.asarray(active, dtype=bool)
         blocks = StemWriter(self.decoder, self.settings).write(
-            bars, stem, controls.bins, mask, rng, inferred=controls.inferred, given=given
+            bars, stem, controls.bins, mask, rng, inferred=controls.inferred, given=given, rate=controls.density_rate
         )
         if given:  # the part's own bars were history; only the bars written are returned
             blocks = [[] if b in given else tokens for b, tokens in enumerate(blocks)]

@@ -98,7 +98,7 @@ def train_density(
         vx, vy = valid[stem]
         best: tuple[float, float, np.ndarray] | None = None
         for alpha in ALPHAS:
-            w = fit_ridge(x, y, alpha)
+            w = fit_ridge(x, y, alpha, median_intercept=True)
             share = in_band(np.exp(vy - vx @ w))
             if best is None or share > best[0] + 1e-9:
                 best = (share, alpha, w)

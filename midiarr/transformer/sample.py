@@ -111,6 +111,10 @@ class TransformerSettings(EngineSettings):
     # asked one, or only heard by the model as its density token (docs/results.md: pulled put as many songs
     # in band as heard-only on every stem, or more)
     pull_inferred_density: bool = False
+    # when the density was inferred and is pulled: > 0 pulls the part into the predicted rate's band
+    # [rate / (1 + band), rate * (1 + band)] instead of the whole bin (a bin spans 1.6x or more, and its
+    # outer bins are open-ended); 0 = the bin's edges
+    inferred_density_band: float = 0.0
     # how the linear weights are held. int8 (None: where the C step runs, unless half is asked for): int8
     # with a scale per row, the next-token distribution moved by a KL of ~4e-5 per token, single tokens ~1.7x
     # faster than half floats. half (None: when not int8): KL ~3e-7, ~1.8x faster than float32
@@ -143,6 +147,7 @@ class TransformerSettings(EngineSettings):
         check_range("candidate_windows", self.candidate_windows, 0, 1000, kind=int)
         check_range("candidate_bars", self.candidate_bars, 0, 1000, kind=int)
         check_range("history_tokens", self.history_tokens, 0, 1024, kind=int)
+        check_range("inferred_density_band", self.inferred_density_band, 0, 10)
         for name in ("harmony_weight", "root_weight", "sync_weight", "control_weight", "kit_weight", "voicing_weight"):
             check_range(name, getattr(self, name), 0, 20)
         if self.int8 and self.half:
@@ -207,11 +212,14 @@ class StemWriter:
         rng: np.random.Generator,
         inferred: tuple[str, ...] = (),
         given: dict[int, list[int]] | None = None,
+        rate: float | None = None,
     ) -> list[list[int]]:
         """Target tokens per bar (without TGT/EOB); inactive bars stay empty. ``inferred`` names the
-        bins midiarr filled in itself (not asked for by the user). ``given``: bars of the part that are
+        bins midiarr filled in itself (not asked for by the user), ``rate`` the onsets per quarter note
+        predicted for the part when its density bin was inferred. ``given``: bars of the part that are
         already there (an infill's other bars), kept as they are and heard as the part's own history."""
         self.inferred = inferred
+        self.predicted_rate = rate
         self.stem, self.drums = stem, stem == "drums"
         self.root_weight = per_stem(self.settings.root_weight, stem)
         self.voicing_weight = per_stem(self.settings.voicing_weight, stem)
@@ -313,6 +321,9 @@ class StemWriter:
         pulled = "density" not in self.inferred or s.pull_inferred_density
         if bins.get("density") in names and pulled:
             self.density_range = _bin_range(bin_edges("density", stem), names.index(bins["density"]), 0.0, 1e9)
+            band = s.inferred_density_band
+            if "density" in self.inferred and band > 0 and self.predicted_rate:
+                self.density_range = (self.predicted_rate / (1 + band), self.predicted_rate * (1 + band))
 
     def _density_bias(self, row: _Row) -> tuple[np.ndarray, float] | None:
         """Bias over the next onset's position that pulls the part back into the asked density bin.
