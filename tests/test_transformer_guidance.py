@@ -480,20 +480,24 @@ def test_a_bar_that_outruns_its_window_is_taken_back_and_written_in_the_next(
         before = row.bar_start
         original(self, row)
         assert row.done and row.bar_tokens == [] and not row.queue
-        assert (row.logprob, row.sampled, row.onsets, frozenset(row.used)) == before
+        assert (row.logprob, row.sampled, row.onsets, frozenset(row.used), len(row.pitches)) == before
 
     # windows seldom fill mid-bar (a bar is begun only when one as long as the part's longest recent bar
     # fits): here every bar is begun when its context fits, so bars are cut off
     monkeypatch.setattr(sample.StemWriter, "_take_back", take_back)
     monkeypatch.setattr(sample.StemWriter, "_likely_bar_tokens", staticmethod(lambda row: 1))
-    out = get_engine("transformer", checkpoint=tiny_checkpoint).insert(context, "bass", Controls(), seed=1)
+    # with a register, the pitches that set it are taken back with their bar too
+    engine = get_engine("transformer", checkpoint=tiny_checkpoint, register_weight=2.0)
+    out = engine.insert(context, "bass", Controls(), seed=1)
     assert len(taken) >= 2 and all(tokens for _, tokens in taken), taken
     # each bar taken back was written in the next window: the part plays in every bar the song plays
     notes = out.song.tracks[out.new_tracks[0]].notes
     grid = BarGrid.of(context)
     played = set(np.searchsorted(grid.starts, notes["start"], side="right") - 1)
     assert {bar for bar, _ in taken} <= played
-    again = get_engine("transformer", checkpoint=tiny_checkpoint).insert(context, "bass", Controls(), seed=1)
+    again = get_engine("transformer", checkpoint=tiny_checkpoint, register_weight=2.0).insert(
+        context, "bass", Controls(), seed=1
+    )
     assert np.array_equal(again.song.tracks[again.new_tracks[0]].notes, notes)
 
 
@@ -551,3 +555,32 @@ def test_an_inferred_density_pulls_toward_the_predicted_rate_not_the_whole_bin(
     assert all(0.8 <= ratio <= 1.25 for (band, _), ratio in rates.items() if band), rates
     # the bin alone leaves the two targets' parts at about the same rate
     assert not all(0.8 <= ratio <= 1.25 for (band, _), ratio in rates.items() if not band), rates
+
+
+def _first_note_spread(notes: np.ndarray) -> float:
+    """Sd of each onset's lowest pitch past the first 12 onsets (which set the register freely): how far
+    the part moves from its register."""
+    starts = np.unique(notes["start"])[12:]
+    return float(np.std([notes["pitch"][notes["start"] == s].min() for s in starts]))
+
+
+def test_register_guidance_keeps_the_part_in_its_register(tiny_checkpoint: Path) -> None:
+    song = band_song(bars=24)
+    context = _without(song, "Guitar")
+    spreads = {}
+    for weight in (0.0, 12.0):
+        engine = get_engine("transformer", checkpoint=tiny_checkpoint, register_weight={"guitar": weight})
+        for seed in (0, 1):
+            out = engine.insert(context, "guitar", Controls(), seed=seed)
+            spreads[weight, seed] = _first_note_spread(out.song.tracks[out.new_tracks[0]].notes)
+    free, kept = (np.mean([spreads[w, s] for s in (0, 1)]) for w in (0.0, 12.0))
+    assert kept < 0.7 * free, spreads
+    # drums have no register: the weight leaves them as they were
+    drums = [
+        get_engine("transformer", checkpoint=tiny_checkpoint, register_weight=w)
+        .insert(_without(song, "Drums"), "drums", Controls(), seed=0)
+        .song.tracks[-1]
+        .notes
+        for w in (0.0, 6.0)
+    ]
+    assert np.array_equal(drums[0], drums[1])

@@ -107,6 +107,10 @@ class TransformerSettings(EngineSettings):
     # temperature of the choice among the notes the part has not played yet (one number or per stem; None =
     # off); the mass of "something new" against what the part already plays is kept
     fresh_temperature: float | dict[str, float] | None = None
+    # pitched stems: malus, per octave beyond REGISTER_FREE semitones, on an onset's first note away from the
+    # median first note of the part's latest REGISTER_NOTES onsets (one number or per stem); a player keeps a register
+    # and moves it between sections, where free-running parts wandered over it
+    register_weight: float | dict[str, float] = 0.0
     # whether the density bin midiarr infers from the song (none asked for) is pulled toward like an
     # asked one, or only heard by the model as its density token (docs/results.md: pulled put as many songs
     # in band as heard-only on every stem, or more)
@@ -148,7 +152,15 @@ class TransformerSettings(EngineSettings):
         check_range("candidate_bars", self.candidate_bars, 0, 1000, kind=int)
         check_range("history_tokens", self.history_tokens, 0, 1024, kind=int)
         check_range("inferred_density_band", self.inferred_density_band, 0, 10)
-        for name in ("harmony_weight", "root_weight", "sync_weight", "control_weight", "kit_weight", "voicing_weight"):
+        for name in (
+            "harmony_weight",
+            "root_weight",
+            "sync_weight",
+            "control_weight",
+            "kit_weight",
+            "voicing_weight",
+            "register_weight",
+        ):
             check_range(name, getattr(self, name), 0, 20)
         if self.int8 and self.half:
             raise OptionError("half and int8 weights exclude each other")
@@ -160,6 +172,11 @@ def _mask(ids: range | list[int] | np.ndarray) -> np.ndarray:
     m[np.asarray(list(ids), dtype=np.int64)] = True
     return m
 
+
+# the register guidance: the part's latest onsets whose first notes set its register, and how far from their
+# median an onset's first note is free (real guitar parts' onsets move about 4.4 semitones, sd)
+REGISTER_NOTES = 48
+REGISTER_FREE = 5
 
 _VEL_MASK = _mask(range(VEL0, VEL0 + NUM_VELOCITIES))
 _DUR_MASK = _mask(range(DUR0, DUR0 + len(DURATIONS)))
@@ -183,8 +200,9 @@ class _Row:
     onsets: int = 0  # onsets written in this window's active bars (for density guidance)
     quarters: float = 0.0  # quarter notes of this window's finished active bars
     used: set[int] = field(default_factory=set)  # note tokens the part has written so far
+    pitches: list[int] = field(default_factory=list)  # the part's latest onsets' first pitch tokens, oldest first
     # what the row had when its current bar began: a bar that runs out of window is taken back
-    bar_start: tuple[float, int, int, frozenset[int]] = (0.0, 0, 0, frozenset())
+    bar_start: tuple[float, int, int, frozenset[int], int] = (0.0, 0, 0, frozenset(), 0)
     opening_score: float | None = None  # the score after its first candidate_bars bars, as takes are compared
 
     @property
@@ -223,6 +241,7 @@ class StemWriter:
         self.stem, self.drums = stem, stem == "drums"
         self.root_weight = per_stem(self.settings.root_weight, stem)
         self.voicing_weight = per_stem(self.settings.voicing_weight, stem)
+        self.register_weight = 0.0 if stem == "drums" else per_stem(self.settings.register_weight, stem)
         self.sync_weight = per_stem(self.settings.sync_weight, stem)
         temperature, nt = self.settings.temperature, self.settings.note_temperature
         self.note_temperature = temperature if nt is None else per_stem(nt, stem, temperature)
@@ -244,6 +263,7 @@ class StemWriter:
         self.rng = rng
         self._prepare_guidance(context, stem, bins)
         self.used: set[int] = set()
+        self.pitches: list[int] = []
         n = len(self.ctx)
         written: list[list[int]] = [[] for _ in range(n)]
         given = given or {}
@@ -264,6 +284,7 @@ class StemWriter:
             self.done_onsets += best.onsets
             self.done_quarters += best.quarters
             self.used = best.used
+            self.pitches = best.pitches[-REGISTER_NOTES:]
             bar += max(1, len(best.bars))
         return written
 
@@ -408,6 +429,13 @@ class StemWriter:
                     unplayed = tones & ~_pitch_classes_since(row.bar_tokens, since)
                     lift = lift + self.voicing_weight * unplayed[pitch_class]
                 bias = _redistribute(bias, notes, lift, logp)
+        if row.state == "note" and self.register_weight and len(row.pitches) >= REGISTER_NOTES // 4:
+            # an onset's first note (the notes stacked on it only climb from there)
+            notes = self.note_ids[mask[self.note_ids]]
+            if len(notes):
+                centre = float(np.median(row.pitches[-REGISTER_NOTES:]))
+                away = np.maximum(np.abs(notes - centre) - REGISTER_FREE, 0) / 12
+                bias = _redistribute(bias, notes, -self.register_weight * away, logp)
         if row.state in ("note", "after") and self.drums and s.kit_weight and self.active[row.bar]:
             played = {t - DRUM0 for t in row.bar_tokens if DRUM0 <= t < DRUM0 + len(DRUM_CLASSES)}
             missing = [group for group in KIT_GROUPS if not played.intersection(group.tolist())]
@@ -441,7 +469,7 @@ class StemWriter:
     def _begin_bar(self, row: _Row, bar: int) -> None:
         """Queue the next context bar (one bar of look-ahead) and the TGT marker of ``bar``."""
         row.bar = bar
-        row.bar_start = (row.logprob, row.sampled, row.onsets, frozenset(row.used))
+        row.bar_start = (row.logprob, row.sampled, row.onsets, frozenset(row.used), len(row.pitches))
         if bar + 1 < len(self.ctx):
             row.queue.extend(self.ctx[bar + 1])
         row.queue.append(_TGT)
@@ -458,7 +486,7 @@ class StemWriter:
         if count > 1:
             dec.expand(count)
             logits = np.broadcast_to(logits, (count, logits.shape[1]))
-        rows = [_Row(bar=bar, used=set(self.used)) for _ in range(count)]
+        rows = [_Row(bar=bar, used=set(self.used), pitches=list(self.pitches)) for _ in range(count)]
         for row in rows:
             self._begin_bar(row, bar)
         self.opening_bars = self.settings.candidate_bars if count > 1 else 0
@@ -571,8 +599,9 @@ class StemWriter:
         if not row.bars:
             # the window's first bar always fits (the prompt leaves it MAX_BAR_TOKENS); never drop it
             raise RuntimeError("a window ran out of room in its first bar")
-        row.logprob, row.sampled, row.onsets, used = row.bar_start
+        row.logprob, row.sampled, row.onsets, used, pitches = row.bar_start
         row.used = set(used)
+        del row.pitches[pitches:]
         row.queue.clear()
         row.bar_tokens = []
         row.done = True
@@ -610,6 +639,10 @@ class StemWriter:
         elif DUR0 <= token < DUR0 + len(DURATIONS):
             row.state = "after"
         else:  # a pitch or drum
+            if self.register_weight and row.state == "note":
+                # an onset's first note only: the notes stacked on it climb, and their median would ratchet
+                # the register up chord by chord
+                row.pitches.append(token)
             row.last_value = token
             row.used.add(token)
             row.state = "after" if self.drums else "dur"
