@@ -79,6 +79,17 @@ def test_eval_reports_players_spreads_and_bootstrap(cache):
     dr = spreads["bass"]["rules"]["density_ratio"]
     assert set(dr) >= {"mean", "median", "iqr", "in_band"} and dr["band_lo"] == 0.7
     assert "bass" in players_table(spreads) and "in 0.7–1.4" in spreads_table(spreads)
+    # each player distance against the real-vs-real spread on the same songs, with its interval
+    vs = spreads["bass"]["rules"]["dist_rep_rate"]["vs_spread"]
+    real_bass = {s.triplet: s.values for s in result["scores"] if s.engine == "real" and s.stem == "bass"}
+    diffs = (
+        [s.values["dist_rep_rate"] for s in rules_bass],
+        [real_bass[s.triplet]["spread_rep_rate"] for s in rules_bass],
+    )
+    assert vs["n"] == len(rules_bass)
+    assert vs["median_diff"] == pytest.approx(np.median(diffs[0]) - np.median(diffs[1]))
+    assert vs["median_lo"] <= vs["median_diff"] <= vs["median_hi"]
+    assert "dist − spread [95%]" in players_table(spreads)
     assert "rules - borrow" in result["bootstrap"]["bass"]
 
 

@@ -171,7 +171,7 @@ def evaluate(
     return {
         "scores": scores,
         "aggregate": aggregate(scores, names, stems),
-        "spreads": spreads(scores, names, stems),
+        "spreads": spreads(scores, names, stems, seed=seed),
         "bootstrap": bootstrap(scores, engines, stems, seed=seed),
         "examples": examples,
         "failures": failures,
@@ -368,11 +368,17 @@ def describe(values: list[float], band: tuple[float, float] | None = None) -> di
     return out
 
 
-def spreads(scores: list[PartScore], engines: list[str], stems: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per stem, engine and metric: `describe` over the songs (a mean alone is ruled by one odd song)."""
+def spreads(
+    scores: list[PartScore], engines: list[str], stems: list[str], seed: int = 0
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per stem, engine and metric: `describe` over the songs (a mean alone is ruled by one odd song). Each
+    engine's player distance ``dist_X`` also gets ``vs_spread``: `metrics.paired_bootstrap` of its per-song
+    distance against the real part's ``spread_X`` on the same song, so "within the spread between real
+    parts" can be told from noise (its ``median_diff`` interval holding 0 says the split cannot tell)."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for stem in stems:
         out[stem] = {}
+        real = {s.triplet: s.values for s in scores if s.stem == stem and s.engine == REAL}
         for engine in engines:
             mine = [s for s in scores if s.stem == stem and s.engine == engine]
             if mine:
@@ -380,6 +386,12 @@ def spreads(scores: list[PartScore], engines: list[str], stems: list[str]) -> di
                 out[stem][engine] = {
                     k: describe([s.values.get(k, float("nan")) for s in mine], BANDS.get(k)) for k in keys
                 }
+                for k in keys:
+                    if engine != REAL and k.startswith("dist_"):
+                        nan = float("nan")
+                        spread = [real.get(s.triplet, {}).get("spread_" + k[5:], nan) for s in mine]
+                        dist = [s.values.get(k, nan) for s in mine]
+                        out[stem][engine][k]["vs_spread"] = M.paired_bootstrap(dist, spread, seed=seed)
     return out
 
 

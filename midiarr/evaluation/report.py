@@ -114,7 +114,8 @@ def spreads_table(spreads: dict[str, dict[str, dict[str, Any]]]) -> str:
 def players_table(spreads: dict[str, dict[str, dict[str, Any]]]) -> str:
     """Per stem and attribute: the real parts' median, the real-vs-real spread (median distance between the
     real parts of two different songs) and, per engine, the written median and median |written - real|;
-    "yes" where that median distance is no larger than the spread."""
+    "yes" where that median distance is no larger than the spread, with the difference of the two medians
+    and its 95% paired bootstrap interval (an interval holding 0: the songs cannot tell them apart)."""
     lines = []
     for stem, engines in spreads.items():
         real = engines.get("real", {})
@@ -126,7 +127,7 @@ def players_table(spreads: dict[str, dict[str, dict[str, Any]]]) -> str:
         lines += [f"### {stem}", ""]
         head = ["attribute", "real", "real vs real"]
         for e in others:
-            head += [e, f"{e} dist", "within"]
+            head += [e, f"{e} dist", "within", "dist − spread [95%]"]
         lines += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
         for key, title, pattern in rows:
             spread = real.get(f"spread_{key}", {}).get("median")
@@ -135,7 +136,13 @@ def players_table(spreads: dict[str, dict[str, dict[str, Any]]]) -> str:
                 dist = engines[e].get(f"dist_{key}", {}).get("median")
                 within = "—" if dist is None or spread is None or math.isnan(dist) or math.isnan(spread) else ""
                 within = within or ("yes" if dist <= spread else "no")
-                cells += [_stat(engines[e].get(key), "median", pattern), _fmt(dist, pattern), within]
+                boot = engines[e].get(f"dist_{key}", {}).get("vs_spread", {})
+                interval = "—"
+                if boot and not math.isnan(boot.get("median_diff", float("nan"))):
+                    interval = "{:+.3f} [{:+.3f}, {:+.3f}]".format(
+                        boot["median_diff"], boot["median_lo"], boot["median_hi"]
+                    )
+                cells += [_stat(engines[e].get(key), "median", pattern), _fmt(dist, pattern), within, interval]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
