@@ -11,14 +11,18 @@ from midiarr.fixtures import band_song
 from midiarr.player.repeats import (
     RepeatModel,
     bar_grid,
+    bar_rhythms,
     bar_signatures,
     bundled_model,
     context_notes,
+    fit_repeats,
+    held_bars,
+    hold_bars,
     repeat_sources,
     repeated_bars,
 )
 from midiarr.roles import assign_roles, tracks_with_role
-from midiarr.song import NOTE_DTYPE, Song
+from midiarr.song import NOTE_DTYPE, Song, Track
 
 TPB = 480
 BAR = 4 * TPB
@@ -123,12 +127,53 @@ def test_a_held_note_played_again_never_overlaps_the_next_note_of_its_pitch() ->
     assert len(out[(out["pitch"] == 43) & (out["start"] == 5 * BAR)]) == 1
 
 
+def test_a_drummer_holds_the_groove_where_the_band_does_but_not_into_a_change() -> None:
+    song = band_song(bars=8)
+    context, _ = _context_and_part(song, "drums")
+    # the band changes its rhythm for bars 6-7: a lead on the off sixteenths
+    lead = _notes([(b * BAR + s * TPB // 4, TPB // 8, 64, 70) for b in (6, 7) for s in range(1, 16, 2)])
+    context = context.with_tracks([*context.tracks, Track(name="Lead", program=80, notes=lead)])
+    others = context_notes(context)
+    edges, _ = bar_grid(context, others)
+    # bar 5 comes before the change (a fill's place) and bar 6 is the change: neither holds
+    assert hold_bars(bar_rhythms(context, others, edges)).tolist() == [
+        False,
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+        True,
+    ]
+    rng = np.random.default_rng(1)
+    written = _notes(
+        sorted(
+            (b * BAR + int(step) * TPB // 4, TPB // 4, int(rng.choice([36, 38, 42, 46])), 90)
+            for b in range(8)
+            for step in rng.choice(16, size=5, replace=False)
+        )
+    )
+    out = RepeatModel(hold_rates={"drums": 1.0}).apply(context, written, "drums", np.random.default_rng(0))
+    sets, before = _bar_sets(context, out), _bar_sets(context, written)
+    assert all(sets[b] == before[0] for b in range(5))  # bar 0's groove carried through bar 4
+    assert sets[5] == before[5] and sets[6] == before[6] and sets[7] == before[6]
+    assert held_bars(context, out, others) == (5, 5) and held_bars(context, written, others) == (0, 5)
+    # a stem without a hold rate (every pitched one: a held bar would miss a chord change) is left alone
+    assert np.array_equal(RepeatModel(hold_rates={"drums": 1.0}).apply(context, written, "bass", rng), written)
+    # only the stems that hold get a rate when fitted, pooled over bars
+    fitted = fit_repeats({"drums": [(1, 2)]}, holds={"bass": [(3, 4)], "drums": [(1, 4), (2, 4)]})
+    assert fitted.hold_rates == {"drums": 0.375}
+
+
 def test_the_bundled_rates_are_real_players_shares() -> None:
     model = bundled_model()
     assert set(model.rates) == {"bass", "drums", "guitar", "piano", "strings"}
     assert all(0.2 < r < 0.95 for r in model.rates.values())
     assert model.rates["bass"] > model.rates["piano"]  # a pianist carrying the tune varies it more
     assert model.info["split"] == "train" and set(model.info["valid_rates"]) == set(model.rates)
+    # drummers play a bar exactly as the one before in about a third of the bars where the band holds its groove
+    assert set(model.hold_rates) == {"drums"} and 0.2 < model.hold_rates["drums"] < 0.5
 
 
 @pytest.mark.parametrize("engine_name", ["diffusion", "transformer"])

@@ -28,6 +28,11 @@ from midiarr.player.tables import read_table, write_table
 from midiarr.song import Song, sort_notes
 
 THRESHOLD = 0.9  # Jaccard overlap of two bars' other parts that counts as the song repeating itself
+# the band keeps its groove from one bar to the next: the Jaccard overlap of their onset steps (pitch ignored)
+HOLD_THRESHOLD = 0.8
+# stems that hold the previous bar: a drummer keeps a groove over the band's; a pitched part playing its last
+# bar again would ignore a chord change (the bars where the song repeats itself are `rates`' work)
+HOLD_STEMS: tuple[str, ...] = ("drums",)
 BUNDLED = "repeats"
 STEMS: tuple[str, ...] = ("bass", "drums", "guitar", "piano", "strings")
 
@@ -53,6 +58,45 @@ def bar_signatures(song: Song, notes: np.ndarray, edges: np.ndarray) -> list[fro
     for b, s, p in zip(idx.tolist(), steps.tolist(), notes["pitch"].tolist()):
         sets[b].add((s, p))
     return [frozenset(s) for s in sets]
+
+
+def bar_rhythms(song: Song, notes: np.ndarray, edges: np.ndarray) -> list[frozenset[int]]:
+    """Per bar: the set of 16th steps (from the bar start) where a note of ``notes`` starts."""
+    return [frozenset(step for step, _ in sig) for sig in bar_signatures(song, notes, edges)]
+
+
+def hold_bars(rhythms: list[frozenset[int]], threshold: float = HOLD_THRESHOLD) -> np.ndarray:
+    """Per bar, whether the band keeps the previous bar's groove into it and on into the next bar (or the
+    song ends): the onset steps overlap by ``threshold`` or more (Jaccard) both ways. The bar before a change
+    is left out, where a player fills into the new section."""
+
+    def same(a: frozenset[int], b: frozenset[int]) -> bool:
+        return bool(a) and bool(b) and len(a & b) >= threshold * len(a | b)
+
+    n = len(rhythms)
+    return np.array(
+        [
+            b > 0 and same(rhythms[b], rhythms[b - 1]) and (b + 1 == n or same(rhythms[b + 1], rhythms[b]))
+            for b in range(n)
+        ],
+        dtype=bool,
+    )
+
+
+def held_bars(song: Song, part: np.ndarray, context: np.ndarray) -> tuple[int, int]:
+    """(bars the part plays exactly as the bar before, bars where the band holds its groove and the part
+    plays in both): how a real part keeps a groove."""
+    if not len(context) or not len(part):
+        return 0, 0
+    edges, _ = bar_grid(song, np.concatenate([part, context]))
+    holds = hold_bars(bar_rhythms(song, context, edges))
+    played = bar_signatures(song, part, edges)
+    same = total = 0
+    for b in np.flatnonzero(holds).tolist():
+        if played[b] and played[b - 1]:
+            total += 1
+            same += int(played[b] == played[b - 1])
+    return same, total
 
 
 def repeat_sources(signatures: list[frozenset[tuple[int, int]]], threshold: float = THRESHOLD) -> np.ndarray:
@@ -107,6 +151,9 @@ class RepeatModel:
     rates: dict[str, float] = field(default_factory=dict)
     threshold: float = THRESHOLD
     info: dict[str, Any] = field(default_factory=dict)
+    # per stem (`HOLD_STEMS`), how often a real part plays a bar exactly as the bar before where the band
+    # keeps its groove (`hold_bars`)
+    hold_rates: dict[str, float] = field(default_factory=dict)
 
     def apply(
         self,
@@ -116,11 +163,13 @@ class RepeatModel:
         rng: np.random.Generator,
         writable: np.ndarray | None = None,
     ) -> np.ndarray:
-        """``notes`` (a part written for ``context``) with bars played again where the song repeats.
-        ``writable``: per bar, whether it may change (default: every bar)."""
+        """``notes`` (a part written for ``context``) with bars played as the bar before where the band keeps
+        its groove (`HOLD_STEMS`), then bars played again where the song repeats. ``writable``: per bar,
+        whether it may change (default: every bar)."""
         rate = float(self.rates.get(stem, 0.0))
+        hold = float(self.hold_rates.get(stem, 0.0))
         others = context_notes(context)
-        if rate <= 0 or not len(notes) or not len(others):
+        if (rate <= 0 and hold <= 0) or not len(notes) or not len(others):
             return notes
         edges, idx = bar_grid(context, np.concatenate([notes, others]))
         idx = idx[: len(notes)]
@@ -128,6 +177,21 @@ class RepeatModel:
         bars: list[np.ndarray] = [notes[idx == b] for b in range(len(edges) - 1)]
         played_again = np.zeros(len(bars), dtype=bool)
         lengths = np.diff(edges)
+        if hold > 0:
+            # first, so a bar the song repeats later is played again as held (holding after the repeats
+            # would change a bar that a later repeat had copied)
+            holds = hold_bars(bar_rhythms(context, others, edges))
+            for b in np.flatnonzero(holds).tolist():
+                if writable is not None and (b >= len(writable) or not writable[b]):
+                    continue
+                if not len(bars[b]) or not len(bars[b - 1]) or lengths[b] != lengths[b - 1]:
+                    continue
+                if rng.random() >= hold:
+                    continue
+                again = bars[b - 1].copy()
+                again["start"] += edges[b] - edges[b - 1]
+                bars[b] = again
+                played_again[b] = True
         for b, m in enumerate(sources.tolist()):
             if m < 0 or (writable is not None and (b >= len(writable) or not writable[b])):
                 continue
@@ -145,7 +209,8 @@ class RepeatModel:
         return _no_overlaps(np.concatenate(bars), moved)
 
     def save(self, folder: str | os.PathLike[str]) -> None:
-        write_table(folder, BUNDLED, {"threshold": self.threshold, "rates": self.rates, "info": self.info})
+        payload = {"threshold": self.threshold, "rates": self.rates, "hold_rates": self.hold_rates, "info": self.info}
+        write_table(folder, BUNDLED, payload)
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str] | None = None) -> RepeatModel:
@@ -154,6 +219,7 @@ class RepeatModel:
             rates={k: float(v) for k, v in data["rates"].items()},
             threshold=float(data["threshold"]),
             info=data.get("info", {}),
+            hold_rates={k: float(v) for k, v in data.get("hold_rates", {}).items()},
         )
 
 
@@ -182,9 +248,19 @@ def bundled_model() -> RepeatModel:
     return RepeatModel.load()
 
 
-def fit_repeats(parts: dict[str, list[tuple[int, int]]], threshold: float = THRESHOLD) -> RepeatModel:
-    """The model from, per stem, each real part's (bars played as their source, bars with a source): the
-    share pooled over bars, so a long song counts by its bars."""
+def fit_repeats(
+    parts: dict[str, list[tuple[int, int]]],
+    threshold: float = THRESHOLD,
+    holds: dict[str, list[tuple[int, int]]] | None = None,
+) -> RepeatModel:
+    """The model from, per stem, each real part's (bars played as their source, bars with a source), and
+    for `HOLD_STEMS` its (bars played as the bar before, bars where the band holds its groove): shares pooled
+    over bars, so a long song counts by its bars."""
+    hold_rates: dict[str, float] = {}
+    for stem, counts in (holds or {}).items():
+        total = sum(t for _, t in counts)
+        if stem in HOLD_STEMS and total:
+            hold_rates[stem] = round(sum(s for s, _ in counts) / total, 4)
     rates: dict[str, float] = {}
     info: dict[str, Any] = {"parts": {}, "bars": {}}
     for stem, counts in parts.items():
@@ -194,4 +270,4 @@ def fit_repeats(parts: dict[str, list[tuple[int, int]]], threshold: float = THRE
             rates[stem] = round(same / total, 4)
             info["parts"][stem] = sum(1 for _, t in counts if t)
             info["bars"][stem] = total
-    return RepeatModel(rates=rates, threshold=threshold, info=info)
+    return RepeatModel(rates=rates, threshold=threshold, info=info, hold_rates=hold_rates)

@@ -17,7 +17,7 @@ from midiarr.errors import InputError, MidiarrError
 from midiarr.io import load
 from midiarr.io.files import atomic_write_text
 from midiarr.player.density import FEATURES, DensityModel, context_features, fit_ridge, in_band, part_rate
-from midiarr.player.repeats import RepeatModel, fit_repeats, repeated_bars
+from midiarr.player.repeats import HOLD_STEMS, RepeatModel, fit_repeats, held_bars, repeated_bars
 from midiarr.player.touch import (
     MAX_DONORS,
     TouchModel,
@@ -166,10 +166,12 @@ def train_touch(
 
 def repeat_counts(
     cache: Path, split: str, stems: tuple[str, ...], limit: int | None = None
-) -> dict[str, list[tuple[int, int]]]:
-    """Per stem, each real part's (bars played as their source bar, bars with a source bar) in ``split``."""
+) -> tuple[dict[str, list[tuple[int, int]]], dict[str, list[tuple[int, int]]]]:
+    """Per stem, each real part's (bars played as their source bar, bars with a source bar) in ``split``, and
+    for `HOLD_STEMS` its (bars played as the bar before, bars where the band holds its groove)."""
     rows = [r for r in load_triplets(cache, split=split) if r["stem"] in stems and r.get("context_tracks", 1) > 0]
     out: dict[str, list[tuple[int, int]]] = {s: [] for s in stems}
+    holds: dict[str, list[tuple[int, int]]] = {s: [] for s in stems if s in HOLD_STEMS}
     for row in sorted(rows, key=lambda r: r["id"]):
         if limit is not None and len(out[row["stem"]]) >= limit:
             continue
@@ -181,7 +183,9 @@ def repeat_counts(
         if others:
             part = real_part(full, row["stem"])
             out[row["stem"]].append(repeated_bars(full, part, np.concatenate(others), both=True))
-    return out
+            if row["stem"] in holds:
+                holds[row["stem"]].append(held_bars(full, part, np.concatenate(others)))
+    return out, holds
 
 
 def train_repeats(
@@ -193,14 +197,23 @@ def train_repeats(
     """Fit how often real parts play a bar again where the song repeats it (train split), report the same
     share on valid, and save the table to ``out``."""
     cache = prepared_cache(cache_dir)
-    model = fit_repeats(repeat_counts(cache, "train", stems))
-    valid = fit_repeats(repeat_counts(cache, "valid", stems))
-    model.info.update({"cache": str(cache), "split": "train", "valid_rates": valid.rates})
+    counts, holds = repeat_counts(cache, "train", stems)
+    model = fit_repeats(counts, holds=holds)
+    counts, holds = repeat_counts(cache, "valid", stems)
+    valid = fit_repeats(counts, holds=holds)
+    model.info.update(
+        {"cache": str(cache), "split": "train", "valid_rates": valid.rates, "valid_hold_rates": valid.hold_rates}
+    )
     for stem in stems:
         if stem in model.rates:
             log(
                 f"{stem}: {model.info['bars'][stem]} bars with a source in {model.info['parts'][stem]} parts, "
                 f"played again {model.rates[stem]:.3f} (valid {valid.rates.get(stem, float('nan')):.3f})"
+            )
+        if stem in model.hold_rates:
+            log(
+                f"{stem}: holds the bar before where the band keeps its groove {model.hold_rates[stem]:.3f} "
+                f"(valid {valid.hold_rates.get(stem, float('nan')):.3f})"
             )
     model.save(out)
     return model
