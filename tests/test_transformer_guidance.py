@@ -584,3 +584,48 @@ def test_register_guidance_keeps_the_part_in_its_register(tiny_checkpoint: Path)
         for w in (0.0, 6.0)
     ]
     assert np.array_equal(drums[0], drums[1])
+
+
+def test_a_density_band_too_narrow_for_the_pull_is_refused(tiny_checkpoint: Path) -> None:
+    from midiarr.errors import OptionError
+
+    with pytest.raises(OptionError, match="inferred-density-band") as caught:
+        get_engine("transformer", checkpoint=tiny_checkpoint, inferred_density_band=0.05)
+    assert "\n" not in str(caught.value)
+    get_engine("transformer", checkpoint=tiny_checkpoint, inferred_density_band=0.0)  # the bin
+
+
+def test_an_infills_kept_bars_set_the_register_and_keep_the_bin(tiny_checkpoint: Path, monkeypatch) -> None:
+    """The kept bars' onsets seed the register; the span keeps the bin's edges (the kept bars are not in
+    the rate the band would measure)."""
+    from midiarr.attributes import bin_edges
+    from midiarr.transformer import sample
+    from midiarr.transformer.vocab import DUR0, PITCH0, PITCH_LOW, POS0
+
+    tokens = [POS0, VEL0 + 3, PITCH0 + 64 - PITCH_LOW, DUR0, PITCH0 + 67 - PITCH_LOW, DUR0]
+    tokens += [POS0 + 8, VEL0 + 3, PITCH0 + 60 - PITCH_LOW, DUR0]
+    assert sample._first_pitches(tokens) == [PITCH0 + 64 - PITCH_LOW, PITCH0 + 60 - PITCH_LOW]
+    seen: list[tuple[object, list[int]]] = []
+    original = sample.StemWriter._window
+
+    def spy(self, written, bar):
+        seen.append((self.density_range, list(self.pitches)))
+        return original(self, written, bar)
+
+    monkeypatch.setattr(sample.StemWriter, "_window", spy)
+    song = band_song(bars=4)
+    engine = get_engine(
+        "transformer",
+        checkpoint=tiny_checkpoint,
+        control_weight=2.0,
+        pull_inferred_density=True,
+        inferred_density_band=0.15,
+        register_weight=2.0,
+    )
+    controls = Controls(bins={"density": "medium"}, inferred=("density",), density_rate=2.0)
+    active = np.ones(4, dtype=bool)
+    engine.write_part(_without(song, "Guitar"), "guitar", controls, active, np.random.default_rng(0), given={0: tokens})
+    assert seen[0] == (tuple(float(e) for e in bin_edges("density", "guitar")), sample._first_pitches(tokens))
+    seen.clear()
+    engine.write_part(_without(song, "Guitar"), "guitar", controls, active, np.random.default_rng(0))
+    assert seen[0][0] == pytest.approx((2.0 / 1.15, 2.0 * 1.15)) and seen[0][1] == []

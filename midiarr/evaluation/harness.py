@@ -374,7 +374,10 @@ def spreads(
     """Per stem, engine and metric: `describe` over the songs (a mean alone is ruled by one odd song). Each
     engine's player distance ``dist_X`` also gets ``vs_spread``: `metrics.paired_bootstrap` of its per-song
     distance against the real part's ``spread_X`` on the same song, so "within the spread between real
-    parts" can be told from noise (its ``median_diff`` interval holding 0 says the split cannot tell)."""
+    parts" can be told from noise (its ``median_diff`` interval holding 0 says the split cannot tell). Two
+    neighbouring songs' spreads share a real part, so the pairs are not independent and the interval is
+    somewhat narrower than it would be over independent pairs; the yes/no of the report compares the medians
+    over every song, the interval only the songs measured on both sides."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for stem in stems:
         out[stem] = {}

@@ -152,6 +152,9 @@ class TransformerSettings(EngineSettings):
         check_range("candidate_bars", self.candidate_bars, 0, 1000, kind=int)
         check_range("history_tokens", self.history_tokens, 0, 1024, kind=int)
         check_range("inferred_density_band", self.inferred_density_band, 0, 10)
+        if 0 < self.inferred_density_band < MIN_DENSITY_BAND:
+            # the pull acts outside [lo * 1.1, hi * 0.9]: below this the two edges cross and every onset is pushed
+            raise OptionError(f"inferred-density-band must be 0 (the bin) or at least {MIN_DENSITY_BAND}")
         for name in (
             "harmony_weight",
             "root_weight",
@@ -172,6 +175,10 @@ def _mask(ids: range | list[int] | np.ndarray) -> np.ndarray:
     m[np.asarray(list(ids), dtype=np.int64)] = True
     return m
 
+
+# the narrowest band around a predicted density that leaves room between the pull's two edges (lo * 1.1 below
+# hi * 0.9 needs (1 + band)^2 > 1.1 / 0.9)
+MIN_DENSITY_BAND = 0.11
 
 # the register guidance: the part's latest onsets whose first notes set its register, and how far from their
 # median an onset's first note is free (real guitar parts' onsets move about 4.4 semitones, sd)
@@ -238,6 +245,7 @@ class StemWriter:
         already there (an infill's other bars), kept as they are and heard as the part's own history."""
         self.inferred = inferred
         self.predicted_rate = rate
+        self.has_given = bool(given)
         self.stem, self.drums = stem, stem == "drums"
         self.root_weight = per_stem(self.settings.root_weight, stem)
         self.voicing_weight = per_stem(self.settings.voicing_weight, stem)
@@ -263,12 +271,13 @@ class StemWriter:
         self.rng = rng
         self._prepare_guidance(context, stem, bins)
         self.used: set[int] = set()
-        self.pitches: list[int] = []
         n = len(self.ctx)
         written: list[list[int]] = [[] for _ in range(n)]
         given = given or {}
         for b, tokens in given.items():
             written[b] = list(tokens)
+        # an infill's kept bars set the register the written bars keep
+        self.pitches = [p for b in sorted(given) for p in _first_pitches(given[b])][-REGISTER_NOTES:]
         bar = 0
         self.windows_done = 0
         while bar < n:
@@ -343,7 +352,9 @@ class StemWriter:
         if bins.get("density") in names and pulled:
             self.density_range = _bin_range(bin_edges("density", stem), names.index(bins["density"]), 0.0, 1e9)
             band = s.inferred_density_band
-            if "density" in self.inferred and band > 0 and self.predicted_rate:
+            # an infill's kept bars are not counted in the rate, so its span keeps the bin (a band around the
+            # song's prediction could pull it away from the density of the part around it)
+            if "density" in self.inferred and band > 0 and self.predicted_rate and not self.has_given:
                 self.density_range = (self.predicted_rate / (1 + band), self.predicted_rate * (1 + band))
 
     def _density_bias(self, row: _Row) -> tuple[np.ndarray, float] | None:
@@ -691,6 +702,19 @@ def _pitch_classes_since(bar_tokens: list[int], since: int) -> np.ndarray:
         elif PITCH0 <= t <= PITCH0 + PITCH_HIGH - PITCH_LOW and pos >= since:
             played[(t - PITCH0 + PITCH_LOW) % 12] = True
     return played
+
+
+def _first_pitches(tokens: list[int]) -> list[int]:
+    """The pitch token of each onset's first note in a bar's target tokens (a velocity, then its notes)."""
+    out: list[int] = []
+    first = False
+    for t in tokens:
+        if VEL0 <= t < VEL0 + NUM_VELOCITIES:
+            first = True
+        elif first and PITCH0 <= t <= PITCH0 + PITCH_HIGH - PITCH_LOW:
+            out.append(t)
+            first = False
+    return out
 
 
 def _redistribute(bias: np.ndarray | None, ids: np.ndarray, lift: np.ndarray, logp: np.ndarray) -> np.ndarray:
