@@ -86,3 +86,24 @@ def test_eval_infill_reports_seams(tmp_path: Path) -> None:
     assert report["parts"] and {"bass.note_ratio", "bass.seam", "bass.real_seam"} <= set(report["summary"])
     proc = run_cli_process("eval-infill", *args[:-2], "--span", "3-9", "-o", tmp_path / "x.json")
     assert proc.returncode == 2 and "--span" in proc.stderr
+
+
+def test_infill_beside_a_dense_band_never_overruns_the_window() -> None:
+    """Kept bars are silent in the window: their context and an empty bar go in as one chunk. A bar ended
+    inside such a chunk used to ask for room without counting the chunk's earlier tokens, and beside a busy
+    band the next bar overran the model's context (an internal error on real songs)."""
+    from midiarr.engines import Controls, get_engine
+    from midiarr.fixtures import band_song
+    from midiarr.infill import infill
+    from midiarr.song import NOTE_DTYPE, Track
+
+    song = band_song(bars=32)
+    # a synth holding five-note chords on every sixteenth: context bars near their token limit
+    rows = [(b * 1920 + s * 120, 110, p, 70) for b in range(32) for s in range(16) for p in (60, 64, 67, 71, 74)]
+    song = song.with_tracks([*song.tracks, Track(name="Synth", program=81, notes=np.array(rows, dtype=NOTE_DTYPE))])
+    span = np.zeros(32, dtype=bool)
+    span[12:16] = True
+    result = infill(get_engine("transformer"), song, "bass", span, Controls(), seed=1, tries=1)
+    bass = next(t for t in result.song.tracks if t.name == "Bass")
+    bars = np.searchsorted(song.bar_starts(), bass.notes["start"], side="right") - 1
+    assert set(range(12, 16)) <= set(bars.tolist())

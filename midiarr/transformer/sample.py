@@ -271,6 +271,7 @@ class StemWriter:
         self.rng = rng
         self._prepare_guidance(context, stem, bins)
         self.used: set[int] = set()
+        self.pending = 0  # tokens consumed but not yet fed to the decoder (see `_window`)
         n = len(self.ctx)
         written: list[list[int]] = [[] for _ in range(n)]
         given = given or {}
@@ -516,8 +517,13 @@ class StemWriter:
                 # every row has known tokens waiting: feed them together
                 feed = [[r.queue.popleft() for _ in range(chunk)] for r in rows]
                 for r, toks in zip(rows, feed):
-                    for t in toks:
+                    for i, t in enumerate(toks):
+                        # the tokens of the chunk before this one are not in the decoder yet: a bar that ends
+                        # inside the chunk must count them when it asks for room (a silent bar's EOB did not,
+                        # and the next bar overran the window)
+                        self.pending = i
                         self._consume(r, t)
+                self.pending = 0
                 logits = dec.logits(np.array(feed, dtype=np.int64))
                 continue
             if dec.length >= dec.max_length - 1:
@@ -631,7 +637,7 @@ class StemWriter:
                 row.opening_score = row.score
             row.state = "forced"
             nxt = row.bar + 1
-            room = self.decoder.max_length - self.decoder.length - 2
+            room = self.decoder.max_length - self.decoder.length - self.pending - 2
             # a bar is begun when its context and a bar as long as the part's longest recent one fit; one
             # that runs longer is taken back when the window fills (a worst-case reserve of MAX_BAR_TOKENS
             # had ended windows after ~3 bars, and every window re-reads its whole prompt)
