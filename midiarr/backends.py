@@ -13,6 +13,7 @@ there (docs/scale.md).
 from __future__ import annotations
 
 import multiprocessing as mp
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -54,6 +55,11 @@ def _check_reachable(address: str) -> None:
         raise OptionError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc})") from None
 
 
+def _ray_loaded() -> bool:
+    """Whether this process has loaded Ray (to run tasks on it, now or earlier: its threads outlive a shutdown)."""
+    return "ray" in sys.modules
+
+
 def ordered_map(
     function: Callable[[T], R],
     items: Iterable[T],
@@ -80,7 +86,10 @@ def ordered_map(
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    fork = "fork" in mp.get_all_start_methods() and not _ray_loaded()
+    # a process that has run Ray keeps Ray's threads: a child forked from it may die at once (seen in CI), so
+    # it spawns
+    ctx = mp.get_context("fork") if fork else mp.get_context("spawn")
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=limit_threads, initargs=(share_of_cores(workers),))
     try:  # unlike Pool.imap, a worker that dies (out of memory, a crash in a library) ends the run, not hangs it
         yield from pool.map(function, items, chunksize=chunksize)
