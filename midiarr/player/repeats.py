@@ -188,9 +188,7 @@ class RepeatModel:
                     continue
                 if rng.random() >= hold:
                     continue
-                again = bars[b - 1].copy()
-                again["start"] += edges[b] - edges[b - 1]
-                bars[b] = again
+                bars[b] = _moved(bars[b - 1], edges[b] - edges[b - 1])
                 played_again[b] = True
         for b, m in enumerate(sources.tolist()):
             if m < 0 or (writable is not None and (b >= len(writable) or not writable[b])):
@@ -199,9 +197,7 @@ class RepeatModel:
                 continue
             if rng.random() >= rate:
                 continue
-            again = bars[m].copy()
-            again["start"] += edges[b] - edges[m]
-            bars[b] = again
+            bars[b] = _moved(bars[m], edges[b] - edges[m])
             played_again[b] = True
         if not played_again.any():
             return notes
@@ -221,6 +217,13 @@ class RepeatModel:
             info=data.get("info", {}),
             hold_rates={k: float(v) for k, v in data.get("hold_rates", {}).items()},
         )
+
+
+def _moved(notes: np.ndarray, ticks: int) -> np.ndarray:
+    """A copy of a bar's ``notes`` played ``ticks`` later."""
+    again = notes.copy()
+    again["start"] += ticks
+    return again
 
 
 def _no_overlaps(notes: np.ndarray, moved: np.ndarray) -> np.ndarray:
