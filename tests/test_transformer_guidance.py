@@ -17,7 +17,7 @@ from midiarr.engines import Controls, get_engine
 from midiarr.evaluation import metrics as M
 from midiarr.fixtures import band_song
 from midiarr.harmony import estimate_chords
-from midiarr.song import Song
+from midiarr.song import Song, TimeSignature
 from midiarr.transformer.encode import BarGrid, encode_context
 from midiarr.transformer.model import LeanDecoder, int8_available, read_checkpoint
 from midiarr.transformer.vocab import VEL0, VOCAB
@@ -629,3 +629,85 @@ def test_an_infills_kept_bars_set_the_register_and_keep_the_bin(tiny_checkpoint:
     seen.clear()
     engine.write_part(_without(song, "Guitar"), "guitar", controls, active, np.random.default_rng(0))
     assert seen[0][0] == pytest.approx((2.0 / 1.15, 2.0 * 1.15)) and seen[0][1] == []
+
+
+def test_fill_guidance_marks_a_change_of_the_band_with_toms_before_and_a_crash_on_it(tiny_checkpoint: Path) -> None:
+    from midiarr.transformer.sample import _Row
+    from midiarr.transformer.vocab import DRUM0, DRUM_CLASSES, POS0
+
+    names = [n for n, _, _ in DRUM_CLASSES]
+    kick, crash = DRUM0 + names.index("kick"), DRUM0 + names.index("crash")
+    toms = {DRUM0 + names.index(n) for n in ("low_tom", "mid_tom", "high_tom")}
+    logp = _even_drum_logp()
+
+    def shares(weight: float, bar: int, pos: int, state: str = "note", changes: tuple = (0, 2)) -> dict:
+        writer = _drum_writer(tiny_checkpoint, fill_weight=weight)
+        writer.active, writer.changes, writer.ctx = np.ones(2, bool), np.array(changes), writer.ctx * 2
+        last = kick if state == "after" else -1
+        row = _Row(bar=bar, state=state, pos=pos, bar_tokens=[POS0 + pos, VEL0 + 4], last_value=last)
+        drawn = np.array([writer._sample(row, logp) for _ in range(3000)])
+        notes = drawn[(drawn >= DRUM0) & (drawn < DRUM0 + len(DRUM_CLASSES))]
+        return {
+            "note": float(np.mean((drawn >= DRUM0) & (drawn < DRUM0 + len(DRUM_CLASSES)))),
+            "toms": float(np.isin(notes, list(toms)).mean()),
+            "crash": float(np.mean(notes == crash)),
+            "kick": float(np.mean(notes == kick)),
+        }
+
+    # the second half of the bar before a change: toms pulled in; the kick and "a note here" left alone
+    plain, filled = shares(0.0, 0, 10), shares(1.5, 0, 10)
+    assert filled["toms"] > plain["toms"] + 0.3
+    assert abs(filled["kick"] - plain["kick"]) < 0.04 and abs(filled["note"] - plain["note"]) < 0.04
+    # its first half, and a bar before no change, are left as the model has them
+    assert abs(shares(1.5, 0, 4)["toms"] - plain["toms"]) < 0.04
+    assert abs(shares(1.5, 0, 10, changes=(0, 0))["toms"] - plain["toms"]) < 0.04
+    # the change's first step: a crash stacked on the kick
+    on_it = shares(1.5, 1, 0, state="after")
+    assert on_it["crash"] > shares(0.0, 1, 0, state="after")["crash"] + 0.3
+    # more changes, a stronger pull
+    assert shares(1.0, 0, 10, changes=(0, 3))["toms"] > shares(1.0, 0, 10, changes=(0, 1))["toms"] + 0.1
+
+
+def test_riff_guidance_brings_the_last_bars_rhythm_back_but_never_adds_onsets(tiny_checkpoint: Path) -> None:
+    """The next onset is pulled to the steps the part played in its bar before; ending the bar stays as
+    likely as the model has it, and with both guides on, sync and riff add up."""
+    from midiarr.transformer.sample import _EOB, MAX_STEPS, _Row
+    from midiarr.transformer.vocab import DRUM0, DRUM_CLASSES, POS0
+
+    probs = np.full(len(VOCAB), 1e-12)
+    probs[POS0 : POS0 + 16] = 0.4 / 16
+    probs[_EOB] = 0.3
+    probs[DRUM0 : DRUM0 + len(DRUM_CLASSES)] = 0.3 / len(DRUM_CLASSES)
+    logp = np.log(probs / probs.sum())
+    last = np.zeros(MAX_STEPS, dtype=bool)
+    last[[0, 6, 10]] = True
+
+    def draw(riff: float, sync: float = 0.0, steps: np.ndarray | None = last) -> tuple[float, float]:
+        writer = _drum_writer(tiny_checkpoint, riff_weight=riff, sync_weight=sync, kit_weight=0.0)
+        writer.context_onsets = [np.isin(np.arange(MAX_STEPS), [4, 8, 12])]
+        row = _Row(bar=0, state="start", pos=-1, last_steps=steps)
+        drawn = np.array([writer._sample(row, logp) for _ in range(3000)])
+        on_riff = (drawn >= POS0) & (drawn < POS0 + MAX_STEPS) & np.isin(drawn - POS0, [0, 6, 10])
+        return float(np.mean(drawn == _EOB)), float(np.mean(on_riff))
+
+    (end_plain, on_plain), (end_riff, on_riff) = draw(0.0), draw(4.0)
+    assert on_riff > on_plain + 0.3 and abs(end_riff - end_plain) < 0.03
+    # no bar before to follow (silent, another length): the model alone
+    assert abs(draw(4.0, steps=None)[1] - on_plain) < 0.04
+    # the song's onsets still pull beside the riff
+    assert draw(4.0, sync=4.0)[1] < on_riff - 0.1
+
+
+def test_the_last_bars_rhythm_is_no_model_across_a_change_of_meter(tiny_checkpoint: Path) -> None:
+    from midiarr.transformer.sample import POS0, StemWriter
+
+    engine = get_engine("transformer", checkpoint=tiny_checkpoint, riff_weight=2.0)
+    song = band_song(bars=3)
+    song.time_signatures = [TimeSignature(0, 4, 4), TimeSignature(2 * 4 * song.ticks_per_beat, 3, 4)]
+    writer = StemWriter(engine.decoder, engine.settings)
+    bars = encode_context(song, BarGrid.of(song))
+    writer.write(bars, "bass", {}, np.zeros(len(bars), bool), np.random.default_rng(0))
+    steps = writer._steps([POS0, POS0 + 8], 0, 1)
+    assert steps is not None and np.flatnonzero(steps).tolist() == [0, 8]
+    assert writer._steps([POS0], 1, 2) is None  # 4/4 into 3/4
+    assert writer._steps([POS0], len(bars) - 1, len(bars)) is None  # the song ends

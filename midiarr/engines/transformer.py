@@ -92,14 +92,24 @@ class TransformerEngine(Engine):
         rng: np.random.Generator,
         given: dict[int, list[int]] | None = None,
     ) -> list[Track]:
+        from midiarr.player.sections import context_tracks, section_changes
         from midiarr.transformer.encode import BarGrid, decode_target, encode_context
         from midiarr.transformer.sample import StemWriter
 
         grid = BarGrid.with_bars(context, len(active))
         bars = encode_context(context, grid)
         mask = np.asarray(active, dtype=bool)
+        changes = section_changes(context, context_tracks(context), grid.starts)
         blocks = StemWriter(self.decoder, self.settings).write(
-            bars, stem, controls.bins, mask, rng, inferred=controls.inferred, given=given, rate=controls.density_rate
+            bars,
+            stem,
+            controls.bins,
+            mask,
+            rng,
+            inferred=controls.inferred,
+            given=given,
+            rate=controls.density_rate,
+            changes=changes,
         )
         if given:  # the part's own bars were history; only the bars written are returned
             blocks = [[] if b in given else tokens for b, tokens in enumerate(blocks)]

@@ -22,6 +22,7 @@ from midiarr.engines import Controls, get_engine
 from midiarr.errors import InputError, MidiarrError, OptionError
 from midiarr.evaluation import metrics as M
 from midiarr.io import load
+from midiarr.player.sections import context_tracks, section_changes
 from midiarr.prepare import load_triplets
 from midiarr.roles import assign_roles, tracks_with_role
 from midiarr.song import Song, sort_notes
@@ -76,9 +77,16 @@ def _load_row(cache: Path, row: dict[str, Any], max_bars: int | None) -> tuple[S
 
 
 def score_part(
-    song: Song, stem: str, part: np.ndarray, real: np.ndarray, context: np.ndarray, requested: dict[str, str]
+    song: Song,
+    stem: str,
+    part: np.ndarray,
+    real: np.ndarray,
+    context: np.ndarray,
+    requested: dict[str, str],
+    changes: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """The per-part metrics of ``part`` (written for ``song``) against ``real`` and ``context``."""
+    """The per-part metrics of ``part`` (written for ``song``) against ``real`` and ``context``; ``changes``
+    (per bar, the band's changes: `midiarr.player.sections.section_changes`) for how drums mark them."""
     tpb = song.ticks_per_beat
     drums = stem == "drums"
     recall, precision = M.bar_presence(song.bar_activity(part), song.bar_activity(real))
@@ -102,6 +110,8 @@ def score_part(
     }
     if drums:
         values.update({f"share_{k}": v for k, v in M.kit_shares(part).items()})
+        if changes is not None:
+            values["section_fill"], values["section_crash"] = M.section_marks(song, part, changes)
     if requested and len(part):
         got = measure(song, part, stem).bins
         for attr in CONTROLLED:
@@ -247,8 +257,9 @@ def _score_part_job(job: _PartJob) -> _PartDone:
         written = _notes_of(out, result.new_tracks)
         kept = out.tracks[: len(partial.tracks)] == partial.tracks and out.tempos == partial.tempos
         parts[name] = (written, wall, kept)
+    changes = section_changes(partial, context_tracks(partial), full.bar_starts()) if stem == "drums" else None
     for name, (part, wall, kept) in parts.items():
-        values = score_part(full, stem, part, real, context, requested)
+        values = score_part(full, stem, part, real, context, requested, changes)
         values["context_preserved"] = float(kept)
         values["seconds"] = wall
         feats = M.note_features(full, part)
@@ -317,6 +328,8 @@ PLAYER_SCALARS: tuple[str, ...] = (
     "velocity_sd",
     "pitch_sd",
     *(f"share_{k}" for k in (*M.KIT_SHARES, "other")),
+    "section_fill",
+    "section_crash",
 )
 PLAYER_PROFILES: tuple[str, ...] = ("interval", "kit")
 

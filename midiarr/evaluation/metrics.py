@@ -237,6 +237,31 @@ def rhythm_repetition(song: Song, part: np.ndarray) -> float:
     return float(same / pairs) if pairs else float("nan")
 
 
+def section_marks(song: Song, part: np.ndarray, changes: np.ndarray) -> tuple[float, float]:
+    """How a drum part marks the changes of the band (`midiarr.player.sections.section_changes`, per bar of
+    the song): over the bars with a change where the part plays in that bar and the one before, the share
+    whose bar before has a tom in its second half (a fill into the change) and the share that has a crash
+    within its first 16th. NaN, NaN when the part meets no change."""
+    if not len(part) or not changes.any():
+        return float("nan"), float("nan")
+    bars = song.bar_starts(max(song.end_tick, int(part["start"].max()) + 1))
+    n = min(len(bars), len(changes))
+    ends = np.append(bars[1:], bars[-1] + 4 * song.ticks_per_beat)
+    bar = np.clip(np.searchsorted(bars, part["start"], side="right") - 1, 0, len(bars) - 1)
+    offset = part["start"] - bars[bar]
+    playing = np.bincount(bar, minlength=len(bars)) > 0
+    toms = np.isin(part["pitch"], KIT_SHARES["tom"])
+    crash = np.isin(part["pitch"], KIT_SHARES["crash"])
+    filled = np.zeros(len(bars), dtype=bool)
+    filled[bar[toms & (2 * offset >= ends[bar] - bars[bar])]] = True
+    crashed = np.zeros(len(bars), dtype=bool)
+    crashed[bar[crash & (offset < song.ticks_per_beat / 4)]] = True
+    met = [b for b in range(1, n) if changes[b] > 0 and playing[b] and playing[b - 1]]
+    if not met:
+        return float("nan"), float("nan")
+    return float(np.mean(filled[np.array(met) - 1])), float(np.mean(crashed[met]))
+
+
 def song_repetition(song: Song, part: np.ndarray, context: np.ndarray) -> float:
     """Share of the bars that repeat an earlier bar of the other parts (`midiarr.player.repeats`) in which
     the part plays exactly what it played in that earlier bar, over the bars where it plays in either;

@@ -77,6 +77,8 @@ PLAYER_ROWS = [
     ("share_crash", "share on crashes", "{:.3f}"),
     ("share_ride", "share on ride", "{:.3f}"),
     ("kit", "kit shares (TV)", "{:.2f}"),
+    ("section_fill", "changes of the band filled into (toms)", "{:.2f}"),
+    ("section_crash", "changes of the band crashed on", "{:.2f}"),
 ]
 
 

@@ -58,6 +58,8 @@ _MAX_GUIDE = 6.0  # cap of the density pull, in log-probability units
 _CLASS = {name: i for i, (name, _, _) in enumerate(DRUM_CLASSES)}
 # A kit bar has a backbone and something keeping time; these are the drum classes of each group.
 CANDIDATE_PICKS = ("likelihood", "consensus")  # the kept take: likeliest, or most like the others
+_TOMS = np.array([_CLASS[n] for n in ("low_tom", "mid_tom", "high_tom")])
+_CRASH = np.array([_CLASS["crash"]])
 KIT_GROUPS: tuple[np.ndarray, ...] = (
     np.array([_CLASS[n] for n in ("kick", "snare", "side_stick", "clap")]),
     np.array([_CLASS[n] for n in ("closed_hat", "pedal_hat", "open_hat", "ride", "ride_bell", "shaker")]),
@@ -101,9 +103,16 @@ class TransformerSettings(EngineSettings):
     # drums: bonus for the sounds of a kit group (backbone: kick/snare; time: hats/ride/shaker) that the bar
     # does not have yet (free-running, the model wrote one-sound bars ~10x as often as real parts do)
     kit_weight: float = 0.0
+    # drums: bonus, per change of the band at the next bar (`midiarr.player.sections`, up to 3), for a tom in
+    # the second half of the bar before it, and per change at this bar for a crash on its first step; the kick
+    # keeps its share. The model hears the next bar's context but seldom fills or crashes into a new section
+    fill_weight: float = 0.0
     # pitched stems: bonus for the chord's tones not yet played since the chord began (one number or per stem);
     # spreads a part over the chord instead of dwelling on one tone
     voicing_weight: float | dict[str, float] = 0.0
+    # bonus for the next onset falling on a step where the part's previous bar (of the same length) had one
+    # (one number or per stem): a player repeats a rhythm from bar to bar; chooses where, never how many
+    riff_weight: float | dict[str, float] = 0.0
     # temperature of the choice among the notes the part has not played yet (one number or per stem; None =
     # off); the mass of "something new" against what the part already plays is kept
     fresh_temperature: float | dict[str, float] | None = None
@@ -161,8 +170,10 @@ class TransformerSettings(EngineSettings):
             "sync_weight",
             "control_weight",
             "kit_weight",
+            "fill_weight",
             "voicing_weight",
             "register_weight",
+            "riff_weight",
         ):
             check_range(name, getattr(self, name), 0, 20)
         if self.int8 and self.half:
@@ -208,6 +219,7 @@ class _Row:
     quarters: float = 0.0  # quarter notes of this window's finished active bars
     used: set[int] = field(default_factory=set)  # note tokens the part has written so far
     pitches: list[int] = field(default_factory=list)  # the part's latest onsets' first pitch tokens, oldest first
+    last_steps: np.ndarray | None = None  # per step, whether the part's bar before this one has an onset there
     # what the row had when its current bar began: a bar that runs out of window is taken back
     bar_start: tuple[float, int, int, frozenset[int], int] = (0.0, 0, 0, frozenset(), 0)
     opening_score: float | None = None  # the score after its first candidate_bars bars, as takes are compared
@@ -238,12 +250,16 @@ class StemWriter:
         inferred: tuple[str, ...] = (),
         given: dict[int, list[int]] | None = None,
         rate: float | None = None,
+        changes: np.ndarray | None = None,
     ) -> list[list[int]]:
         """Target tokens per bar (without TGT/EOB); inactive bars stay empty. ``inferred`` names the
         bins midiarr filled in itself (not asked for by the user), ``rate`` the onsets per quarter note
         predicted for the part when its density bin was inferred. ``given``: bars of the part that are
-        already there (an infill's other bars), kept as they are and heard as the part's own history."""
+        already there (an infill's other bars), kept as they are and heard as the part's own history.
+        ``changes``: per bar, the changes of the band on its first beat (`midiarr.player.sections`), which
+        the drums fill into and crash on with ``fill_weight``."""
         self.inferred = inferred
+        self.changes = np.zeros(len(context), dtype=np.int64) if changes is None else np.asarray(changes)
         self.predicted_rate = rate
         self.has_given = bool(given)
         self.stem, self.drums = stem, stem == "drums"
@@ -251,6 +267,7 @@ class StemWriter:
         self.voicing_weight = per_stem(self.settings.voicing_weight, stem)
         self.register_weight = 0.0 if stem == "drums" else per_stem(self.settings.register_weight, stem)
         self.sync_weight = per_stem(self.settings.sync_weight, stem)
+        self.riff_weight = per_stem(self.settings.riff_weight, stem)
         temperature, nt = self.settings.temperature, self.settings.note_temperature
         self.note_temperature = temperature if nt is None else per_stem(nt, stem, temperature)
         ft = self.settings.fresh_temperature
@@ -404,15 +421,19 @@ class StemWriter:
             return np.pad(self.vel_bias, (VEL0, _V - VEL0 - NUM_VELOCITIES)) if self.vel_bias.any() else None
         bias = None
         if row.state in ("start", "after") and self.active[row.bar]:
+            positions = np.flatnonzero(mask[POS0 : POS0 + MAX_STEPS]) + POS0
+            lift = np.zeros(len(positions))
             if self.sync_weight and self.context_onsets[row.bar].any():
                 # onsets where another part has one are exp(sync_weight) times likelier than elsewhere, but
                 # the mass of "a next onset in this bar" stays the model's: sync chooses where the next
                 # onset falls, never whether there is one (a plain bonus against ending the bar had the
                 # bass play 1.7 times the real part's notes)
-                positions = np.flatnonzero(mask[POS0 : POS0 + MAX_STEPS]) + POS0
-                if len(positions):
-                    lift = self.sync_weight * self.context_onsets[row.bar][positions - POS0]
-                    bias = _redistribute(None, positions, lift, logp)
+                lift += self.sync_weight * self.context_onsets[row.bar][positions - POS0]
+            if self.riff_weight and row.last_steps is not None:
+                # the steps the part played in its bar before: the rhythm comes back, chosen the same way
+                lift += self.riff_weight * row.last_steps[positions - POS0]
+            if len(positions) and lift.any():
+                bias = _redistribute(None, positions, lift, logp)
             density = self._density_bias(row)
             if density is not None:
                 # the asked density bin is the one guide that may change how many onsets there are
@@ -460,7 +481,30 @@ class StemWriter:
             if missing and len(notes):
                 lift = s.kit_weight * np.isin(notes - DRUM0, np.concatenate(missing))
                 bias = _redistribute(bias, notes, lift, logp)
+        if row.state in ("note", "after") and self.drums and s.fill_weight and self.active[row.bar]:
+            bias = self._fill_guidance(row, mask, logp, bias)
         return bias
+
+    def _fill_guidance(
+        self, row: _Row, mask: np.ndarray, logp: np.ndarray, bias: np.ndarray | None
+    ) -> np.ndarray | None:
+        """The drums' lift toward a tom in the second half of a bar before a change of the band, and toward a
+        crash on the first step of a bar with one, by ``fill_weight`` per change; among the notes other than the
+        kick, so the kick under a crash or a fill stays where the model puts it."""
+        b = row.bar
+        ahead = int(self.changes[b + 1]) if b + 1 < len(self.changes) and self.active[b + 1] else 0
+        if ahead and 2 * row.pos >= self._bar_len(b):
+            pieces, strength = _TOMS, ahead
+        elif row.pos == 0 and b < len(self.changes) and self.changes[b]:
+            pieces, strength = _CRASH, int(self.changes[b])
+        else:
+            return bias
+        notes = self.note_ids[mask[self.note_ids]]
+        notes = notes[notes != DRUM0 + _CLASS["kick"]]
+        if len(notes) < 2 or not np.isin(notes - DRUM0, pieces).any():
+            return bias
+        lift = self.settings.fill_weight * strength * np.isin(notes - DRUM0, pieces)
+        return _redistribute(bias, notes, lift, logp)
 
     # ------------------------------------------------------------ windows
     def _prompt(self, written: list[list[int]], bar: int) -> list[int]:
@@ -498,7 +542,8 @@ class StemWriter:
         if count > 1:
             dec.expand(count)
             logits = np.broadcast_to(logits, (count, logits.shape[1]))
-        rows = [_Row(bar=bar, used=set(self.used), pitches=list(self.pitches)) for _ in range(count)]
+        last = self._steps(written[bar - 1], bar - 1, bar) if bar > 0 else None
+        rows = [_Row(bar=bar, used=set(self.used), pitches=list(self.pitches), last_steps=last) for _ in range(count)]
         for row in rows:
             self._begin_bar(row, bar)
         self.opening_bars = self.settings.candidate_bars if count > 1 else 0
@@ -569,6 +614,17 @@ class StemWriter:
             mask[_EOB] = True
         return mask
 
+    def _steps(self, tokens: list[int], bar: int, following: int) -> np.ndarray | None:
+        """Per step, whether ``tokens`` (bar ``bar`` of the part) has an onset there; None when the ``following``
+        bar is of another length or the song ends, so its rhythm is no model for the next bar."""
+        if following >= len(self.ctx) or self._bar_len(bar) != self._bar_len(following):
+            return None
+        steps = np.zeros(MAX_STEPS, dtype=bool)
+        for t in tokens:
+            if POS0 <= t < POS0 + MAX_STEPS:
+                steps[t - POS0] = True
+        return steps
+
     def _bar_len(self, bar: int) -> int:
         head = self.ctx[bar][1] if len(self.ctx[bar]) > 1 else None
         return head - _LEN0 + 1 if head is not None and _LEN0 <= head < _LEN0 + MAX_STEPS else 16
@@ -633,6 +689,8 @@ class StemWriter:
             if self.active[row.bar]:
                 row.quarters += self._bar_len(row.bar) / 4
             row.bars.append(row.bar_tokens)
+            if self.riff_weight:
+                row.last_steps = self._steps(row.bar_tokens, row.bar, row.bar + 1)
             if len(row.bars) == self.opening_bars:
                 row.opening_score = row.score
             row.state = "forced"

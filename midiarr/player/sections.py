@@ -1,0 +1,58 @@
+"""Where the band changes, bar by bar: the points a drummer fills into and crashes on.
+
+A model that writes bar by bar hears the other parts only up to the bar it writes, so it cannot know that the
+next bar starts a chorus; real drummers do, and mark it. In the train split (1,427 drum parts, 80k bars), the
+bar before a bar where another part enters, a part drops out or the band gets much busier has toms in its
+second half twice as often as other bars, and that bar starts on a crash twice as often; the more of those
+changes coincide, the likelier both are:
+
+| changes at the bar | bars | toms in the second half of the bar before | crash on its first 16th |
+|---|---|---|---|
+| none | 58,358 | 7.2% | 6.0% |
+| one | 13,437 | 10.8% | 10.5% |
+| two | 4,556 | 13.8% | 13.9% |
+| three or more | 4,022 | 19.2% | 21.5% |
+
+`section_changes` counts them per bar from the other parts alone, so an engine can look ahead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from midiarr.song import Song
+
+REST_BARS = 2  # a part "enters" after at least this many bars without an onset
+DENSER = 1.5  # the band "gets busier" when a bar has this many times the onsets of the bar before
+MAX_CHANGES = 3  # counts beyond this are capped: the drummers' rates stop rising
+
+
+def section_changes(song: Song, tracks: list[np.ndarray], bars: np.ndarray) -> np.ndarray:
+    """Per bar of ``bars`` (bar start ticks), how many changes of the band fall on its first beat, capped at
+    `MAX_CHANGES`: a part of ``tracks`` (each one part's notes) enters after `REST_BARS` bars or more without
+    an onset, a part stops for at least this bar and the next, and the onsets of all parts together rise by
+    `DENSER` times or more over the bar before. The first bar counts none."""
+    n = len(bars)
+    out = np.zeros(n, dtype=np.int64)
+    if n < 2:
+        return out
+    playing = np.zeros((len(tracks), n), dtype=bool)
+    onsets = np.zeros(n, dtype=np.int64)
+    for k, notes in enumerate(tracks):
+        if not len(notes):
+            continue
+        bar = np.clip(np.searchsorted(bars, notes["start"], side="right") - 1, 0, n - 1)
+        playing[k, bar] = True
+        onsets += np.bincount(bar, minlength=n)
+    for b in range(1, n):
+        before = playing[:, max(0, b - REST_BARS) : b].any(axis=1)
+        entries = int(np.sum(playing[:, b] & ~before))
+        stops = int(np.sum(playing[:, b - 1] & ~playing[:, b : b + 2].any(axis=1)))
+        busier = int(onsets[b - 1] > 0 and onsets[b] >= DENSER * onsets[b - 1])
+        out[b] = min(entries + stops + busier, MAX_CHANGES)
+    return out
+
+
+def context_tracks(context: Song) -> list[np.ndarray]:
+    """The notes of each of the context's tracks that has any."""
+    return [t.notes for t in context.tracks if len(t.notes)]
