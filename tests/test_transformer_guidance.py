@@ -669,8 +669,8 @@ def test_fill_guidance_marks_a_change_of_the_band_with_toms_before_and_a_crash_o
 
 
 def test_riff_guidance_brings_the_last_bars_rhythm_back_but_never_adds_onsets(tiny_checkpoint: Path) -> None:
-    """The next onset is pulled to the steps the part played in its bar before; ending the bar stays as
-    likely as the model has it, and with both guides on, sync and riff add up."""
+    """Where the band keeps its rhythm, the next onset is pulled to the steps the part played in its bar
+    before; ending the bar stays as likely as the model has it, and with both guides on, sync and riff add up."""
     from midiarr.transformer.sample import _EOB, MAX_STEPS, _Row
     from midiarr.transformer.vocab import DRUM0, DRUM_CLASSES, POS0
 
@@ -682,9 +682,12 @@ def test_riff_guidance_brings_the_last_bars_rhythm_back_but_never_adds_onsets(ti
     last = np.zeros(MAX_STEPS, dtype=bool)
     last[[0, 6, 10]] = True
 
-    def draw(riff: float, sync: float = 0.0, steps: np.ndarray | None = last) -> tuple[float, float]:
+    def draw(
+        riff: float, sync: float = 0.0, steps: np.ndarray | None = last, holds: bool = True
+    ) -> tuple[float, float]:
         writer = _drum_writer(tiny_checkpoint, riff_weight=riff, sync_weight=sync, kit_weight=0.0)
         writer.context_onsets = [np.isin(np.arange(MAX_STEPS), [4, 8, 12])]
+        writer.band_holds = np.array([holds])
         row = _Row(bar=0, state="start", pos=-1, last_steps=steps)
         drawn = np.array([writer._sample(row, logp) for _ in range(3000)])
         on_riff = (drawn >= POS0) & (drawn < POS0 + MAX_STEPS) & np.isin(drawn - POS0, [0, 6, 10])
@@ -692,8 +695,9 @@ def test_riff_guidance_brings_the_last_bars_rhythm_back_but_never_adds_onsets(ti
 
     (end_plain, on_plain), (end_riff, on_riff) = draw(0.0), draw(4.0)
     assert on_riff > on_plain + 0.3 and abs(end_riff - end_plain) < 0.03
-    # no bar before to follow (silent, another length): the model alone
+    # no bar before to follow (silent, another length), or a band that changes its rhythm: the model alone
     assert abs(draw(4.0, steps=None)[1] - on_plain) < 0.04
+    assert abs(draw(4.0, holds=False)[1] - on_plain) < 0.04
     # the song's onsets still pull beside the riff
     assert draw(4.0, sync=4.0)[1] < on_riff - 0.1
 
@@ -711,3 +715,20 @@ def test_the_last_bars_rhythm_is_no_model_across_a_change_of_meter(tiny_checkpoi
     assert steps is not None and np.flatnonzero(steps).tolist() == [0, 8]
     assert writer._steps([POS0], 1, 2) is None  # 4/4 into 3/4
     assert writer._steps([POS0], len(bars) - 1, len(bars)) is None  # the song ends
+
+
+def test_the_band_holds_where_the_other_parts_keep_the_bar_befores_rhythm(tiny_checkpoint: Path) -> None:
+    from midiarr.transformer.sample import StemWriter
+
+    engine = get_engine("transformer", checkpoint=tiny_checkpoint)
+    song = _without(band_song(bars=4), "Bass")
+    busy = next(t for t in song.tracks if not t.is_drum)
+    # bar 3: the other parts play on every 16th, a rhythm unlike the bars before
+    extra = np.array([(3 * 4 * song.ticks_per_beat + k * song.ticks_per_beat // 4, 60, 72, 80) for k in range(16)])
+    notes = np.zeros(len(extra), dtype=busy.notes.dtype)
+    notes["start"], notes["duration"], notes["pitch"], notes["velocity"] = extra.T
+    busy.notes = np.sort(np.concatenate([busy.notes, notes]), order="start")
+    writer = StemWriter(engine.decoder, engine.settings)
+    bars = encode_context(song, BarGrid.of(song))
+    writer.write(bars, "bass", {}, np.zeros(len(bars), bool), np.random.default_rng(0))
+    assert writer.band_holds[:4].tolist() == [False, True, True, False]

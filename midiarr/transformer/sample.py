@@ -22,6 +22,7 @@ from midiarr.config import per_stem
 from midiarr.engines.settings import EngineSettings, check_choice, check_range, sample_table
 from midiarr.errors import OptionError
 from midiarr.harmony import QUALITIES
+from midiarr.player.repeats import HOLD_THRESHOLD
 from midiarr.roles import PLAYABLE_RANGES
 from midiarr.threads import rebalance
 from midiarr.transformer.encode import ContextBar, assemble, bin_velocity, header_tokens
@@ -352,6 +353,12 @@ class StemWriter:
                     if POS0 <= t < POS0 + MAX_STEPS:
                         steps[t - POS0] = True
             self.context_onsets.append(steps)
+        # bars where the band keeps the rhythm of the bar before (`midiarr.player.repeats.HOLD_THRESHOLD`)
+        self.band_holds = np.zeros(len(context), dtype=bool)
+        for b in range(1, len(context)):
+            now, before = self.context_onsets[b], self.context_onsets[b - 1]
+            union = int(np.sum(now | before))
+            self.band_holds[b] = union > 0 and np.sum(now & before) >= HOLD_THRESHOLD * union
         self.done_onsets, self.done_quarters = 0, 0.0
         s = self.settings
         self.vel_bias = np.zeros(NUM_VELOCITIES)
@@ -429,8 +436,9 @@ class StemWriter:
                 # onset falls, never whether there is one (a plain bonus against ending the bar had the
                 # bass play 1.7 times the real part's notes)
                 lift += self.sync_weight * self.context_onsets[row.bar][positions - POS0]
-            if self.riff_weight and row.last_steps is not None:
-                # the steps the part played in its bar before: the rhythm comes back, chosen the same way
+            if self.riff_weight and row.last_steps is not None and self.band_holds[row.bar]:
+                # where the band keeps its rhythm, the steps the part played in its bar before: the rhythm comes
+                # back, chosen the same way (everywhere, it pulled the part off the band's groove)
                 lift += self.riff_weight * row.last_steps[positions - POS0]
             if len(positions) and lift.any():
                 bias = _redistribute(None, positions, lift, logp)
