@@ -338,3 +338,22 @@ def test_write_audio_encodes_as_libsndfile_does_in_one_call(tmp_path):
     write_audio(tmp_path / "mono.flac", audio, SR, mono=True)
     data, _ = sf.read(tmp_path / "mono.flac", dtype="float32")
     assert data.ndim == 1 and np.abs(data - np.clip(audio.mean(axis=1), -1, 1)).max() < 2e-7
+
+
+@pytest.mark.parametrize("frames", [0, 1, 3, 4, 65_537])
+@pytest.mark.parametrize("mono", [False, True])
+def test_the_24_bit_wav_encoder_writes_libsndfiles_bytes_at_the_edges(tmp_path, frames, mono):
+    """midiarr encodes 24-bit WAV itself (a third of libsndfile's time); full scale, past it, the smallest
+    steps, a mono file's pad byte and an empty file must come out as libsndfile writes them."""
+    from midiarr.render import write_audio
+
+    rng = np.random.default_rng(frames)
+    audio = (rng.standard_normal((frames, 2)) * 0.6).astype(np.float32)
+    edges = np.array([1.0, -1.0, 1.5, -1.5, 2.0**-31, -(2.0**-31), 2.0**-9, -(2.0**-9)], dtype=np.float32)
+    audio.reshape(-1)[: min(len(edges), audio.size)] = edges[: audio.size]
+    for gain in (1.0, 0.7):
+        mine = write_audio(tmp_path / f"mine{gain}.wav", audio, SR, gain=gain, mono=mono)
+        scaled = audio * gain if gain != 1.0 else audio
+        scaled = scaled.mean(axis=1, keepdims=True) if mono else scaled
+        sf.write(tmp_path / f"lib{gain}.wav", np.clip(scaled, -1, 1), SR, subtype="PCM_24", format="WAV")
+        assert mine.read_bytes() == (tmp_path / f"lib{gain}.wav").read_bytes()
