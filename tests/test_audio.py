@@ -406,6 +406,7 @@ def test_audio_command_errors_are_one_line(tmp_path: Path, models: Path) -> None
         (("train-audio", "masks", "--data", tmp_path, "-o", tmp_path / "m", "--ldm", tmp_path / "none"), "checkpoint"),
         (("audio", "separate", wav, "-o", tmp_path / "s", "--masks", "fine"), "invalid choice"),
         (("audio", "insert", wav, "--stem", "bass", "-o", tmp_path / "o.wav", "--vocoder", "x"), "invalid choice"),
+        (("audio", "insert", wav, "--stem", "bass", "-o", tmp_path / "o.wav", "--level", "loud"), "invalid choice"),
         (("audio", "separate", wav, "-o", tmp_path / "s", "--method", "gmsdi", "--estimator", "mean"), "--estimator"),
     ]
     for args, message in cases:
@@ -543,3 +544,54 @@ def test_stem_commands_use_the_trained_decoders(models: Path, audio_set: Path, t
     proc = run_cli_process("audio", "separate", mix_path, "-o", tmp_path / "x", "--masks", "decoder",
                            "--checkpoint", other / "audio-ldm")  # fmt: skip
     assert proc.returncode == 2 and "no mask decoder" in proc.stderr
+
+
+def test_an_inserted_stem_sits_under_the_rest_of_the_song_at_its_stems_level() -> None:
+    from midiarr.audio.levels import match_level, rms_db
+
+    gen = torch.Generator().manual_seed(0)
+    partial = torch.randn((3, 4000), generator=gen) * torch.tensor([[0.1], [0.01], [0.0]])
+    written = torch.randn((3, 2, 4000), generator=gen) * 0.3
+    written[1, 1] = 0.0  # a silent written stem stays silent
+    out = match_level(written, partial, ["bass", "piano"], {"bass": -6.0})
+    rest, level = rms_db(partial), rms_db(out)
+    assert np.allclose(level[:2, 0], rest[:2] - 6.0, atol=0.01)
+    assert torch.equal(out[:, 1], written[:, 1])  # no offset for the piano: as written
+    assert torch.equal(out[2], written[2])  # nothing else in the clip: no level to match
+    assert torch.equal(out[1, 1], written[1, 1])
+
+
+def test_level_offsets_are_the_stems_level_under_the_rest(tmp_path: Path) -> None:
+    from midiarr.audio.data import ClipSet
+    from midiarr.audio.levels import level_offsets
+
+    rng = np.random.default_rng(0)
+    n, samples = 40, 2000
+    stems = rng.standard_normal((n, len(STEMS), samples)) * 0.05
+    stems[:, 0] *= 10 ** (-6 / 20)  # bass 6 dB under the drums, guitar and piano, one at a time
+    stems[:20, 3] = 0.0  # the piano is silent in half the clips
+    mix = stems.sum(axis=1, keepdims=True)
+    audio = np.round(np.concatenate([mix, stems], axis=1) * 32768).astype(np.int16)
+    clips = ClipSet(audio, np.ones((n, len(STEMS)), bool), np.zeros(n, bool), [str(i) for i in range(n)], SR)
+    offsets = level_offsets(clips)
+    # bass against drums + guitar + piano (three parts of equal level, or two where the piano rests)
+    assert abs(offsets["bass"]["median"] - (-6 - 10 * np.log10(2.5))) < 1.0
+    assert offsets["piano"]["clips"] == 20
+
+
+def test_insertion_sets_the_level_unless_asked_for_the_models(models: Path, audio_set: Path) -> None:
+    from midiarr.audio.levels import rms_db
+    from midiarr.audio.pipeline import StemLDMPipeline
+    from midiarr.audio.tuned import INSERT_LEVEL_DB
+
+    pipe = StemLDMPipeline.load(models / "audio-ldm")
+    waves = torch.from_numpy(load_clips(audio_set, "train").waves(np.array([0, 1])))[..., : pipe.spec.clip_samples]
+    partial = waves[:, 0] - waves[:, 2]
+    song = pipe.insert_clips(partial, ["drums"], steps=2, seed=1)["waves"]
+    model = pipe.insert_clips(partial, ["drums"], steps=2, seed=1, level="model")["waves"]
+    assert np.allclose(rms_db(song[:, 0]), rms_db(partial) + INSERT_LEVEL_DB["drums"], atol=0.05)
+    # the same sound, only its gain moved
+    ratio = (song[:, 0] * model[:, 0]).sum(dim=-1) / (model[:, 0].norm(dim=-1) * song[:, 0].norm(dim=-1))
+    assert torch.allclose(ratio, torch.ones(2, dtype=ratio.dtype), atol=1e-5)
+    with pytest.raises(OptionError, match="--level"):
+        pipe.insert_clips(partial, ["drums"], steps=2, level="loud")

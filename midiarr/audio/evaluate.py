@@ -211,6 +211,7 @@ def evaluate_audio(
     guidance: float | None = None,
     insert_guidance: float = 2.0,
     insert_estimator: str = "sample",
+    insert_level: str = "song",
     estimator: str | None = None,
     generation_eta: float | None = None,
     seed: int = 0,
@@ -220,8 +221,9 @@ def evaluate_audio(
 ) -> dict[str, Any]:
     """All numbers of the audio models on one split of a render-dataset folder."""
     from midiarr.audio.gmsdi import GMSDIPipeline
+    from midiarr.audio.levels import match_level
     from midiarr.audio.pipeline import StemLDMPipeline
-    from midiarr.audio.tuned import GENERATION_ETA, SEPARATION_ESTIMATOR, SEPARATION_GUIDANCE
+    from midiarr.audio.tuned import GENERATION_ETA, INSERT_LEVEL_DB, SEPARATION_ESTIMATOR, SEPARATION_GUIDANCE
 
     estimator = estimator or SEPARATION_ESTIMATOR
     guidance = SEPARATION_GUIDANCE[estimator] if guidance is None else guidance
@@ -237,7 +239,7 @@ def evaluate_audio(
     mix, truth = waves[:, 0], waves[:, 1:]
     report: dict[str, Any] = {"split": split, "clips": len(chosen), "steps": steps, "guidance": guidance,
                               "estimator": estimator, "insert_guidance": insert_guidance,
-                              "insert_estimator": insert_estimator,
+                              "insert_estimator": insert_estimator, "insert_level": insert_level,
                               "generation_eta": generation_eta,
                               "seed": seed, "sr": spec.sr, "clip_seconds": spec.clip_seconds}  # fmt: skip
     if "separation" in parts:
@@ -295,9 +297,11 @@ def evaluate_audio(
             real = truth[rows, k]
             borrowed = real[np.roll(np.arange(len(rows)), 1 + int(rng.integers(0, len(rows) - 1)))]
             methods = {"ldm": lambda x, j, s=stem: ldm.insert_clips(x, [s], steps, insert_guidance, seed + j,
-                                                                    estimator=insert_estimator)}  # fmt: skip
+                                                                    estimator=insert_estimator,
+                                                                    level=insert_level)}  # fmt: skip
             if gmsdi is not None:
-                methods["gmsdi"] = lambda x, j, s=stem: gmsdi.insert_clips(x, [s], steps, seed=seed + j)
+                methods["gmsdi"] = lambda x, j, s=stem: gmsdi.insert_clips(x, [s], steps, seed=seed + j,
+                                                                           level=insert_level)  # fmt: skip
             ins[stem] = {"clips": len(rows), "borrow": _insertion_scores(borrowed, real, partial, mix[rows], front)}
             for name, fn in methods.items():
                 log(f"insertion: {stem} by {name}")
@@ -307,6 +311,8 @@ def evaluate_audio(
                 if name == "ldm" and ldm.vocoder is not None:  # the same mels through Griffin-Lim
                     length = partial.shape[-1]
                     gl = torch.cat([ldm.vocode(o["mels"], length, "griffin-lim", seed=seed) for o in outs])[:, 0]
+                    if insert_level == "song":
+                        gl = match_level(gl[:, None], partial, [stem], INSERT_LEVEL_DB)[:, 0]
                     ins[stem]["ldm_griffin_lim"] = _insertion_scores(gl, real, partial, mix[rows], front)
         report["insertion"] = ins
     if "generation" in parts:

@@ -22,6 +22,8 @@ import torch
 from midiarr.audio.data import STEMS
 from midiarr.audio.features import MelFrontend, denormalize, fit_frames, normalize
 from midiarr.audio.ldm import LDMConfig, StemLDM, ddim_schedule, load_noise_schedule, noise_schedule
+from midiarr.audio.levels import match_level
+from midiarr.audio.tuned import INSERT_LEVEL, INSERT_LEVEL_DB
 from midiarr.audio.vae import MelVAE, load_vae
 from midiarr.checkpoint import load_pretrained, save_pretrained
 from midiarr.errors import InputError
@@ -148,9 +150,13 @@ class GMSDIPipeline:
         return {"waves": waves[:, : len(STEMS)], "mels": mels[:, : len(STEMS)], "latents": x}
 
     def insert_clips(self, partial: torch.Tensor, stems: list[str], steps: int = 25, negative: float = 1.0,
-                     seed: int = 0, vocoder_iters: int = 48, vocoder: str = "neural") -> dict[str, Any]:  # fmt: skip
-        """New sources for each partial clip: what the union-label mixture holds beyond the given audio."""
-        from midiarr.audio.pipeline import stem_indices, vocode_mels
+                     seed: int = 0, vocoder_iters: int = 48, vocoder: str = "neural",
+                     level: str = INSERT_LEVEL) -> dict[str, Any]:  # fmt: skip
+        """New sources for each partial clip: what the union-label mixture holds beyond the given audio;
+        ``level`` as `midiarr.audio.pipeline.StemLDMPipeline.insert_clips` sets it."""
+        from midiarr.audio.pipeline import check_level, stem_indices, vocode_mels
+
+        check_level(level)
 
         target = stem_indices(stems)
         sched = ddim_schedule(self.train_schedule, steps)
@@ -185,4 +191,6 @@ class GMSDIPipeline:
                 x = torch.stack([sched.step(eps[:, j], t, x[:, j]).prev_sample for j in range(n)], dim=1)
         mels = self._decode_amp(x.reshape(b * n, *x.shape[2:]), frames).reshape(b, n, self.spec.n_mels, frames)
         waves = vocode_mels(self.front, self.vocoder, mels, partial.shape[-1], vocoder, vocoder_iters, seed)
+        if level == "song":
+            waves = match_level(waves, partial, list(stems), INSERT_LEVEL_DB)
         return {"waves": waves, "mels": mels, "latents": x}

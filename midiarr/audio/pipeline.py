@@ -24,7 +24,17 @@ from midiarr.audio.ldm import (
     load_noise_schedule,
     noise_schedule,
 )
-from midiarr.audio.tuned import GENERATION_ETA, MASKS, SEPARATION_ESTIMATOR, SEPARATION_GUIDANCE, VOCODERS
+from midiarr.audio.levels import match_level
+from midiarr.audio.tuned import (
+    GENERATION_ETA,
+    INSERT_LEVEL,
+    INSERT_LEVEL_DB,
+    INSERT_LEVELS,
+    MASKS,
+    SEPARATION_ESTIMATOR,
+    SEPARATION_GUIDANCE,
+    VOCODERS,
+)
 from midiarr.audio.vae import MelVAE, load_vae
 from midiarr.errors import InputError, OptionError
 from midiarr.threads import rebalance
@@ -218,11 +228,14 @@ class StemLDMPipeline:
 
     def insert_clips(self, partial: torch.Tensor, stems: Sequence[str], steps: int = 25, guidance: float = 2.0,
                      seed: int = 0, vocoder_iters: int = 48, vocoder: str = "neural",
-                     estimator: str = "sample") -> dict[str, Any]:  # fmt: skip
+                     estimator: str = "sample", level: str = INSERT_LEVEL) -> dict[str, Any]:  # fmt: skip
         """New stems written for each clip of a partial mix (the song without them), vocoded.
 
         ``estimator``: "sample" (a DDIM draw, ``steps`` steps) or "mean" (the posterior mean, one call).
+        ``level``: "song" (each clip's stem set against the rest of the song, `midiarr.audio.levels`) or
+        "model" (as written).
         """
+        check_level(level)
         if estimator not in ESTIMATORS:
             raise OptionError(f"--estimator {estimator!r}: choose one of {', '.join(ESTIMATORS)}")
         target = stem_indices(stems)
@@ -235,6 +248,8 @@ class StemLDMPipeline:
         frames = self.front.stft(partial[:1]).shape[-1]
         mels = self.decode_mels(latents[:, target], frames)
         waves = self.vocode(mels, partial.shape[-1], vocoder, vocoder_iters, seed)
+        if level == "song":
+            waves = match_level(waves, partial, list(stems), INSERT_LEVEL_DB)
         return {"waves": waves, "mels": mels, "latents": latents}
 
     def generate_clips(self, count: int, stems: Sequence[str], steps: int = 25, seed: int = 0,
@@ -252,6 +267,12 @@ class StemLDMPipeline:
     def vocode(self, mels: torch.Tensor, length: int, vocoder: str = "neural", iters: int = 48,
                seed: int = 0) -> torch.Tensor:  # fmt: skip
         return vocode_mels(self.front, self.vocoder, mels, length, vocoder, iters, seed)
+
+
+def check_level(level: str) -> None:
+    """Refuse an inserted stem's level that is not one of `INSERT_LEVELS`."""
+    if level not in INSERT_LEVELS:
+        raise OptionError(f"--level {level!r}: choose one of {', '.join(INSERT_LEVELS)}")
 
 
 def vocode_mels(front: MelFrontend, model: MelVocoder | None, mels: torch.Tensor, length: int,

@@ -11,6 +11,11 @@ SEPARATION_GUIDANCE = {"mean": 1.5, "sample": 4.0}
 # insertion (audio-domain Subtractive Training): a DDIM draw, guidance not tuned
 INSERT_GUIDANCE = 2.0
 INSERT_ESTIMATOR = "sample"
+# an inserted stem's level: "song", set clip by clip to the rest of the song's level plus the stem's median offset
+# on the train split's clips (`python -m midiarr.audio.levels runs/audio/data`), or "model", as the model wrote it
+INSERT_LEVELS = ("song", "model")
+INSERT_LEVEL = "song"
+INSERT_LEVEL_DB = {"bass": -6.3, "drums": -12.4, "guitar": -5.6, "piano": -10.3}
 # total generation from nothing: DDIM's eta (0 deterministic, 1 ancestral). With nothing given, the deterministic
 # path drifted towards near-silent bass and drums for the continued model (docs/audio.md)
 GENERATION_ETA = 1.0

@@ -10,6 +10,8 @@ from pathlib import Path
 from midiarr.audio.tuned import (
     INSERT_ESTIMATOR,
     INSERT_GUIDANCE,
+    INSERT_LEVEL,
+    INSERT_LEVELS,
     MASKS,
     SEPARATION_ESTIMATOR,
     SEPARATION_GUIDANCE,
@@ -154,11 +156,13 @@ def cmd_audio_insert(args: argparse.Namespace) -> int:
     vocoder = _vocoder(args, pipe)
     if args.method == "ldm":
         guidance = INSERT_GUIDANCE if args.guidance is None else args.guidance
-        fn = lambda x, j: pipe.insert_clips(x, stems, steps, guidance, args.seed + j, vocoder=vocoder)["waves"]  # noqa: E731
+        fn = lambda x, j: pipe.insert_clips(x, stems, steps, guidance, args.seed + j, vocoder=vocoder,  # noqa: E731
+                                            level=args.level)["waves"]  # fmt: skip
     else:
         if args.guidance is not None:
             raise OptionError("--guidance applies to --method ldm")
-        fn = lambda x, j: pipe.insert_clips(x, stems, steps, seed=args.seed + j, vocoder=vocoder)["waves"]  # noqa: E731
+        fn = lambda x, j: pipe.insert_clips(x, stems, steps, seed=args.seed + j, vocoder=vocoder,  # noqa: E731
+                                            level=args.level)["waves"]  # fmt: skip
     out = process_file(wave, pipe.spec.clip_samples, int(args.overlap * pipe.spec.sr), fn,
                        progress=not args.quiet, desc="insert")  # fmt: skip
     written = out.sum(dim=0)
@@ -230,7 +234,7 @@ def cmd_eval_audio(args: argparse.Namespace) -> int:
         args.data, args.split, args.ldm, args.gmsdi, limit=args.limit, steps=args.steps or 25,
         estimator=args.estimator, guidance=args.guidance, generation_eta=args.generation_eta,
         insert_guidance=INSERT_GUIDANCE if args.insert_guidance is None else args.insert_guidance,
-        insert_estimator=args.insert_estimator or INSERT_ESTIMATOR,
+        insert_estimator=args.insert_estimator or INSERT_ESTIMATOR, insert_level=args.level,
         seed=args.seed, parts=parts,
         log=lambda line: say(args, line),
     )  # fmt: skip
@@ -261,6 +265,16 @@ def _estimator_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--estimator", choices=list(SEPARATION_GUIDANCE),
                    help=f"separation by the stem LDM: mean (its posterior-mean estimate, one model call) or sample "
                         f"(a DDIM draw); default {SEPARATION_ESTIMATOR}")  # fmt: skip
+
+
+def _level_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--level",
+        choices=list(INSERT_LEVELS),
+        default=INSERT_LEVEL,
+        help="an inserted stem's level: song (set against the rest of the song, as real parts sit under it; "
+        "the default) or model (as the model wrote it)",
+    )
 
 
 def _vocoder_option(p: argparse.ArgumentParser) -> None:
@@ -300,6 +314,7 @@ def register_audio(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     q.add_argument("--mix", type=Path, help="also write the input with the new stem added")
     q.add_argument("--method", choices=["ldm", "gmsdi"], default="ldm")
     q.add_argument("--checkpoint", type=Path, help="model folder (default: the bundled weights)")
+    _level_option(q)
     _vocoder_option(q)
     _sampling_options(q)
     q.set_defaults(func=cmd_audio_insert)
@@ -334,6 +349,7 @@ def _register_eval_audio(add: Callable[[str, str], argparse.ArgumentParser]) -> 
         help=f"insertion: sample (a DDIM draw) or mean (the posterior mean); default {INSERT_ESTIMATOR}",
     )
     p.add_argument("--generation-eta", type=float_in(0, 1), help="DDIM eta of total generation (0..1; default tuned)")
+    _level_option(p)
     _estimator_option(p)
     _sampling_options(p)
     p.set_defaults(func=cmd_eval_audio)
