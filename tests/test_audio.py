@@ -396,6 +396,7 @@ def test_audio_command_errors_are_one_line(tmp_path: Path, models: Path) -> None
     wav = tmp_path / "x.wav"
     sf.write(wav, tone(220.0).numpy(), SR)
     ldm = models / "audio-ldm"
+    gmsdi_insert = ("audio", "insert", wav, "--stem", "bass", "-o", tmp_path / "o.wav", "--method", "gmsdi")
     cases = [
         (("audio", "insert", wav, "--stem", "kazoo", "-o", tmp_path / "o.wav", "--checkpoint", ldm), "unknown stem"),
         (("audio", "separate", tmp_path / "none.wav", "-o", tmp_path / "s", "--checkpoint", ldm), "no such file"),
@@ -407,6 +408,7 @@ def test_audio_command_errors_are_one_line(tmp_path: Path, models: Path) -> None
         (("audio", "separate", wav, "-o", tmp_path / "s", "--masks", "fine"), "invalid choice"),
         (("audio", "insert", wav, "--stem", "bass", "-o", tmp_path / "o.wav", "--vocoder", "x"), "invalid choice"),
         (("audio", "insert", wav, "--stem", "bass", "-o", tmp_path / "o.wav", "--level", "loud"), "invalid choice"),
+        ((*gmsdi_insert, "--estimator", "mean"), "--estimator"),
         (("audio", "separate", wav, "-o", tmp_path / "s", "--method", "gmsdi", "--estimator", "mean"), "--estimator"),
     ]
     for args, message in cases:
@@ -589,6 +591,8 @@ def test_insertion_sets_the_level_unless_asked_for_the_models(models: Path, audi
     partial = waves[:, 0] - waves[:, 2]
     song = pipe.insert_clips(partial, ["drums"], steps=2, seed=1)["waves"]
     model = pipe.insert_clips(partial, ["drums"], steps=2, seed=1, level="model")["waves"]
+    drawn = pipe.insert_clips(partial, ["drums"], steps=2, seed=1, estimator="sample")["waves"]
+    assert not torch.equal(drawn, song)  # the posterior mean by default, a DDIM draw when asked
     assert np.allclose(rms_db(song[:, 0]), rms_db(partial) + INSERT_LEVEL_DB["drums"], atol=0.05)
     # the same sound, only its gain moved
     ratio = (song[:, 0] * model[:, 0]).sum(dim=-1) / (model[:, 0].norm(dim=-1) * song[:, 0].norm(dim=-1))

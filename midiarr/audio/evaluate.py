@@ -210,7 +210,7 @@ def evaluate_audio(
     steps: int = 25,
     guidance: float | None = None,
     insert_guidance: float = 2.0,
-    insert_estimator: str = "sample",
+    insert_estimator: str = "mean",
     insert_level: str = "song",
     estimator: str | None = None,
     generation_eta: float | None = None,

@@ -27,6 +27,7 @@ from midiarr.audio.ldm import (
 from midiarr.audio.levels import match_level
 from midiarr.audio.tuned import (
     GENERATION_ETA,
+    INSERT_ESTIMATOR,
     INSERT_LEVEL,
     INSERT_LEVEL_DB,
     INSERT_LEVELS,
@@ -228,7 +229,7 @@ class StemLDMPipeline:
 
     def insert_clips(self, partial: torch.Tensor, stems: Sequence[str], steps: int = 25, guidance: float = 2.0,
                      seed: int = 0, vocoder_iters: int = 48, vocoder: str = "neural",
-                     estimator: str = "sample", level: str = INSERT_LEVEL) -> dict[str, Any]:  # fmt: skip
+                     estimator: str = INSERT_ESTIMATOR, level: str = INSERT_LEVEL) -> dict[str, Any]:  # fmt: skip
         """New stems written for each clip of a partial mix (the song without them), vocoded.
 
         ``estimator``: "sample" (a DDIM draw, ``steps`` steps) or "mean" (the posterior mean, one call).

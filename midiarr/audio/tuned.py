@@ -8,9 +8,11 @@ from __future__ import annotations
 # separation with the stem LDM: which estimator, and its classifier-free guidance on the mix
 SEPARATION_ESTIMATOR = "mean"
 SEPARATION_GUIDANCE = {"mean": 1.5, "sample": 4.0}
-# insertion (audio-domain Subtractive Training): a DDIM draw, guidance not tuned
+# insertion (audio-domain Subtractive Training): the posterior mean (one call). Set to the song's level it beat a
+# DDIM draw on valid on onset sync, the sub-mix's Fréchet distance and mel SI-SDR for every stem (docs/audio.md);
+# at the model's own level it had been 3-10 dB off. Guidance not tuned
 INSERT_GUIDANCE = 2.0
-INSERT_ESTIMATOR = "sample"
+INSERT_ESTIMATOR = "mean"
 # an inserted stem's level: "song", set clip by clip to the rest of the song's level plus the stem's median offset
 # on the train split's clips (`python -m midiarr.audio.levels runs/audio/data`), or "model", as the model wrote it
 INSERT_LEVELS = ("song", "model")

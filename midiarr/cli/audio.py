@@ -156,11 +156,14 @@ def cmd_audio_insert(args: argparse.Namespace) -> int:
     vocoder = _vocoder(args, pipe)
     if args.method == "ldm":
         guidance = INSERT_GUIDANCE if args.guidance is None else args.guidance
+        estimator = args.estimator or INSERT_ESTIMATOR
         fn = lambda x, j: pipe.insert_clips(x, stems, steps, guidance, args.seed + j, vocoder=vocoder,  # noqa: E731
-                                            level=args.level)["waves"]  # fmt: skip
+                                            estimator=estimator, level=args.level)["waves"]  # fmt: skip
     else:
         if args.guidance is not None:
             raise OptionError("--guidance applies to --method ldm")
+        if args.estimator is not None:
+            raise OptionError("--estimator applies to --method ldm")
         fn = lambda x, j: pipe.insert_clips(x, stems, steps, seed=args.seed + j, vocoder=vocoder,  # noqa: E731
                                             level=args.level)["waves"]  # fmt: skip
     out = process_file(wave, pipe.spec.clip_samples, int(args.overlap * pipe.spec.sr), fn,
@@ -314,6 +317,9 @@ def register_audio(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     q.add_argument("--mix", type=Path, help="also write the input with the new stem added")
     q.add_argument("--method", choices=["ldm", "gmsdi"], default="ldm")
     q.add_argument("--checkpoint", type=Path, help="model folder (default: the bundled weights)")
+    q.add_argument("--estimator", choices=list(SEPARATION_GUIDANCE),
+                   help=f"ldm: mean (the posterior mean, one model call) or sample (a DDIM draw of --steps steps); "
+                        f"default {INSERT_ESTIMATOR}")  # fmt: skip
     _level_option(q)
     _vocoder_option(q)
     _sampling_options(q)
