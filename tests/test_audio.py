@@ -549,18 +549,21 @@ def test_stem_commands_use_the_trained_decoders(models: Path, audio_set: Path, t
 
 
 def test_an_inserted_stem_sits_under_the_rest_of_the_song_at_its_stems_level() -> None:
-    from midiarr.audio.levels import match_level, rms_db
+    from midiarr.audio.levels import MAX_GAIN_DB, match_level, rms_db
 
     gen = torch.Generator().manual_seed(0)
     partial = torch.randn((3, 4000), generator=gen) * torch.tensor([[0.1], [0.01], [0.0]])
     written = torch.randn((3, 2, 4000), generator=gen) * 0.3
-    written[1, 1] = 0.0  # a silent written stem stays silent
+    written[1, 0] = 0.0  # a silent written stem stays silent
+    written[0, 0] *= 1e-3  # one the model left near silence is raised by MAX_GAIN_DB at most
     out = match_level(written, partial, ["bass", "piano"], {"bass": -6.0})
-    rest, level = rms_db(partial), rms_db(out)
-    assert np.allclose(level[:2, 0], rest[:2] - 6.0, atol=0.01)
+    rest, level, before = rms_db(partial), rms_db(out), rms_db(written)
+    assert abs(level[0, 0] - (before[0, 0] + MAX_GAIN_DB)) < 0.01 and level[0, 0] < rest[0] - 6.0
+    assert torch.equal(out[1, 0], written[1, 0])
     assert torch.equal(out[:, 1], written[:, 1])  # no offset for the piano: as written
     assert torch.equal(out[2], written[2])  # nothing else in the clip: no level to match
-    assert torch.equal(out[1, 1], written[1, 1])
+    loud = match_level(written[:1] * 1e3, partial[:1], ["bass"], {"bass": -6.0})  # the bass 20 dB over the rest
+    assert abs(rms_db(loud)[0, 0] - (rest[0] - 6.0)) < 0.01
 
 
 def test_level_offsets_are_the_stems_level_under_the_rest(tmp_path: Path) -> None:

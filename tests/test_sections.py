@@ -58,3 +58,17 @@ def test_section_marks_find_the_fill_before_and_the_crash_on_a_change() -> None:
     assert section_marks(song, np.concatenate([groove, early_tom]), changes) == (0.0, 0.0)
     # no change met where the part plays in the bar and the one before
     assert all(np.isnan(section_marks(song, groove[groove["start"] < 2 * BAR], changes)))
+
+
+def test_a_part_coming_in_a_few_ticks_early_enters_on_the_bar_and_a_longer_bar_is_no_busier_band() -> None:
+    bass = _steady(range(0, 8), 40)
+    keys = _steady(range(4, 8), 60)
+    keys["start"][0] -= 10  # pushed ahead of the bar line, as a humanized part often is
+    bars = np.arange(8) * BAR
+    changes = section_changes(_song([bass, keys]), [bass, keys], bars)
+    assert changes[3] == 0 and changes[4] >= 1
+    # a 2/4 bar then 4/4 bars, the same four notes a beat: twice the notes, not a busier band
+    half = BAR // 2
+    starts = np.array([0, half, half + BAR, half + 2 * BAR])
+    steady = _notes([(int(s) + k * TPB, TPB, 40, 90) for s, n in zip(starts, (2, 4, 4, 4)) for k in range(n)])
+    assert section_changes(_song([steady]), [steady], starts).tolist() == [0, 0, 0, 0]

@@ -22,6 +22,7 @@ from midiarr.audio.data import STEMS, ClipSet, load_clips
 ACTIVE_DB = -45.0  # a stem quieter than this (RMS dBFS) does not sound in the clip
 SILENT_DB = -80.0  # the rest of the song (or a written stem) this quiet gives no level to match
 FIT_CLIPS = 4000  # clips drawn for the fit (the train split has ~9,500)
+MAX_GAIN_DB = 20.0  # the most a written stem is raised or lowered
 
 
 def rms_db(wave: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -58,7 +59,9 @@ def match_level(
     written: torch.Tensor, partial: torch.Tensor, stems: list[str], offsets: Mapping[str, float]
 ) -> torch.Tensor:
     """``written`` (clips, stems, samples) scaled, per clip and stem, to the level of ``partial`` (clips, samples)
-    plus the stem's offset in dB; a clip whose rest or written stem is silent is left as it is."""
+    plus the stem's offset in dB, by `MAX_GAIN_DB` at most; a clip whose rest or written stem is silent is left
+    as it is. Stems written together are each set against ``partial`` alone, which lacks the others, so they
+    come out somewhat quieter than one written alone."""
     rest = rms_db(partial)
     level = rms_db(written)
     gains = np.ones(level.shape)
@@ -66,7 +69,9 @@ def match_level(
         if stem not in offsets:
             continue
         sounding = (rest > SILENT_DB) & (level[:, j] > SILENT_DB)
-        gains[sounding, j] = 10 ** ((rest[sounding] + offsets[stem] - level[sounding, j]) / 20)
+        # at most MAX_GAIN_DB either way: a stem the model left near silence (a rest) is not pulled up to a part
+        change = np.clip(rest[sounding] + offsets[stem] - level[sounding, j], -MAX_GAIN_DB, MAX_GAIN_DB)
+        gains[sounding, j] = 10 ** (change / 20)
     return written * torch.from_numpy(gains).to(written.dtype)[..., None]
 
 

@@ -453,8 +453,9 @@ class StemWriter:
                     # choose where the part moves on to, but not make moving on likelier than stacking
                     # (a plain bias there had cut the drums' stacked hits by a third, e.g. kick without hat)
                     moves = np.flatnonzero(mask & _MOVE_MASK)
-                    pull = _redistribute(None, moves, pull[moves], logp)
-                bias = pull if bias is None else bias + pull
+                    bias = _redistribute(bias, moves, pull[moves], logp)
+                else:
+                    bias = pull if bias is None else bias + pull
         chord_guided = s.harmony_weight or self.root_weight or self.voicing_weight
         if row.state in ("note", "after") and not self.drums and chord_guided and self.chords[row.bar]:
             # the first note of an onset and any further notes stacked on it
@@ -794,7 +795,9 @@ def _redistribute(bias: np.ndarray | None, ids: np.ndarray, lift: np.ndarray, lo
     chooses among the notes (or among the moves on from an onset) but never makes "a note here" likelier
     or less likely than moving on (a plain bonus would stack notes, and chords would climb out of the
     instrument's range)."""
-    p = np.exp(logp[ids] - logp[ids].max())
+    # the mass as the guides before this one left it: guides stack, and each keeps what the last one kept
+    base = logp[ids] if bias is None else logp[ids] + bias[ids]
+    p = np.exp(base - base.max())
     shift = np.log((p * np.exp(lift)).sum() / p.sum())
     out = np.zeros(_V) if bias is None else bias
     out[ids] += lift - shift
