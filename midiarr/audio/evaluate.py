@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from midiarr.audio import levels
 from midiarr.audio.data import STEMS, ClipSet, load_clips
 from midiarr.audio.features import MelFrontend, MelSpec, normalize
-
-ACTIVE_DB = -45.0  # a truth stem quieter than this (RMS dBFS) counts as silent in the clip
+from midiarr.audio.levels import ACTIVE_DB
 
 
 # ----------------------------------------------------------------- metrics
@@ -36,7 +36,8 @@ def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-8) -
 
 
 def rms_db(wave: torch.Tensor) -> float:
-    return float(20 * torch.log10(wave.double().pow(2).mean().sqrt() + 1e-12))
+    """RMS level of the whole wave in dBFS."""
+    return float(levels.rms_db(wave.reshape(-1)))
 
 
 def mel_stats(log_mel: torch.Tensor) -> np.ndarray:

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from midiarr.audio.data import STEMS, ClipSet
-from midiarr.audio.evaluate import ACTIVE_DB
 from midiarr.audio.features import MelFrontend, fit_frames, normalize
+from midiarr.audio.levels import ACTIVE_DB
 from midiarr.audio.train import _clips, audio_config, keep_config, mel_spec
 from midiarr.errors import OptionError
 from midiarr.training import (

@@ -65,13 +65,18 @@ def bar_rhythms(song: Song, notes: np.ndarray, edges: np.ndarray) -> list[frozen
     return [frozenset(step for step, _ in sig) for sig in bar_signatures(song, notes, edges)]
 
 
+def same_rhythm(a: frozenset[int], b: frozenset[int], threshold: float = HOLD_THRESHOLD) -> bool:
+    """Whether two bars' onset steps overlap by ``threshold`` or more (Jaccard); an empty bar holds nothing."""
+    return bool(a) and bool(b) and len(a & b) >= threshold * len(a | b)
+
+
 def hold_bars(rhythms: list[frozenset[int]], threshold: float = HOLD_THRESHOLD) -> np.ndarray:
     """Per bar, whether the band keeps the previous bar's groove into it and on into the next bar (or the
     song ends): the onset steps overlap by ``threshold`` or more (Jaccard) both ways. The bar before a change
     is left out, where a player fills into the new section."""
 
     def same(a: frozenset[int], b: frozenset[int]) -> bool:
-        return bool(a) and bool(b) and len(a & b) >= threshold * len(a | b)
+        return same_rhythm(a, b, threshold)
 
     n = len(rhythms)
     return np.array(

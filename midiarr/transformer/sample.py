@@ -22,7 +22,7 @@ from midiarr.config import per_stem
 from midiarr.engines.settings import EngineSettings, check_choice, check_range, sample_table
 from midiarr.errors import OptionError
 from midiarr.harmony import QUALITIES
-from midiarr.player.repeats import HOLD_THRESHOLD
+from midiarr.player.repeats import same_rhythm
 from midiarr.roles import PLAYABLE_RANGES
 from midiarr.threads import rebalance
 from midiarr.transformer.encode import ContextBar, assemble, bin_velocity, header_tokens
@@ -347,18 +347,12 @@ class StemWriter:
                 tones[[(root + i) % 12 for i in _CHORD_TONES[quality]]] = True
                 chords.append((pos_tok - POS0, tones, root))
             self.chords.append(chords)
-            steps = np.zeros(MAX_STEPS, dtype=bool)
-            for block in bar.roles.values():
-                for t in block:
-                    if POS0 <= t < POS0 + MAX_STEPS:
-                        steps[t - POS0] = True
-            self.context_onsets.append(steps)
-        # bars where the band keeps the rhythm of the bar before (`midiarr.player.repeats.HOLD_THRESHOLD`)
-        self.band_holds = np.zeros(len(context), dtype=bool)
-        for b in range(1, len(context)):
-            now, before = self.context_onsets[b], self.context_onsets[b - 1]
-            union = int(np.sum(now | before))
-            self.band_holds[b] = union > 0 and np.sum(now & before) >= HOLD_THRESHOLD * union
+            self.context_onsets.append(_onset_steps([t for block in bar.roles.values() for t in block]))
+        # bars where the band keeps the rhythm of the bar before (as `midiarr.player.repeats` holds a groove)
+        rhythms = [frozenset(np.flatnonzero(steps).tolist()) for steps in self.context_onsets]
+        self.band_holds = np.array(
+            [b > 0 and same_rhythm(rhythms[b], rhythms[b - 1]) for b in range(len(rhythms))], dtype=bool
+        )
         self.done_onsets, self.done_quarters = 0, 0.0
         s = self.settings
         self.vel_bias = np.zeros(NUM_VELOCITIES)
@@ -628,11 +622,7 @@ class StemWriter:
         bar is of another length or the song ends, so its rhythm is no model for the next bar."""
         if following >= len(self.ctx) or self._bar_len(bar) != self._bar_len(following):
             return None
-        steps = np.zeros(MAX_STEPS, dtype=bool)
-        for t in tokens:
-            if POS0 <= t < POS0 + MAX_STEPS:
-                steps[t - POS0] = True
-        return steps
+        return _onset_steps(tokens)
 
     def _bar_len(self, bar: int) -> int:
         head = self.ctx[bar][1] if len(self.ctx[bar]) > 1 else None
@@ -754,6 +744,14 @@ def _sharpen(probs: np.ndarray, ids: np.ndarray, logits: np.ndarray, temperature
         sharp = logits[ids] / max(temperature, 1e-4)
         sharp = np.exp(sharp - sharp.max())
         probs[ids] = mass * sharp / sharp.sum()
+
+
+def _onset_steps(tokens: list[int]) -> np.ndarray:
+    """Per 16th step of a bar, whether ``tokens`` (a bar's tokens) start a note there."""
+    steps = np.zeros(MAX_STEPS, dtype=bool)
+    positions = np.array([t - POS0 for t in tokens if POS0 <= t < POS0 + MAX_STEPS], dtype=np.int64)
+    steps[positions] = True
+    return steps
 
 
 def _take_profile(row: _Row, note_ids: np.ndarray, bars: int | None = None) -> np.ndarray:
