@@ -602,3 +602,14 @@ def test_insertion_sets_the_level_unless_asked_for_the_models(models: Path, audi
     assert torch.allclose(ratio, torch.ones(2, dtype=ratio.dtype), atol=1e-5)
     with pytest.raises(OptionError, match="--level"):
         pipe.insert_clips(partial, ["drums"], steps=2, level="loud")
+
+
+def test_the_level_fit_says_in_one_line_when_there_are_no_clips(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "midiarr.audio.levels", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+    assert "no rendered clips" in proc.stderr

@@ -12,12 +12,14 @@ stem's median offset (`midiarr.audio.tuned.INSERT_LEVEL_DB`), fitted on train by
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Mapping
 
 import numpy as np
 import torch
 
 from midiarr.audio.data import STEMS, ClipSet, load_clips
+from midiarr.errors import MidiarrError
 
 ACTIVE_DB = -45.0  # a stem quieter than this (RMS dBFS) does not sound in the clip
 SILENT_DB = -80.0  # the rest of the song (or a written stem) this quiet gives no level to match
@@ -78,9 +80,14 @@ def match_level(
 def main() -> int:
     parser = argparse.ArgumentParser(description="Fit the inserted stems' levels against the rest of the song.")
     parser.add_argument("data", help="a `midiarr render-dataset --clip 4` folder")
-    parser.add_argument("--split", default="train")
+    parser.add_argument("--split", choices=["train", "valid", "test"], default="train")
     args = parser.parse_args()
-    for stem, row in level_offsets(load_clips(args.data, args.split, log=None)).items():
+    try:
+        clips = load_clips(args.data, args.split, log=None)
+    except MidiarrError as exc:
+        print(f"midiarr.audio.levels: error: {exc}", file=sys.stderr)
+        return 1
+    for stem, row in level_offsets(clips).items():
         print(f"{stem}: {row['median']:+.1f} dB (mean {row['mean']:+.1f}, sd {row['sd']:.1f}, {row['clips']} clips)")
     return 0
 
