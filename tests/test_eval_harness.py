@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -186,3 +187,24 @@ def test_eval_command_records_what_it_asked_for(cache, tmp_path):
     assert run_cli(*args, "--instructions", "none", "-o", out, "-q") == 0
     assert json.loads((out / "report.json").read_text())["instructions"] == "none"
     assert run_cli(*args, "--instructions", "some", "-o", out, "-q") == 2
+
+
+def test_eval_split_all_scores_every_song_of_the_cache(cache, tmp_path):
+    mixed = tmp_path / "cache"
+    shutil.copytree(cache, mixed)
+    rows = [json.loads(line) for line in (mixed / "triplets.jsonl").read_text().splitlines()]
+    songs = sorted({r["id"].split(":")[0] for r in rows})
+    for row in rows:  # the fixture's songs all fall in train: move every other one to test
+        row["split"] = "test" if songs.index(row["id"].split(":")[0]) % 2 else "train"
+    (mixed / "triplets.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bass = {r["id"] for r in rows if r["stem"] == "bass" and r["context_tracks"] > 0}
+    result = H.evaluate(["rules"], ["bass"], mixed, split="all", progress=False)
+    assert result["split"] == "all" and result["parts"] == len(bass)
+    assert {s.triplet for s in result["scores"] if s.engine == "rules"} == bass
+    train = H.evaluate(["rules"], ["bass"], mixed, split="train", progress=False)
+    assert 0 < train["parts"] < len(bass)
+    out = tmp_path / "all"
+    args = ["eval", "--engine", "rules", "--stems", "bass", "--data", mixed, "-o", out, "-q", "--limit", "1"]
+    assert run_cli(*args, "--split", "all") == 0
+    assert json.loads((out / "report.json").read_text())["split"] == "all"
+    assert run_cli(*args, "--split", "every") == 2

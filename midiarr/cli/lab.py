@@ -351,7 +351,12 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--stems", default="bass,drums,guitar", help="comma-separated stems (default bass,drums,guitar)")
     p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
-    p.add_argument("--split", choices=["train", "valid", "test"], default="test")
+    p.add_argument(
+        "--split",
+        choices=["train", "valid", "test", "all"],
+        default="test",
+        help="the cache's split to score (all: every song, for a cache of songs no model was trained on)",
+    )
     p.add_argument("-o", "--output", type=output_folder, required=True, help="report folder (JSON, Markdown, PNG)")
     p.add_argument("--limit", type=int_in(1, 10_000_000), help="at most N parts per stem")
     p.add_argument("--seed", type=seed, default=0)
