@@ -208,3 +208,19 @@ def test_eval_split_all_scores_every_song_of_the_cache(cache, tmp_path):
     assert run_cli(*args, "--split", "all") == 0
     assert json.loads((out / "report.json").read_text())["split"] == "all"
     assert run_cli(*args, "--split", "every") == 2
+
+
+def test_eval_diffusion_split_all_takes_every_song(cache, tmp_path):
+    from midiarr.evaluation import diffusion_eval as D
+
+    mixed = tmp_path / "cache"
+    shutil.copytree(cache, mixed)
+    rows = [json.loads(line) for line in (mixed / "index.jsonl").read_text().splitlines()]
+    for k, row in enumerate(sorted(rows, key=lambda r: r["id"])):  # half the songs to valid
+        row["split"] = "valid" if k % 2 else "train"
+    (mixed / "index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    every = D.separation_cases(mixed, "all", 100, 4)
+    train = D.separation_cases(mixed, "train", 100, 4)
+    valid = D.separation_cases(mixed, "valid", 100, 4)
+    assert train and valid and len(every) == len(train) + len(valid)
+    assert {c[0] for c in every} == {c[0] for c in train} | {c[0] for c in valid}

@@ -374,7 +374,12 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
 
     p = add("eval-diffusion", "Measure separation, activity control, partial modes and passes of the diffusion engine.")
     p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
-    p.add_argument("--split", choices=["train", "valid", "test"], default="valid")
+    p.add_argument(
+        "--split",
+        choices=["train", "valid", "test", "all"],
+        default="valid",
+        help="the cache's split (all: every song, for a cache of songs no model was trained on)",
+    )
     p.add_argument("-o", "--output", type=output_folder, required=True, help="report folder")
     p.add_argument("--checkpoint", type=Path, help="diffusion checkpoint folder (default: the bundled weights)")
     p.add_argument("--stems", default="bass,drums,guitar", help="stems for activity and partial modes")

@@ -40,7 +40,13 @@ def _index_rows(cache: Path, split: str) -> list[dict[str, Any]]:
     if not path.is_file():
         raise InputError(f"{cache}: not a prepare cache (no index.jsonl); run `midiarr prepare` first")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return sorted((r for r in rows if r["split"] == split), key=lambda r: r["id"])
+    return sorted((r for r in rows if split == "all" or r["split"] == split), key=lambda r: r["id"])
+
+
+def _played_with(cache: Path, split: str, stem: str) -> list[dict[str, Any]]:
+    """The split's triplets of ``stem`` that have other parts to play with (split "all": every song's)."""
+    rows = load_triplets(cache, split=None if split == "all" else split, stem=stem)
+    return [r for r in rows if r["context_tracks"] > 0]
 
 
 class SeparationCase(NamedTuple):
@@ -196,7 +202,7 @@ def evaluate_activity(
     try:
         for stem in stems:
             tp = fp = fn = tn = 0
-            rows = [r for r in load_triplets(cache, split=split, stem=stem) if r["context_tracks"] > 0]
+            rows = _played_with(cache, split, stem)
             for k, row in enumerate(sorted(rows, key=lambda r: r["id"])[:limit]):
                 partial = load(cache / row["partial"]).first_bars(max_bars)
                 if not any(len(t.notes) for t in partial.tracks):
@@ -269,7 +275,7 @@ def evaluate_partial_modes(
         engine = DiffusionEngine(checkpoint, partial=mode)
         per_stem: dict[str, dict[str, list[float]]] = {}
         for stem in stems:
-            rows = [r for r in load_triplets(cache, split=split, stem=stem) if r["context_tracks"] > 0]
+            rows = _played_with(cache, split, stem)
             acc: dict[str, list[float]] = {"harmonic_fit": [], "onset_sync": [], "groove_sim": [], "density_ratio": []}
             for k, row in enumerate(sorted(rows, key=lambda r: r["id"])[:limit]):
                 full = load(cache / row["full"]).first_bars(max_bars)
