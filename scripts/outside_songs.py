@@ -12,7 +12,8 @@ of those back as the maintainers' own evaluation set, so this script takes none 
 
 - its bytes are not those of any file under ``--shared``, and its notes (midiarr's content hash, blind to
   track order, names and resolution) are not those of any song in the training ``--cache``;
-- it is not one of the bass + drums + guitar files (those are in ../shared/data or held back);
+- it is not one of the bass + drums + guitar files (those are in ../shared/data or held back; a bass or guitar
+  track counts here even when it is empty);
 - it is a band: a drum track and at least two other parts with notes.
 
 At most ``--per-site`` files are taken from each site, drawn with ``--seed``, so that one site's genre (most
@@ -39,13 +40,27 @@ def midi_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
 
 
-def md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
+def md5(path: Path) -> str | None:
+    """The file's MD5, or None when it cannot be read."""
+    try:
+        return hashlib.md5(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
-def band_parts(path: Path) -> tuple[bool, bool, bool, int] | None:
-    """(has bass 32-39, has drums, has guitar 24-31, parts with notes) as pretty_midi reads the file; None if
-    it cannot."""
+def site_of(path: Path) -> str:
+    """The web site a file came from: the folder after ``assets`` (``<tree>/assets/<site>/midi/x.mid``), else
+    the folder that holds it, or the one above a ``midi`` folder."""
+    parts = path.parts
+    if "assets" in parts[:-2]:
+        return parts[parts.index("assets") + 1]
+    return path.parent.parent.name if path.parent.name.lower() == "midi" else path.parent.name
+
+
+def band_parts(path: Path) -> tuple[bool, bool, int] | None:
+    """(has a bass, drums and a guitar track, has drums with notes, parts with notes) as pretty_midi reads the
+    file; None if it cannot. Bass (programs 32-39) and guitar (24-31) tracks count even when empty, so that no
+    file of the held-back kind slips through on an empty track."""
     import pretty_midi
 
     try:
@@ -54,11 +69,13 @@ def band_parts(path: Path) -> tuple[bool, bool, bool, int] | None:
             midi = pretty_midi.PrettyMIDI(str(path))
     except Exception:  # a file pretty_midi cannot read is simply not taken
         return None
-    parts = [i for i in midi.instruments if i.notes]
-    bass = any(32 <= i.program <= 39 and not i.is_drum for i in parts)
+    tracks = midi.instruments
+    parts = [i for i in tracks if i.notes]
+    bass = any(32 <= i.program <= 39 and not i.is_drum for i in tracks)
+    guitar = any(24 <= i.program <= 31 and not i.is_drum for i in tracks)
+    drums_any = any(i.is_drum for i in tracks)
     drums = any(i.is_drum for i in parts)
-    guitar = any(24 <= i.program <= 31 and not i.is_drum for i in parts)
-    return bass, drums, guitar, len(parts)
+    return bass and guitar and drums_any, drums, len(parts)
 
 
 def seen_content(cache: Path) -> set[str]:
@@ -72,9 +89,11 @@ def main() -> int:
     parser.add_argument("-o", "--output", type=Path, required=True, help="folder to copy the chosen files to")
     parser.add_argument("--shared", type=Path, required=True, help="the training data folder (../shared/data)")
     parser.add_argument("--cache", type=Path, required=True, help="the prepare cache of the training data")
-    parser.add_argument("--per-site", type=int, default=60, help="at most N files a site (default 60)")
+    parser.add_argument("--per-site", type=int, default=60, help="at most N files a site (default 60, at least 1)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.per_site < 1:
+        parser.error("--per-site must be at least 1")
     for folder in (args.archive, args.shared, args.cache / "songs"):
         if not folder.is_dir():
             print(f"error: {folder} is not a folder", file=sys.stderr)
@@ -86,7 +105,7 @@ def main() -> int:
     from midiarr.io import load
     from midiarr.prepare import content_hash
 
-    shared = {md5(p) for p in midi_files(args.shared)}
+    shared = {digest for digest in map(md5, midi_files(args.shared)) if digest is not None}
     trained = seen_content(args.cache)
     reasons: Counter[str] = Counter()
     by_site: dict[str, list[Path]] = {}
@@ -97,6 +116,9 @@ def main() -> int:
         return 1
     for path in files:
         digest = md5(path)
+        if digest is None:
+            reasons["cannot be read"] += 1
+            continue
         if digest in taken_bytes:
             reasons["the same bytes as a file already looked at"] += 1
             continue
@@ -108,8 +130,8 @@ def main() -> int:
         if parts is None:
             reasons["pretty_midi cannot read it"] += 1
             continue
-        bass, drums, guitar, count = parts
-        if bass and drums and guitar:
+        held_back_kind, drums, count = parts
+        if held_back_kind:
             reasons["bass + drums + guitar (shared or held back)"] += 1
             continue
         if not drums or count < 3:
@@ -122,7 +144,7 @@ def main() -> int:
         except Exception:  # midiarr cannot read it: not a song to judge on
             reasons["midiarr cannot read it"] += 1
             continue
-        by_site.setdefault(path.parent.parent.name, []).append(path)
+        by_site.setdefault(site_of(path), []).append(path)
 
     rng = random.Random(args.seed)
     for site, paths in sorted(by_site.items()):

@@ -224,3 +224,14 @@ def test_eval_diffusion_split_all_takes_every_song(cache, tmp_path):
     valid = D.separation_cases(mixed, "valid", 100, 4)
     assert train and valid and len(every) == len(train) + len(valid)
     assert {c[0] for c in every} == {c[0] for c in train} | {c[0] for c in valid}
+    # activity and partial modes read the triplets: every song's with "all"
+    triplets = [json.loads(line) for line in (mixed / "triplets.jsonl").read_text().splitlines()]
+    songs = sorted({r["id"].split(":")[0] for r in triplets})
+    for row in triplets:
+        row["split"] = "valid" if songs.index(row["id"].split(":")[0]) % 2 else "train"
+    (mixed / "triplets.jsonl").write_text("".join(json.dumps(r) + "\n" for r in triplets))
+    ids = {r["id"] for r in D._played_with(mixed, "all", "bass")}
+    assert ids == {r["id"] for r in D._played_with(mixed, "train", "bass")} | {
+        r["id"] for r in D._played_with(mixed, "valid", "bass")
+    }
+    assert len(ids) > len(D._played_with(mixed, "train", "bass")) > 0

@@ -37,16 +37,20 @@ def test_it_takes_bands_that_are_neither_shared_nor_trained_on_nor_the_held_back
     write_midi(_without(band_song(bars=6, qpm=90), "drums"), site / "no_drums.mid")
     write_midi(_without(band_song(bars=8, qpm=128), "guitar"), site / "outside_a.mid")
     write_midi(_without(band_song(bars=9, qpm=132), "bass"), site / "outside_b.mid")
+    (site / "broken.mid").write_bytes(b"MThd not really a MIDI file")
     other = archive / "docs" / "assets" / "site_a" / "midi"
     other.mkdir(parents=True)
     shutil.copyfile(site / "outside_a.mid", other / "outside_a.mid")  # the archive's second tree
+    write_midi(_without(band_song(bars=10, qpm=140), "guitar"), archive / "src" / "perso" / "outside_c.mid")
 
     out = tmp_path / "outside"
     result = _run(archive, "-o", out, "--shared", shared, "--cache", tmp_path / "cache")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (out / "site_a").iterdir()) == ["outside_a.mid", "outside_b.mid"]
+    assert [p.name for p in (out / "perso").iterdir()] == ["outside_c.mid"]  # a site without assets/<site>/midi
     assert "site_a: 2 of 2" in result.stdout
     assert "the same notes as a training song: 1" in result.stdout
+    assert "pretty_midi cannot read it: 1" in result.stdout
 
     capped = tmp_path / "capped"
     assert (
@@ -54,6 +58,12 @@ def test_it_takes_bands_that_are_neither_shared_nor_trained_on_nor_the_held_back
         == 0
     )
     assert len(list((capped / "site_a").iterdir())) == 1
+    assert (
+        _run(
+            archive, "-o", tmp_path / "none", "--shared", shared, "--cache", tmp_path / "cache", "--per-site", "0"
+        ).returncode
+        == 2
+    )
     # a filled output folder is refused rather than mixed with a new draw
     again = _run(archive, "-o", out, "--shared", shared, "--cache", tmp_path / "cache")
     assert again.returncode == 1 and "not empty" in again.stderr

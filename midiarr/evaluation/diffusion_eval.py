@@ -21,6 +21,7 @@ from midiarr.engines.base import Controls
 from midiarr.engines.diffusion import DiffusionEngine, pitch_range_roles
 from midiarr.errors import InputError, MidiarrError
 from midiarr.evaluation import metrics as M
+from midiarr.evaluation.report import split_words
 from midiarr.io import load
 from midiarr.pianoroll import PITCHED
 from midiarr.prepare import load_triplets
@@ -305,7 +306,7 @@ def write_diffusion_report(result: dict[str, Any], out_dir: Path, command: str) 
     """report.json and report.md (tables) into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps({"command": command, **result}, indent=1), encoding="utf-8")
-    lines = [f"# Diffusion engine: {result['split']} split", "", f"Command: `{command}`", ""]
+    lines = [f"# Diffusion engine: {split_words(result['split'])}", "", f"Command: `{command}`", ""]
     sep = result.get("separation")
     if sep:
         lines += [

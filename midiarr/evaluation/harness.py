@@ -21,6 +21,7 @@ from midiarr.attributes import BINS, measure, parse_instruction
 from midiarr.engines import Controls, get_engine
 from midiarr.errors import InputError, MidiarrError, OptionError
 from midiarr.evaluation import metrics as M
+from midiarr.evaluation.report import split_words
 from midiarr.io import load
 from midiarr.player.sections import context_tracks, section_changes
 from midiarr.prepare import load_triplets
@@ -61,7 +62,7 @@ def _select_rows(cache: Path, split: str, stems: list[str], limit: int | None) -
     if limit is not None:
         rows = [r for stem in stems for r in [x for x in rows if x["stem"] == stem][:limit]]
     if not rows:
-        raise InputError(f"{cache}: no {split} triplets for stems {', '.join(stems)}")
+        raise InputError(f"{cache}: no triplets for stems {', '.join(stems)} in {split_words(split)}")
     return rows
 
 

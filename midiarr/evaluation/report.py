@@ -33,6 +33,11 @@ COLUMNS = [
 ]
 
 
+def split_words(split: str) -> str:
+    """How reports and errors name a split's songs: "the valid split", or "every song" for split "all"."""
+    return "every song" if split == "all" else f"the {split} split"
+
+
 def _fmt(value: float | None, pattern: str) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else pattern.format(value)
 
@@ -205,7 +210,12 @@ def write_control_report(results: list[dict[str, Any]], out_dir: str | Path, com
         "seed": first["seed"],
     }
     data["controls"] = [{**r["control"], "per_song": r["per_song"], "failures": r["failures"]} for r in results]
-    md = [f"# midiarr eval --control — {first['split']} split", "", f"Command: `{command}`" if command else "", ""]
+    md = [
+        f"# midiarr eval --control — {split_words(first['split'])}",
+        "",
+        f"Command: `{command}`" if command else "",
+        "",
+    ]
     for r in results:
         c = r["control"]
         md += [f"## {c['attribute']}: {', '.join(c['levels'])} (measure: {c['measure']})", "", control_table(c)]
@@ -249,7 +259,7 @@ def write_report(result: dict[str, Any], out_dir: str | Path, command: str = "")
     }
     written = [atomic_write_text(out / "report.json", json.dumps(_clean(data), indent=1))]
     md = [
-        f"# midiarr eval — {result['split']} split",
+        f"# midiarr eval — {split_words(result['split'])}",
         "",
         f"Command: `{command}`" if command else "",
         "",
