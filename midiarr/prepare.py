@@ -39,6 +39,8 @@ from midiarr.song import Song
 from midiarr.subtract import make_triplet
 
 SPLITS = ("train", "valid", "test")
+# what the measuring commands take for "every song of the cache" (a cache of songs no model was trained on)
+ALL_SPLITS = "all"
 # Share of the hash space per split, in thousandths: 80% / 10% / 10%.
 SPLIT_EDGES = (800, 900)
 MIN_STEM_NOTES = 8
@@ -288,9 +290,10 @@ def prepare(
 def load_triplets(
     cache_dir: str | os.PathLike[str], split: str | None = None, stem: str | None = None
 ) -> list[dict[str, Any]]:
-    """Triplet records of a prepared cache, filtered by split and stem."""
+    """Triplet records of a prepared cache, filtered by split (None or `ALL_SPLITS`: every song's) and stem."""
     path = Path(cache_dir) / "triplets.jsonl"
     if not path.exists():
         raise InputError(f"{cache_dir}: not a prepared cache (no triplets.jsonl); run `midiarr prepare` first")
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if (split is None or r["split"] == split) and (stem is None or r["stem"] == stem)]
+    every = split in (None, ALL_SPLITS)
+    return [r for r in rows if (every or r["split"] == split) and (stem is None or r["stem"] == stem)]

@@ -353,7 +353,7 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
     p.add_argument(
         "--split",
-        choices=["train", "valid", "test", "all"],
+        choices=["train", "valid", "test", "all"],  # prepare.SPLITS and ALL_SPLITS (not imported: CLI start-up)
         default="test",
         help="the cache's split to score (all: every song, for a cache of songs no model was trained on)",
     )
@@ -376,7 +376,7 @@ def register(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--data", type=Path, required=True, help="a `midiarr prepare` cache")
     p.add_argument(
         "--split",
-        choices=["train", "valid", "test", "all"],
+        choices=["train", "valid", "test", "all"],  # prepare.SPLITS and ALL_SPLITS (not imported: CLI start-up)
         default="valid",
         help="the cache's split (all: every song, for a cache of songs no model was trained on)",
     )

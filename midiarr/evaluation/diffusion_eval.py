@@ -24,7 +24,7 @@ from midiarr.evaluation import metrics as M
 from midiarr.evaluation.report import split_words
 from midiarr.io import load
 from midiarr.pianoroll import PITCHED
-from midiarr.prepare import load_triplets
+from midiarr.prepare import ALL_SPLITS, load_triplets
 from midiarr.roles import assign_roles
 from midiarr.song import Song, Track
 
@@ -41,13 +41,12 @@ def _index_rows(cache: Path, split: str) -> list[dict[str, Any]]:
     if not path.is_file():
         raise InputError(f"{cache}: not a prepare cache (no index.jsonl); run `midiarr prepare` first")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return sorted((r for r in rows if split == "all" or r["split"] == split), key=lambda r: r["id"])
+    return sorted((r for r in rows if split == ALL_SPLITS or r["split"] == split), key=lambda r: r["id"])
 
 
 def _played_with(cache: Path, split: str, stem: str) -> list[dict[str, Any]]:
-    """The split's triplets of ``stem`` that have other parts to play with (split "all": every song's)."""
-    rows = load_triplets(cache, split=None if split == "all" else split, stem=stem)
-    return [r for r in rows if r["context_tracks"] > 0]
+    """The split's triplets of ``stem`` that have other parts to play with."""
+    return [r for r in load_triplets(cache, split=split, stem=stem) if r["context_tracks"] > 0]
 
 
 class SeparationCase(NamedTuple):

@@ -56,8 +56,7 @@ def _notes_of(song: Song, indices: list[int]) -> np.ndarray:
 def _select_rows(cache: Path, split: str, stems: list[str], limit: int | None) -> list[dict[str, Any]]:
     """The split's triplets of ``stems`` in id order, the first ``limit`` of each stem (split "all": every song's)."""
     # a song with no other part (a drums-only groove) has nothing to insert a stem into
-    chosen = None if split == "all" else split
-    rows = [r for r in load_triplets(cache, split=chosen) if r["stem"] in stems and r["context_tracks"] > 0]
+    rows = [r for r in load_triplets(cache, split=split) if r["stem"] in stems and r["context_tracks"] > 0]
     rows.sort(key=lambda r: r["id"])
     if limit is not None:
         rows = [r for stem in stems for r in [x for x in rows if x["stem"] == stem][:limit]]

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from midiarr.io import atomic_write_text
+from midiarr.prepare import ALL_SPLITS
 
 # (key, column title, format) in table order.
 COLUMNS = [
@@ -35,7 +36,7 @@ COLUMNS = [
 
 def split_words(split: str) -> str:
     """How reports and errors name a split's songs: "the valid split", or "every song" for split "all"."""
-    return "every song" if split == "all" else f"the {split} split"
+    return "every song" if split == ALL_SPLITS else f"the {split} split"
 
 
 def _fmt(value: float | None, pattern: str) -> str:
