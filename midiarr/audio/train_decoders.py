@@ -311,7 +311,7 @@ def train_vocoder(
     vae, _ = load_vae(vae_path)
     front = MelFrontend(spec)
     net = VocoderConfig(channels=int(section["channels"]), depth=int(section["depth"]),
-                        mel_corrections=int(section.get("mel_corrections", 2)))  # fmt: skip
+                        mel_corrections=int(section.get("mel_corrections", VocoderConfig.mel_corrections)))  # fmt: skip
     model = MelVocoder(net, spec)
     continued = _continue_from(model, init_from, VOCODER_KIND, "a vocoder checkpoint")
     frames, share = int(tcfg["frames"]), float(tcfg["vae_share"])

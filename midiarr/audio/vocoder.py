@@ -37,7 +37,7 @@ class VocoderConfig:
     channels: int = 192
     depth: int = 6
     # after the network, each band's level is set back to the given mel's this many times (`mel_consistent`)
-    mel_corrections: int = 2
+    mel_corrections: int = 24
 
 
 class MelVocoder(nn.Module):
