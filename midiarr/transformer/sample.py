@@ -61,6 +61,7 @@ _CLASS = {name: i for i, (name, _, _) in enumerate(DRUM_CLASSES)}
 CANDIDATE_PICKS = ("likelihood", "consensus")  # the kept take: likeliest, or most like the others
 _TOMS = np.array([_CLASS[n] for n in ("low_tom", "mid_tom", "high_tom")])
 _CRASH = np.array([_CLASS["crash"]])
+_KICK = _CLASS["kick"]
 KIT_GROUPS: tuple[np.ndarray, ...] = (
     np.array([_CLASS[n] for n in ("kick", "snare", "side_stick", "clap")]),
     np.array([_CLASS[n] for n in ("closed_hat", "pedal_hat", "open_hat", "ride", "ride_bell", "shaker")]),
@@ -104,6 +105,10 @@ class TransformerSettings(EngineSettings):
     # drums: bonus for the sounds of a kit group (backbone: kick/snare; time: hats/ride/shaker) that the bar
     # does not have yet (free-running, the model wrote one-sound bars ~10x as often as real parts do)
     kit_weight: float = 0.0
+    # drums: malus on the kick as an onset's first note (an onset's notes are written kick first, so this moves
+    # the onset to its next sound rather than dropping it): free-running, the model puts more of its notes on the
+    # kick than real drummers do (docs/evaluation.md)
+    kick_weight: float = 0.0
     # drums: bonus, per change of the band at the next bar (`midiarr.player.sections`, up to 3), for a tom in
     # the second half of the bar before it, and per change at this bar for a crash on its first step; the kick
     # keeps its share. The model hears the next bar's context but seldom fills or crashes into a new section
@@ -171,6 +176,7 @@ class TransformerSettings(EngineSettings):
             "sync_weight",
             "control_weight",
             "kit_weight",
+            "kick_weight",
             "fill_weight",
             "voicing_weight",
             "register_weight",
@@ -484,6 +490,10 @@ class StemWriter:
             if missing and len(notes):
                 lift = s.kit_weight * np.isin(notes - DRUM0, np.concatenate(missing))
                 bias = _redistribute(bias, notes, lift, logp)
+        if row.state == "note" and self.drums and s.kick_weight and self.active[row.bar]:
+            notes = self.note_ids[mask[self.note_ids]]
+            if len(notes):
+                bias = _redistribute(bias, notes, -s.kick_weight * (notes - DRUM0 == _KICK), logp)
         if row.state in ("note", "after") and self.drums and s.fill_weight and self.active[row.bar]:
             bias = self._fill_guidance(row, mask, logp, bias)
         return bias
