@@ -200,3 +200,20 @@ def test_settings_given_whole_take_options_over_them() -> None:
     assert mine.guidance != 0.5  # the caller's settings object is not changed
     with pytest.raises(OptionError, match="--steps"):
         get_engine("diffusion", settings=mine, steps=0)
+
+
+def test_the_training_configs_carry_the_bundled_sampling_settings() -> None:
+    """A run of configs/transformer.toml or transformer-continue.toml saves its [sample] table as the new
+    checkpoint's tuned settings, so both must hold what the bundled checkpoint runs with: a setting missing
+    there would silently fall back to the model alone in the next checkpoint."""
+    import json
+    import tomllib
+    from pathlib import Path
+
+    from midiarr.engines.transformer import bundled_checkpoint
+
+    bundled = json.loads((bundled_checkpoint() / "config.json").read_text(encoding="utf-8"))["config"]["sample"]
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("transformer.toml", "transformer-continue.toml"):
+        sample = tomllib.loads((configs / name).read_text(encoding="utf-8"))["sample"]
+        assert sample == bundled, name
